@@ -1,0 +1,48 @@
+# The two commands of the quickstart: `make render` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+TORTOISE_STAMP := $(VENV)/.installed-tortoise
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: setup setup-test setup-tortoise render test lint bench clean
+
+$(PY):
+	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+$(TORTOISE_STAMP): $(STAMP) requirements-tortoise.txt
+	$(PIP) install --quiet -r requirements-tortoise.txt
+	touch $@
+
+setup: $(STAMP)            ## the CPU pipeline (Prefect, ffmpeg, Piper and its voice); no torch
+setup-test: $(TEST_STAMP)
+setup-tortoise: $(TORTOISE_STAMP)  ## torch + torchaudio + tortoise-tts (about 7 GB)
+
+render: setup              ## set up if needed, then render the quickstart book with the CPU voice
+	$(VENV)/bin/audiobook render manifests/quickstart.yaml
+
+lint: setup-test
+	$(VENV)/bin/ruff check flows tasks tests benchmarks
+	$(VENV)/bin/mypy
+
+test: setup-test setup-tortoise lint  ## set up if needed, then run the whole suite
+	$(VENV)/bin/pytest -q
+
+bench: setup-test setup-tortoise   ## the benchmarks; figures go to output/bench/results.json
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf .cache output/*/ .prefect

@@ -1,0 +1,1 @@
+"""Prefect flows (render one book; the nightly batch) and the `audiobook` command line."""

@@ -1,0 +1,182 @@
+"""The `audiobook` command line: thin over the library; errors become exit codes in one place.
+
+    audiobook render MANIFEST [--output DIR] [--engine NAME]   render a book (exit 0 on success)
+    audiobook check MANIFEST [--engine NAME]                   validate and print the plan
+    audiobook voices list | voices latents NAME                reference voices (Tortoise)
+    audiobook models fetch [--dir DIR]                         fetch Tortoise weights ahead of time
+    audiobook doctor [--engine NAME]                           device, weights, a test render
+
+Exit codes: 0 success; 2 a problem with the input the user can fix (the message names the file, the
+field and the fix); 1 an internal fault. No traceback unless AUDIOBOOK_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tasks import paths
+from tasks.errors import AudiobookError, UserError
+
+DEFAULT_PREFECT_URL = "http://127.0.0.1:4200/api"
+
+
+def configure_prefect_environment() -> str:
+    """Set Prefect's environment before it is imported; returns a line saying which server is used."""
+    os.environ.setdefault("PREFECT_HOME", str(paths.project_root() / ".prefect"))
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The terminal shows our progress bar and one-line errors; Prefect's own logs go to its server/UI.
+    for handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
+        os.environ.setdefault(f"PREFECT_LOGGING_HANDLERS_{handler}_LEVEL", "CRITICAL")
+    if url := os.environ.get("PREFECT_API_URL"):
+        return f"Prefect server: {url}"
+    if server_healthy(DEFAULT_PREFECT_URL):
+        os.environ["PREFECT_API_URL"] = DEFAULT_PREFECT_URL
+        return f"Prefect server: {DEFAULT_PREFECT_URL} (watch the run at {DEFAULT_PREFECT_URL.removesuffix('/api')})"
+    return (
+        "No Prefect server is running: using a temporary local one for this render "
+        "(start 'audiobook serve' to watch runs in the Prefect UI)."
+    )
+
+
+def server_healthy(api_url: str, timeout_s: float = 0.5) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout_s) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
+# -- commands ---------------------------------------------------------------------------------------
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from tasks.manifest import load_manifest
+    from tasks.plan import make_plan
+
+    manifest_path = paths.resolve_manifest(args.manifest)
+    # Bad input (manifest, sources, voice, weights) fails here, before Prefect starts or a chunk is queued.
+    make_plan(load_manifest(manifest_path), engine_name=args.engine, cache_dir=paths.cache_dir(),
+              voices_dir=paths.voices_dir())
+    note = configure_prefect_environment()
+    print(note, file=sys.stderr)
+    from flows.render import render_book
+
+    with terminal_progress():
+        report = render_book(str(manifest_path), output_dir=args.output, engine=args.engine)
+    out_dir = Path(report["manifest"]).stem
+    base = Path(args.output or paths.output_dir()).absolute() / out_dir
+    print(
+        f"Rendered {report['title']!r}: {len(report['chapters'])} chapters, {report['duration_s'] / 60:.1f} min; "
+        f"chunks {report['chunks_synthesized']} synthesised, {report['chunks_cached']} cached; "
+        f"wall {report['wall_seconds']:.1f} s"
+    )
+    for name in [*report["files"], "report.json"]:
+        print(base / name)
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from tasks.manifest import load_manifest
+    from tasks.plan import CHARS_PER_SECOND, make_plan
+
+    manifest = load_manifest(paths.resolve_manifest(args.manifest))
+    plan = make_plan(manifest, engine_name=args.engine, cache_dir=paths.cache_dir(), voices_dir=paths.voices_dir())
+    print(f"{manifest.title} by {manifest.author}  [{manifest.path}]")
+    print(f"engine {plan.engine_info.name} (limit {plan.engine_info.max_chars} characters a chunk), "
+          f"voice {manifest.voice}, quality {manifest.quality}, outputs {', '.join(manifest.outputs)}")
+    for chapter in plan.chapters:
+        seconds = sum(len(c.text) / CHARS_PER_SECOND + c.pause_after_ms / 1000 for c in chapter.chunks)
+        print(f"  {chapter.index + 1:>3}. {chapter.title}: {chapter.sentences} sentences, "
+              f"{len(chapter.chunks)} chunks, ~{seconds / 60:.1f} min")
+    sentences = sum(c.sentences for c in plan.chapters)
+    print(f"total: {len(plan.chapters)} chapters, {sentences} sentences, {len(plan.chunks)} chunks, "
+          f"estimated {plan.estimated_seconds / 60:.1f} min of audio")
+    for warning in plan.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+class terminal_progress:
+    """A progress bar on stderr while a render runs in this process."""
+
+    def __enter__(self) -> terminal_progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from tasks import progress
+
+        self._bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            transient=True, disable=not sys.stderr.isatty(),
+        )
+        self._bar.start()
+        self._task = self._bar.add_task("planning", total=None)
+        self._unsubscribe = progress.subscribe(self._update)
+        return self
+
+    def _update(self, done: int, total: int, stage: str) -> None:
+        self._bar.update(self._task, completed=done, total=total, description=stage)
+
+    def __exit__(self, *exc: object) -> None:
+        self._unsubscribe()
+        self._bar.stop()
+
+
+# -- the parser and the one place errors become exit codes --------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audiobook", description="Render YAML manifests into audiobooks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    render = sub.add_parser("render", help="render a manifest into M4B and per-chapter MP3")
+    render.add_argument("manifest", help="path to the manifest (or its name under manifests/)")
+    render.add_argument("--output", help="put the book in DIR/<manifest name>/ instead of output/")
+    render.add_argument("--engine", help="override the manifest's engine (piper, tortoise)")
+    render.set_defaults(func=cmd_render)
+
+    check = sub.add_parser("check", help="validate a manifest and print the plan without synthesising")
+    check.add_argument("manifest")
+    check.add_argument("--engine", help="override the manifest's engine")
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except AudiobookError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if os.environ.get("AUDIOBOOK_DEBUG"):
+            raise
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished chunks are cached; run the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal fault: say so plainly, trace on request
+        if os.environ.get("AUDIOBOOK_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (set AUDIOBOOK_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+def dump_json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)

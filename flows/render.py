@@ -1,0 +1,97 @@
+"""The render-book flow: a manifest in, a chaptered audiobook out. Reads like a table of contents."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
+from prefect.artifacts import update_progress_artifact
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from tasks import book, paths, progress
+from tasks.errors import RenderError
+from tasks.lock import book_lock
+from tasks.plan import BookPlan
+from tasks.prefect_tasks import assemble_chapter, encode_book, plan_book, synthesize_chunks
+from tasks.synth import ChunkFailure, ChunkResult, batch_chunks
+
+WORKERS = int(os.environ.get("AUDIOBOOK_WORKERS", "2"))
+
+
+@flow(name="render-book", task_runner=ThreadPoolTaskRunner(max_workers=WORKERS), log_prints=True)
+def render_book(manifest: str, output_dir: str | None = None, engine: str | None = None) -> dict[str, Any]:
+    """Render one book. `manifest` is a path (or a name under manifests/); `engine` overrides the manifest's."""
+    started = time.perf_counter()
+    manifest_path = paths.resolve_manifest(manifest)
+    the_manifest, plan = plan_book(str(manifest_path), engine, str(paths.cache_dir()), str(paths.voices_dir()))
+    out_dir = Path(output_dir or paths.output_dir()).absolute() / the_manifest.stem
+    results = synthesize_all(plan)
+    tail_ms = book.chapter_tail_ms(the_manifest)
+    chapter_futures = [assemble_chapter.submit(ch, results, plan.job, tail_ms) for ch in plan.chapters]
+    chapters = [f.result() for f in chapter_futures]
+    progress.report(1, 1, "encoding")
+    with book_lock(out_dir):
+        files, _ = encode_book(the_manifest, chapters, str(out_dir))
+        report = book.build_report(
+            the_manifest, plan, results, chapters, files, out_dir, wall_seconds=time.perf_counter() - started,
+            dollars_per_hour=float(os.environ.get("AUDIOBOOK_DOLLARS_PER_ENGINE_HOUR", "0") or 0),
+        )
+        book.write_report(report, out_dir)
+    publish_artifacts(report, out_dir)
+    return report
+
+
+def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
+    """Fan the chunks out in batches; wait for all; fail naming each chunk that never rendered."""
+    batches = batch_chunks(plan.chunks)
+    total = len(plan.chunks)
+    artifact = create_progress_artifact(0.0, description=f"Synthesising {total} chunks of {plan.title!r}")
+    futures = [synthesize_chunks.submit(b, plan.job, len(b)) for b in batches]
+    results: dict[str, ChunkResult] = {}
+    failures: list[ChunkFailure] = []
+    done = 0
+    progress.report(0, total, "synthesising")
+    for future in as_completed(futures):
+        chunks = batches[futures.index(future)]
+        try:
+            batch = future.result()
+        except Exception as exc:  # a transient fault outlived its retries: the batch's chunks failed
+            failures.extend(ChunkFailure(c, f"{type(exc).__name__}: {exc}") for c in chunks)
+        else:
+            results.update(batch.results)
+            failures.extend(batch.failures)
+        done += len(chunks)
+        progress.report(done, total, "synthesising")
+        update_progress_artifact(artifact, 100.0 * done / max(total, 1))
+    if failures:
+        first = failures[0]
+        more = f" ({len(failures) - 1} more chunks failed)" if len(failures) > 1 else ""
+        raise RenderError(
+            f"{plan.chapters[first.chunk.chapter_index].title!r}, {first.chunk.label} could not be rendered: "
+            f"{first.error}{more}. The other chunks are cached; fix the cause and render again."
+        )
+    return results
+
+
+def publish_artifacts(report: dict[str, Any], out_dir: Path) -> None:
+    """The summary and per-chapter table as Prefect artifacts, beside report.json."""
+    logger = get_run_logger()
+    summary = (
+        f"# {report['title']}\n\n"
+        f"- engine: `{report['engine']}`, voice `{report['voice']}`, quality `{report['quality']}`\n"
+        f"- chunks: {report['chunks_total']} ({report['chunks_synthesized']} synthesised, "
+        f"{report['chunks_cached']} from cache)\n"
+        f"- duration: {report['duration_s'] / 60:.1f} min; wall {report['wall_seconds']:.1f} s; "
+        f"engine {report['engine_seconds']:.1f} s\n"
+        f"- output: `{out_dir}`\n"
+        + "".join(f"- file: `{f}`\n" for f in report["files"])
+        + "".join(f"- warning: {w}\n" for w in report["warnings"])
+    )
+    create_markdown_artifact(summary, key="book-summary", description="Render summary")
+    create_table_artifact(report["chapters"], key="book-chapters", description="Chapters: duration and loudness")
+    logger.info("rendered %s: %s", report["title"], ", ".join(report["files"]))

@@ -1,0 +1,195 @@
+"""From synthesised chunks to a finished book: chapter audio, encoded files, the report.
+
+    assemble_chapter_audio(chapter, results, job, pacing) -> ChapterAudio  (cached by content key)
+    publish_book(manifest, plan, chapters, out_dir)      -> list of written files
+    build_report(...) / write_report(...)                 -> report.json
+
+Every output file is written under a temporary name and renamed when complete; files whose inputs
+did not change since the last render (recorded in `.render-state.json`) are not encoded again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tasks.audio import AudioStats, assemble_chapter, read_audio
+from tasks.cache import AudioCache, atomic_write_bytes, content_key
+from tasks.encode import BookTags, encode_m4b, encode_mp3
+from tasks.manifest import Manifest
+from tasks.plan import BookPlan, ChapterPlan, SynthJob
+from tasks.synth import ChunkResult
+
+OUTPUT_SAMPLE_RATE_HZ = 44100
+HEAD_MS = 750  # ACX: 0.5-1 s of room tone at the head of each file
+MIN_TAIL_MS, MAX_TAIL_MS = 1000, 5000  # ACX: 1-5 s at the tail; the manifest's chapter pause, clamped
+STATE_FILE = ".render-state.json"
+
+
+@dataclass(frozen=True)
+class ChapterAudio:
+    index: int
+    title: str
+    key: str
+    wav: str
+    stats: AudioStats
+    cached: bool
+
+
+def chapter_tail_ms(manifest: Manifest) -> int:
+    return min(max(manifest.pacing.chapter_pause_ms, MIN_TAIL_MS), MAX_TAIL_MS)
+
+
+def assemble_chapter_audio(
+    chapter: ChapterPlan, results: dict[str, ChunkResult], job: SynthJob, tail_ms: int
+) -> ChapterAudio:
+    """Stitch, trim, resample and loudness-normalise one chapter; cached by the chunks' keys."""
+    key = content_key(
+        "chapter", chunks=[(c.key, c.pause_after_ms) for c in chapter.chunks], head_ms=HEAD_MS, tail_ms=tail_ms,
+        sample_rate_hz=OUTPUT_SAMPLE_RATE_HZ,
+    )
+    cache = AudioCache(Path(job.cache_dir) / "chapters", ".wav")
+    hit = cache.lookup(key)
+    if hit is not None and "stats" in (meta := cache.meta(key)):
+        return ChapterAudio(chapter.index, chapter.title, key, str(hit), AudioStats(**meta["stats"]), True)
+    clips = [read_audio(Path(results[c.key].path)) for c in chapter.chunks]
+    samples, stats = assemble_chapter(
+        clips, [c.pause_after_ms for c in chapter.chunks], out_sr=OUTPUT_SAMPLE_RATE_HZ, head_ms=HEAD_MS,
+        tail_ms=tail_ms,
+    )
+    path = cache.store(key, samples, OUTPUT_SAMPLE_RATE_HZ, stats=asdict(stats))
+    return ChapterAudio(chapter.index, chapter.title, key, str(path), stats, False)
+
+
+def book_tags(manifest: Manifest) -> BookTags:
+    return BookTags(
+        title=manifest.title, author=manifest.author, narrator=manifest.narrator,
+        year=str(manifest.year) if manifest.year is not None else None, genre=manifest.genre or "Audiobook",
+        description=manifest.description, language=manifest.language,
+    )
+
+
+def slug(title: str, limit: int = 60) -> str:
+    """A file-name-safe form of a chapter title."""
+    text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+    return text[:limit].rstrip("-") or "chapter"
+
+
+def mp3_name(chapter: ChapterAudio, total: int) -> str:
+    width = max(2, len(str(total)))
+    return f"{chapter.index + 1:0{width}d}-{slug(chapter.title)}.mp3"
+
+
+def _load_state(out_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((out_dir / STATE_FILE).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def publish_book(
+    manifest: Manifest, chapters: list[ChapterAudio], out_dir: Path
+) -> tuple[list[Path], int]:
+    """Encode the book's files into `out_dir`; returns (the files, how many were encoded anew)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tags = book_tags(manifest)
+    cover = manifest.cover_path
+    cover_key = content_key("cover", sha=_file_digest(cover)) if cover else None
+    state = _load_state(out_dir)
+    files: list[Path] = []
+    encoded = 0
+    wanted: dict[str, str] = {}
+
+    def fresh(name: str, key: str) -> bool:
+        wanted[name] = key
+        return state.get(name) == key and (out_dir / name).exists()
+
+    if "mp3" in manifest.outputs:
+        (out_dir / "mp3").mkdir(exist_ok=True)
+        names = [f"mp3/{mp3_name(ch, len(chapters))}" for ch in chapters]
+        for old in (out_dir / "mp3").glob("*.mp3"):  # chapters renamed or removed since the last render
+            if f"mp3/{old.name}" not in names:
+                old.unlink()
+        for ch, name in zip(chapters, names, strict=True):
+            key = content_key("mp3", audio=ch.key, tags=asdict(tags), title=ch.title, track=ch.index,
+                              total=len(chapters), cover=cover_key)
+            if not fresh(name, key):
+                encode_mp3(Path(ch.wav), out_dir / name, tags=tags, chapter_title=ch.title, track=ch.index + 1,
+                           total_tracks=len(chapters), cover=cover)
+                encoded += 1
+            files.append(out_dir / name)
+    if "m4b" in manifest.outputs:
+        name = f"{manifest.stem}.m4b"
+        key = content_key("m4b", audio=[c.key for c in chapters], titles=[c.title for c in chapters],
+                          tags=asdict(tags), cover=cover_key)
+        if not fresh(name, key):
+            encode_m4b([Path(c.wav) for c in chapters], [c.title for c in chapters], out_dir / name, tags=tags,
+                       cover=cover)
+            encoded += 1
+        files.append(out_dir / name)
+    atomic_write_bytes(out_dir / STATE_FILE, json.dumps(wanted, indent=1, sort_keys=True).encode())
+    return files, encoded
+
+
+def _file_digest(path: Path) -> str:
+    from tasks.cache import file_sha256
+
+    return file_sha256(path)
+
+
+def build_report(
+    manifest: Manifest, plan: BookPlan, results: dict[str, ChunkResult], chapters: list[ChapterAudio],
+    files: list[Path], out_dir: Path, *, wall_seconds: float, dollars_per_hour: float = 0.0,
+) -> dict[str, Any]:
+    chunk_results = [results[c.key] for c in plan.chunks]
+    synthesized = sum(1 for r in chunk_results if not r.cached)
+    engine_seconds = sum(r.engine_seconds for r in results.values())
+    bad = [c.label + f": {results[c.key].bad_take}" for c in plan.chunks if results[c.key].bad_take]
+    return {
+        "title": manifest.title,
+        "author": manifest.author,
+        "manifest": str(manifest.path),
+        "engine": plan.engine_info.name,
+        "engine_version": plan.engine_info.version,
+        "device": plan.engine_info.device,
+        "voice": plan.job.voice,
+        "quality": manifest.quality,
+        "seed": manifest.seed,
+        "chunks_total": len(chunk_results),
+        "chunks_synthesized": synthesized,
+        "chunks_cached": len(chunk_results) - synthesized,
+        "rerolls": sum(r.rerolls for r in results.values() if not r.cached),
+        "retries": sum(r.retries for r in results.values()),
+        "bad_takes": bad,
+        "prompts_dropped": plan.prompts_dropped,
+        "wall_seconds": round(wall_seconds, 3),
+        "engine_seconds": round(engine_seconds, 3),
+        "estimated_cost": round(engine_seconds / 3600 * dollars_per_hour, 4),
+        "duration_s": round(sum(c.stats.duration_s for c in chapters), 3),
+        "chapters": [
+            {
+                "title": c.title,
+                "duration_s": round(c.stats.duration_s, 3),
+                "rms_dbfs": round(c.stats.rms_dbfs, 2),
+                "peak_dbfs": round(c.stats.peak_dbfs, 2),
+                "lufs": round(c.stats.lufs, 2),
+                "noise_floor_dbfs": round(c.stats.noise_floor_dbfs, 2),
+                "chunks": len(plan.chapters[c.index].chunks),
+            }
+            for c in chapters
+        ],
+        "files": [str(f.relative_to(out_dir)) for f in files],
+        "warnings": list(plan.warnings),
+    }
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> Path:
+    path = out_dir / "report.json"
+    atomic_write_bytes(path, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    return path

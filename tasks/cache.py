@@ -1,0 +1,123 @@
+"""Content-addressed cache: one pure key function, files named by their key, atomic writes.
+
+A key is sha256 over canonical JSON of everything that changes the output. The same key names the
+cached file. Every entry is written to a temp file and renamed, with a sidecar that records the audio
+file's own sha256 and frame count: an entry whose file is missing, truncated or altered is a miss (and
+is removed), never a hit.
+
+    <cache>/chunks/ab/<key>.flac + <key>.json     one synthesised chunk (engine's own sample rate)
+    <cache>/chapters/ab/<key>.wav + <key>.json    one assembled, normalised chapter (44.1 kHz)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+# Bump when a change to the pipeline changes the audio of an unchanged input.
+PIPELINE_VERSION = "1"
+
+
+def content_key(kind: str, **parts: Any) -> str:
+    """sha256 hex of canonical JSON over `parts`, namespaced by `kind` and the pipeline version."""
+    payload = json.dumps(
+        {"kind": kind, "pipeline": PIPELINE_VERSION, **parts},
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def chunk_key(
+    *, text: str, voice_fingerprint: str, engine: str, engine_version: str, settings: Mapping[str, Any], seed: int
+) -> str:
+    """The content key of one synthesised chunk."""
+    return content_key(
+        "chunk", text=text, voice=voice_fingerprint, engine=engine, engine_version=engine_version,
+        settings=dict(settings), seed=seed,
+    )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class AudioCache:
+    """A folder of content-addressed audio files (`suffix` .flac or .wav)."""
+
+    root: Path
+    suffix: str = ".flac"
+
+    def path_for(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}{self.suffix}"
+
+    def _sidecar(self, key: str) -> Path:
+        return self.path_for(key).with_suffix(".json")
+
+    def lookup(self, key: str) -> Path | None:
+        """The verified file for `key`, or None (a damaged entry is deleted)."""
+        path, sidecar = self.path_for(key), self._sidecar(key)
+        if not path.exists() or not sidecar.exists():
+            return None
+        try:
+            meta = json.loads(sidecar.read_text())
+            if meta.get("key") != key or file_sha256(path) != meta.get("sha256"):
+                raise ValueError("checksum mismatch")
+        except (OSError, ValueError, TypeError, AttributeError):
+            self.evict(key)
+            return None
+        return path
+
+    def evict(self, key: str) -> None:
+        self.path_for(key).unlink(missing_ok=True)
+        self._sidecar(key).unlink(missing_ok=True)
+
+    def store(self, key: str, samples: np.ndarray, sample_rate_hz: int, **meta: Any) -> Path:
+        """Write audio for `key` atomically (file first, then the sidecar that makes it a hit)."""
+        path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=self.suffix)
+        os.close(fd)
+        try:
+            fmt = "FLAC" if self.suffix == ".flac" else "WAV"
+            sf.write(tmp, np.asarray(samples, dtype=np.float32), sample_rate_hz, subtype="PCM_16", format=fmt)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        record = {"key": key, "sha256": file_sha256(path), "sample_rate_hz": sample_rate_hz,
+                  "frames": int(len(samples)), **meta}
+        atomic_write_bytes(self._sidecar(key), json.dumps(record, sort_keys=True).encode())
+        return path
+
+    def meta(self, key: str) -> dict[str, Any]:
+        try:
+            data = json.loads(self._sidecar(key).read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}

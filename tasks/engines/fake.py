@@ -1,0 +1,81 @@
+"""A fast, deterministic stand-in engine for tests of the flow (shipped beside the real ones).
+
+It "speaks" each word as a short harmonic burst with a syllable-like envelope, so the audio has the
+duration, loudness and pauses of speech. Fault injection for tests: `transient_failures` fails each
+chunk that many times with TransientEngineError before succeeding; `fail_texts` always fails chunks
+containing any of those strings; `calls` counts synthesize() calls per text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tasks.engines.base import Clip, EngineInfo
+from tasks.errors import EngineError, TransientEngineError, VoiceError
+
+SECONDS_PER_CHAR = 1 / 14.0
+
+
+class FakeEngine:
+    def __init__(
+        self, *, max_chars: int = 200, sample_rate_hz: int = 24000, transient_failures: int = 0,
+        fail_texts: tuple[str, ...] = (), delay_s: float = 0.0, silent: bool = False,
+    ) -> None:
+        self.info = EngineInfo(
+            name="fake", version="fake-1", max_chars=max_chars, sample_rate_hz=sample_rate_hz,
+            supports_prompts=False,
+        )
+        self.transient_failures = transient_failures
+        self.fail_texts = fail_texts
+        self.delay_s = delay_s
+        self.silent = silent
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def settings_for(self, quality: str) -> dict[str, Any]:
+        return {"quality": quality}
+
+    def check_voice(self, voice: str, voices_dir: str | None) -> None:
+        if voice.startswith("missing"):
+            raise VoiceError(f"unknown voice {voice!r}", field="voice", fix="use any other name")
+
+    def voice_fingerprint(self, voice: str, voices_dir: str | None) -> str:
+        return hashlib.sha256(voice.encode()).hexdigest()
+
+    def synthesize(
+        self, text: str, voice: str, settings: Mapping[str, Any], seed: int, *, voices_dir: str | None = None
+    ) -> Clip:
+        with self._lock:
+            self.calls[text] += 1
+            attempt = self.calls[text]
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if any(bad in text for bad in self.fail_texts):
+            raise EngineError(f"fake engine refuses {text[:40]!r}")
+        if attempt <= self.transient_failures:
+            raise TransientEngineError(f"fake transient fault {attempt} on {text[:40]!r}")
+        return Clip(self._speak(text, seed), self.info.sample_rate_hz)
+
+    def _speak(self, text: str, seed: int) -> np.ndarray:
+        sr = self.info.sample_rate_hz
+        digest = hashlib.sha256(f"{seed}:{text}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        pieces = []
+        for word in text.split():
+            n = max(int(sr * len(word) * SECONDS_PER_CHAR), sr // 20)
+            t = np.arange(n, dtype=np.float32) / sr
+            f0 = 110 + 40 * rng.random()
+            tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+            envelope = np.sin(np.pi * np.linspace(0, 1, n, dtype=np.float32)) ** 0.5
+            level = 0.0 if self.silent else 0.3
+            pieces.append((level * tone * envelope).astype(np.float32))
+            pieces.append(np.zeros(int(sr * 0.06), dtype=np.float32))  # the gap between words
+        silence = np.zeros(int(sr * 0.1), dtype=np.float32)
+        return np.concatenate([silence, *pieces, silence])

@@ -1,0 +1,48 @@
+"""Where things live: the project root, its voices, cache and output folders.
+
+The root is `AUDIOBOOK_HOME` when set, else the checkout this package runs from (it holds
+pyproject.toml), else the current folder. Each folder can be moved with its own variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_root() -> Path:
+    if home := os.environ.get("AUDIOBOOK_HOME"):
+        return Path(home).absolute()
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").exists():
+        return checkout
+    return Path.cwd()
+
+
+def cache_dir() -> Path:
+    """Content-addressed chunk audio, chapter audio and voice latents (AUDIOBOOK_CACHE_DIR)."""
+    return Path(os.environ.get("AUDIOBOOK_CACHE_DIR") or project_root() / ".cache").absolute()
+
+
+def output_dir() -> Path:
+    """Rendered books, one folder each (AUDIOBOOK_OUTPUT_DIR)."""
+    return Path(os.environ.get("AUDIOBOOK_OUTPUT_DIR") or project_root() / "output").absolute()
+
+
+def voices_dir() -> Path:
+    """Reference voices, one folder each (AUDIOBOOK_VOICES_DIR)."""
+    return Path(os.environ.get("AUDIOBOOK_VOICES_DIR") or project_root() / "voices").absolute()
+
+
+def manifests_dir() -> Path:
+    return Path(os.environ.get("AUDIOBOOK_MANIFESTS_DIR") or project_root() / "manifests").absolute()
+
+
+def resolve_manifest(manifest: str) -> Path:
+    """A path as given, or a bare name looked up in the manifests folder ("quickstart")."""
+    path = Path(manifest)
+    if not path.exists() and path.parent == Path("."):
+        for candidate in (manifests_dir() / manifest, manifests_dir() / f"{manifest}.yaml"):
+            if candidate.is_file():
+                return candidate
+    return path

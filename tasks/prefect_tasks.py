@@ -1,0 +1,50 @@
+"""Thin Prefect wrappers over the plain functions. The only module in tasks/ that imports Prefect.
+
+Caching is ours (content-addressed files, see tasks.cache), so Prefect's own result caching and
+persistence are off: tasks return small records (paths and numbers), never audio.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import book, plan, synth
+from tasks.errors import TransientEngineError
+from tasks.manifest import Manifest, load_manifest
+
+_COMMON: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry only TransientEngineError (out of memory, a lost device...)."""
+    return isinstance(getattr(state, "data", None), TransientEngineError)
+
+
+@task(name="plan-book", **_COMMON)
+def plan_book(manifest_path: str, engine: str | None, cache_dir: str, voices_dir: str) -> tuple[Manifest, plan.BookPlan]:
+    manifest = load_manifest(manifest_path)
+    return manifest, plan.make_plan(manifest, engine_name=engine, cache_dir=Path(cache_dir), voices_dir=Path(voices_dir))
+
+
+@task(
+    name="synthesize-chunks", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_transient_only,
+    task_run_name="synthesize-ch{chunks[0].chapter_index}-{chunks[0].index}+{n}", **_COMMON,
+)
+def synthesize_chunks(chunks: list[plan.Chunk], job: plan.SynthJob, n: int = 0) -> synth.BatchResult:
+    return synth.synthesize_batch(chunks, job)
+
+
+@task(name="assemble-chapter", task_run_name="assemble-chapter-{chapter.index}", **_COMMON)
+def assemble_chapter(
+    chapter: plan.ChapterPlan, results: dict[str, synth.ChunkResult], job: plan.SynthJob, tail_ms: int
+) -> book.ChapterAudio:
+    return book.assemble_chapter_audio(chapter, results, job, tail_ms)
+
+
+@task(name="encode-book", **_COMMON)
+def encode_book(manifest: Manifest, chapters: list[book.ChapterAudio], out_dir: str) -> tuple[list[Path], int]:
+    return book.publish_book(manifest, chapters, Path(out_dir))
