@@ -4,7 +4,7 @@
     audiobook check MANIFEST [--engine NAME]                   validate and print the plan
     audiobook voices list | voices latents NAME                reference voices (Tortoise)
     audiobook models fetch [--dir DIR]                         fetch Tortoise weights ahead of time
-    audiobook doctor [--engine NAME]                           device, weights, a test render
+    audiobook doctor [--engine NAME]                           device, ffmpeg, weights, a test render
 
 Exit codes: 0 success; 2 a problem with the input the user can fix (the message names the file, the
 field and the fix); 1 an internal fault. No traceback unless AUDIOBOOK_DEBUG=1.
@@ -105,6 +105,71 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_voices_list(args: argparse.Namespace) -> int:
+    from tasks.engines.tortoise import bundled_voices_dir, list_voices
+
+    ours = sorted(p.name for p in paths.voices_dir().iterdir() if p.is_dir()) if paths.voices_dir().is_dir() else []
+    print(f"piper: joe (packaged){''.join(f', {v}' for v in ours if any((paths.voices_dir() / v).glob('*.onnx')))}")
+    voices = list_voices(paths.voices_dir())
+    bundled = bundled_voices_dir()
+    for name in voices:
+        where = "voices/" if name in ours else f"bundled with Tortoise ({bundled})"
+        print(f"tortoise: {name}  [{where}]")
+    if not voices:
+        print(f"tortoise: none yet: put reference clips in {paths.voices_dir()}/<name>/")
+    return 0
+
+
+def cmd_voices_latents(args: argparse.Namespace) -> int:
+    from tasks.engines.tortoise import compute_latents
+
+    path = compute_latents(args.name, paths.voices_dir(), paths.cache_dir())
+    print(path)
+    return 0
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from tasks.engines.tortoise import fetch_models
+
+    for path in fetch_models(args.dir):
+        print(path)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Device, ffmpeg, voices, weights, model load time and a one-sentence test render per engine."""
+    import time
+
+    from tasks.encode import ffmpeg_exe
+    from tasks.engines import get_engine
+
+    report: dict[str, Any] = {"ffmpeg": ffmpeg_exe(), "cache_dir": str(paths.cache_dir())}
+    engines = [args.engine] if args.engine else ["piper", "tortoise"]
+    ok = True
+    if "piper" in engines:
+        try:
+            engine = get_engine("piper")
+            started = time.perf_counter()
+            clip = engine.synthesize("This is a test of the voice.", "joe",
+                                     {**engine.settings_for("draft"), "sentence_pause_ms": 0}, 0)
+            report["piper"] = {"ok": True, "voice": "joe", "render_s": round(time.perf_counter() - started, 2),
+                               "audio_s": round(clip.duration_s, 2)}
+        except Exception as exc:  # report, do not stop: doctor shows every problem at once
+            ok = False
+            report["piper"] = {"ok": False, "error": str(exc)}
+    if "tortoise" in engines:
+        try:
+            from tasks.engines.tortoise import doctor
+
+            report["tortoise"] = doctor(paths.voices_dir())
+            ok = ok and bool(report["tortoise"].get("ok", False))
+        except ImportError as exc:
+            ok = False
+            report["tortoise"] = {"ok": False, "error": f"not installed ({exc}); run 'make setup-tortoise'"}
+    print(dump_json(report))
+    return 0 if ok else 1
+
+
 class terminal_progress:
     """A progress bar on stderr while a render runs in this process."""
 
@@ -147,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("manifest")
     check.add_argument("--engine", help="override the manifest's engine")
     check.set_defaults(func=cmd_check)
+
+    voices = sub.add_parser("voices", help="reference voices").add_subparsers(dest="voices_command", required=True)
+    voices.add_parser("list", help="list the voices each engine can use").set_defaults(func=cmd_voices_list)
+    latents = voices.add_parser("latents", help="compute and cache a Tortoise voice's conditioning latents")
+    latents.add_argument("name")
+    latents.set_defaults(func=cmd_voices_latents)
+
+    models = sub.add_parser("models", help="engine weights").add_subparsers(dest="models_command", required=True)
+    fetch = models.add_parser("fetch", help="download the Tortoise weights (needs internet; for worker images)")
+    fetch.add_argument("--dir", help="models folder (default TORTOISE_MODELS_DIR or ~/.cache/tortoise/models)")
+    fetch.set_defaults(func=cmd_models_fetch)
+
+    doctor = sub.add_parser("doctor", help="check device, ffmpeg, weights and a one-sentence test render")
+    doctor.add_argument("--engine", choices=["piper", "tortoise"])
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 
@@ -180,3 +260,7 @@ def main() -> None:
 
 def dump_json(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+if __name__ == "__main__":
+    main()

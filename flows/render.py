@@ -8,8 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
-from prefect.artifacts import update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -23,7 +27,7 @@ from tasks.synth import ChunkFailure, ChunkResult, batch_chunks
 WORKERS = int(os.environ.get("AUDIOBOOK_WORKERS", "2"))
 
 
-@flow(name="render-book", task_runner=ThreadPoolTaskRunner(max_workers=WORKERS), log_prints=True)
+@flow(name="render-book", task_runner=ThreadPoolTaskRunner(max_workers=WORKERS), log_prints=True)  # type: ignore[arg-type]
 def render_book(manifest: str, output_dir: str | None = None, engine: str | None = None) -> dict[str, Any]:
     """Render one book. `manifest` is a path (or a name under manifests/); `engine` overrides the manifest's."""
     started = time.perf_counter()
@@ -67,7 +71,7 @@ def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
             failures.extend(batch.failures)
         done += len(chunks)
         progress.report(done, total, "synthesising")
-        update_progress_artifact(artifact, 100.0 * done / max(total, 1))
+        update_progress_artifact(artifact, 100.0 * done / max(total, 1))  # type: ignore[arg-type]
     if failures:
         first = failures[0]
         more = f" ({len(failures) - 1} more chunks failed)" if len(failures) > 1 else ""

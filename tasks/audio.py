@@ -32,6 +32,7 @@ __all__ = [
     "assemble_chapter",
     "measure",
     "noise_floor_dbfs",
+    "os_error_from_text",
     "output_error",
     "read_audio",
     "resample",
@@ -326,7 +327,7 @@ def output_error(exc: OSError, folder: Path) -> AudiobookError:
     return AudiobookError(f"writing into {folder} failed: {exc}")
 
 
-def _oserror_from_text(text: str) -> OSError:
+def os_error_from_text(text: str) -> OSError:
     """Recover an OSError from a tool's error text (libsndfile, ffmpeg), for output_error()."""
     for code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
         if os.strerror(code).lower() in text.lower():
@@ -350,7 +351,7 @@ def write_wav_atomic(path: Path, samples: np.ndarray, sr: int, *, subtype: str =
         raise output_error(exc, path.parent) from exc
     except sf.LibsndfileError as exc:  # libsndfile reports OS faults as text, e.g. "System error : ..."
         tmp.unlink(missing_ok=True)
-        raise output_error(_oserror_from_text(str(exc)), path.parent) from exc
+        raise output_error(os_error_from_text(str(exc)), path.parent) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -251,16 +251,14 @@ _QUOTE_RE = re.compile(r"^\s{0,3}(?:>\s?)+")
 _TABLE_SEP_RE = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
 _REF_DEF_RE = re.compile(r"^ {0,3}\[[^\]]+\]:\s*\S+.*$")
 _ESCAPE_RE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!>~|<])")
+# Markers are dropped, not paired: linear on any line, and the words are all that is read.
+# Bounded repeats keep the link rules fast on long lines full of unmatched brackets.
 _INLINE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"!\[[^\]]*\]\([^)]*\)"), ""),  # images are not read
-    (re.compile(r"\[([^\]]*)\]\([^)]*\)"), r"\1"),  # [text](url) -> text
-    (re.compile(r"<[^>\n]*>"), ""),  # HTML tags and <autolinks>
-    (re.compile(r"(`+)(.+?)\1"), r"\2"),  # inline code: keep the words
-    (re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*"), r"\1"),
-    (re.compile(r"(?<!\w)__(?=\S)(.+?)(?<=\S)__(?!\w)"), r"\1"),
-    (re.compile(r"\*(?=\S)(.+?)(?<=\S)\*"), r"\1"),
-    (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),
-    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), r"\1"),
+    (re.compile(r"!\[[^\]\n]{0,300}\]\([^)\s]{0,500}(?:\s+\"[^\"\n]{0,200}\")?\)"), ""),  # images: not read
+    (re.compile(r"\[([^\]\n]{0,300})\]\([^)\s]{0,500}(?:\s+\"[^\"\n]{0,200}\")?\)"), r"\1"),  # [text](url)
+    (re.compile(r"</?[A-Za-z!?][^<>\n]{0,1000}>"), ""),  # HTML tags and <autolinks>; "a < b" stays
+    (re.compile(r"`+|\*+|~~+"), ""),  # inline code marks, emphasis stars, strikethrough
+    (re.compile(r"(?<!\w)_+|_+(?!\w)"), ""),  # _emphasis_ and __strong__; snake_case stays
 )
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from tasks.audio import _oserror_from_text, output_error
+from tasks.audio import os_error_from_text, output_error
 from tasks.errors import AudiobookError, DependencyError, SourceError
 
 __all__ = [
@@ -83,7 +83,7 @@ def _run_ffmpeg(args: Sequence[str], *, what: str, output: Path) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-_STDERR_TAIL_LINES:])
-        os_err = _oserror_from_text(tail)
+        os_err = os_error_from_text(tail)
         if os_err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT) or (
             os_err.errno == errno.EACCES and output.name in tail
         ):
@@ -97,8 +97,11 @@ def _cover_mime(cover: Path) -> str:
         with open(cover, "rb") as fh:
             head = fh.read(8)
     except OSError as exc:
-        raise SourceError(f"cannot read the cover image: {exc.strerror}", file=cover,
-                          fix="check the cover path in the manifest") from exc
+        raise SourceError(
+            f"cannot read the cover image: {exc.strerror}",
+            file=cover,
+            fix="check the cover path in the manifest",
+        ) from exc
     if head.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -129,7 +132,9 @@ def _publish(write: Callable[[Path], None], out: Path) -> Path:
 
 def _check_input(path: Path) -> None:
     if not Path(path).is_file():
-        raise AudiobookError(f"chapter audio {path} is missing (it should have been rendered before encoding)")
+        raise AudiobookError(
+            f"chapter audio {path} is missing (it should have been rendered before encoding)"
+        )
 
 
 def _wav_info(path: Path) -> sf._SoundFileInfo:
@@ -172,9 +177,27 @@ def encode_mp3(
 
     def write(tmp: Path) -> None:
         _run_ffmpeg(
-            ["-loglevel", "error", "-i", str(wav), "-map", "0:a:0", "-map_metadata", "-1",
-             "-c:a", "libmp3lame", "-b:a", MP3_BITRATE, "-ar", str(MP3_SAMPLE_RATE_HZ),
-             "-write_id3v2", "0", "-f", "mp3", str(tmp)],
+            [
+                "-loglevel",
+                "error",
+                "-i",
+                str(wav),
+                "-map",
+                "0:a:0",
+                "-map_metadata",
+                "-1",
+                "-c:a",
+                "libmp3lame",
+                "-b:a",
+                MP3_BITRATE,
+                "-ar",
+                str(MP3_SAMPLE_RATE_HZ),
+                "-write_id3v2",
+                "0",
+                "-f",
+                "mp3",
+                str(tmp),
+            ],
             what=f"encode {wav.name} to MP3",
             output=tmp,
         )
@@ -195,8 +218,15 @@ def encode_mp3(
         if tags.language:
             id3.add(TLAN(encoding=3, text=tags.language))
         if cover is not None and cover_mime is not None:
-            id3.add(APIC(encoding=3, mime=cover_mime, type=PictureType.COVER_FRONT, desc="Cover",
-                         data=Path(cover).read_bytes()))
+            id3.add(
+                APIC(
+                    encoding=3,
+                    mime=cover_mime,
+                    type=PictureType.COVER_FRONT,
+                    desc="Cover",
+                    data=Path(cover).read_bytes(),
+                )
+            )
         id3.save(str(tmp), v2_version=4)
 
     return _publish(write, Path(out))
@@ -238,8 +268,14 @@ def _ffmetadata(tags: BookTags, titles: Sequence[str], bounds: Sequence[tuple[in
     lines = [";FFMETADATA1"]
     lines += [f"{key}={_ffmeta_escape(value)}" for key, value in fields.items() if value]
     for title, (start, end) in zip(titles, bounds, strict=True):
-        lines += ["", "[CHAPTER]", "TIMEBASE=1/1000", f"START={start}", f"END={end}",
-                  f"title={_ffmeta_escape(title)}"]
+        lines += [
+            "",
+            "[CHAPTER]",
+            "TIMEBASE=1/1000",
+            f"START={start}",
+            f"END={end}",
+            f"title={_ffmeta_escape(title)}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -283,8 +319,20 @@ def encode_m4b(
             args = ["-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-i", str(meta)]
             if cover is not None:
                 args += ["-i", str(cover)]
-            args += ["-map", "0:a:0", "-map_metadata", "1", "-map_chapters", "1",
-                     "-c:a", "aac", "-aac_coder", "fast", "-b:a", bitrate]
+            args += [
+                "-map",
+                "0:a:0",
+                "-map_metadata",
+                "1",
+                "-map_chapters",
+                "1",
+                "-c:a",
+                "aac",
+                "-aac_coder",
+                "fast",
+                "-b:a",
+                bitrate,
+            ]
             if cover is not None and cover_mime is not None:
                 args += ["-map", "2:v:0", "-c:v", "copy", "-disposition:v:0", "attached_pic"]
             args += ["-movflags", "+faststart", "-f", "ipod", str(tmp)]
@@ -325,8 +373,20 @@ def measure_file_loudness(path: Path) -> dict[str, float]:
     `rms_dbfs` and `peak_dbfs` (astats, overall) and `sample_peak_dbfs` (ebur128).
     """
     stderr = _run_ffmpeg(
-        ["-loglevel", "info", "-nostats", "-i", str(path), "-map", "0:a:0",
-         "-af", "astats=measure_perchannel=none,ebur128=peak=sample", "-f", "null", "-"],
+        [
+            "-loglevel",
+            "info",
+            "-nostats",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-af",
+            "astats=measure_perchannel=none,ebur128=peak=sample",
+            "-f",
+            "null",
+            "-",
+        ],
         what=f"measure {Path(path).name}",
         output=Path(os.devnull),
     )
@@ -350,4 +410,3 @@ def measure_file_loudness(path: Path) -> dict[str, float]:
         "peak_dbfs": astat("Peak level dB"),
         "sample_peak_dbfs": num(peak[-1]),
     }
-

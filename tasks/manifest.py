@@ -222,11 +222,11 @@ def _translate(exc: ValidationError, file: Path) -> ManifestError:
         name = str(loc[-1])
         valid = _field_names(_model_at(loc))
         near = difflib.get_close_matches(name, valid, n=1)
-        fix = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(valid)}"
-        return ManifestError(f"unknown key {name!r}", file=file, field=field, fix=fix)
+        suggestion = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(valid)}"
+        return ManifestError(f"unknown key {name!r}", file=file, field=field, fix=suggestion)
     if kind == "missing":
         return ManifestError("is required", file=file, field=field, fix=f"add '{loc[-1]}: ...' to the manifest")
-    fix = _FIX_BY_TYPE.get(kind)
+    fix: str | None = _FIX_BY_TYPE.get(kind)
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         fix = f"use one of {expected}"

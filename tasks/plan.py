@@ -104,10 +104,11 @@ def read_chapters(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[st
 
 def plan_chapters(
     chapters: tuple[ChapterText, ...], manifest: Manifest, info: EngineInfo, job: SynthJob, voice_fingerprint: str,
-    warnings: tuple[str, ...] = (),
+    warnings: tuple[str, ...] = (), *, prompts_usable: bool | None = None,
 ) -> BookPlan:
     """Split every chapter into sentences and pack them into keyed chunks within the engine's limit."""
     pacing = manifest.pacing
+    use_prompts = info.supports_prompts if prompts_usable is None else prompts_usable
     planned: list[ChapterPlan] = []
     dropped = 0
     notes = list(warnings)
@@ -116,7 +117,7 @@ def plan_chapters(
         sentence_count = 0
         for paragraph in chapter.paragraphs:
             text = normalize_text(paragraph)
-            if not info.supports_prompts and has_prompt(text):
+            if not use_prompts and has_prompt(text):
                 dropped += 1
                 text = normalize_text(strip_prompts(text))
             if not text:
@@ -149,7 +150,7 @@ def plan_chapters(
     )
     if dropped:
         notes.append(
-            f"{dropped} paragraph(s) hold bracketed prompts; engine {info.name!r} cannot use prompts, "
+            f"{dropped} paragraph(s) hold bracketed prompts; engine {info.name!r} cannot use prompts here, "
             "so they are left out and not spoken"
         )
     return BookPlan(manifest.title, fixed, job, info, tuple(notes), dropped)
@@ -193,4 +194,9 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
         cache_dir=str(cache_dir),
     )
     fingerprint = engine.voice_fingerprint(manifest.voice, str(voices_dir))
-    return plan_chapters(chapters, manifest, engine.info, job, fingerprint, warnings)
+    # An engine that supports prompts may still lack what it needs for them (Tortoise's aligner):
+    # then prompts are removed here, so the chunk keys name the text that is really spoken.
+    usable = engine.info.supports_prompts
+    if usable and any(has_prompt(p) for ch in chapters for p in ch.paragraphs):
+        usable = getattr(engine, "prompt_mode", "redact") == "redact"
+    return plan_chapters(chapters, manifest, engine.info, job, fingerprint, warnings, prompts_usable=usable)

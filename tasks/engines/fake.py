@@ -3,12 +3,15 @@
 It "speaks" each word as a short harmonic burst with a syllable-like envelope, so the audio has the
 duration, loudness and pauses of speech. Fault injection for tests: `transient_failures` fails each
 chunk that many times with TransientEngineError before succeeding; `fail_texts` always fails chunks
-containing any of those strings; `calls` counts synthesize() calls per text.
+containing any of those strings; `exit_after` kills the whole process (os._exit) after that many
+clips, like a crash or `kill -9` (also set by AUDIOBOOK_FAKE_EXIT_AFTER, for subprocess tests);
+`calls` counts synthesize() calls per text.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections import Counter
@@ -26,7 +29,8 @@ SECONDS_PER_CHAR = 1 / 14.0
 class FakeEngine:
     def __init__(
         self, *, max_chars: int = 200, sample_rate_hz: int = 24000, transient_failures: int = 0,
-        fail_texts: tuple[str, ...] = (), delay_s: float = 0.0, silent: bool = False,
+        fail_texts: tuple[str, ...] = (), delay_s: float | None = None, silent: bool = False,
+        exit_after: int | None = None,
     ) -> None:
         self.info = EngineInfo(
             name="fake", version="fake-1", max_chars=max_chars, sample_rate_hz=sample_rate_hz,
@@ -34,7 +38,10 @@ class FakeEngine:
         )
         self.transient_failures = transient_failures
         self.fail_texts = fail_texts
-        self.delay_s = delay_s
+        self.delay_s = float(os.environ.get("AUDIOBOOK_FAKE_DELAY_S", 0)) if delay_s is None else delay_s
+        env_exit = os.environ.get("AUDIOBOOK_FAKE_EXIT_AFTER")
+        self.exit_after = int(env_exit) if exit_after is None and env_exit else exit_after
+        self.produced = 0
         self.silent = silent
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -61,6 +68,10 @@ class FakeEngine:
             raise EngineError(f"fake engine refuses {text[:40]!r}")
         if attempt <= self.transient_failures:
             raise TransientEngineError(f"fake transient fault {attempt} on {text[:40]!r}")
+        with self._lock:
+            if self.exit_after is not None and self.produced >= self.exit_after:
+                os._exit(137)  # a hard crash: no clean-up, no exception handlers
+            self.produced += 1
         return Clip(self._speak(text, seed), self.info.sample_rate_hz)
 
     def _speak(self, text: str, seed: int) -> np.ndarray:
@@ -73,7 +84,7 @@ class FakeEngine:
             t = np.arange(n, dtype=np.float32) / sr
             f0 = 110 + 40 * rng.random()
             tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
-            envelope = np.sin(np.pi * np.linspace(0, 1, n, dtype=np.float32)) ** 0.5
+            envelope = np.sqrt(np.abs(np.sin(np.pi * np.linspace(0, 1, n, dtype=np.float32))))
             level = 0.0 if self.silent else 0.3
             pieces.append((level * tone * envelope).astype(np.float32))
             pieces.append(np.zeros(int(sr * 0.06), dtype=np.float32))  # the gap between words

@@ -1,0 +1,611 @@
+"""Tortoise TTS behind the engine interface, with its models resident on one device.
+
+    synthesize(text, voice, settings, seed)
+      -> conditioning latents of `voice`      computed once per voice, cached on disk (`compute_latents`)
+      -> N autoregressive candidates          sampled in batches of `autoregressive_batch_size`
+      -> CLVP re-ranking                      the candidate whose codes best match the text wins
+      -> AR latents of the best               the diffusion model's conditioning
+      -> diffusion (mel) -> UnivNet vocoder   24 kHz mono float32
+
+This mirrors `tortoise.api.TextToSpeech.tts()` but keeps every model on the worker's device (stock
+`tts()` moves each model CPU<->GPU on every call), runs fp16 autocast + kv_cache on a GPU, computes
+voice latents once with a fixed crop (stock crops a random window per call, so the voice drifts between
+chunks), and seeds every RNG (torch, CUDA, numpy, python `random`) from `seed` before each call.
+
+Model bundles (tortoise_models.py): AUDIOBOOK_TORTOISE_MODELS=pretrained (default; the real weights from
+TORTOISE_MODELS_DIR, offline) | tiny (random tiny models: tests, CI) | random-full (benchmarks).
+
+Environment knobs (tests and operators; settings_for folds the first three into the settings, so they
+are part of every cache key):
+    AUDIOBOOK_TORTOISE_SAMPLES, AUDIOBOOK_TORTOISE_DIFFUSION_STEPS, AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS
+    AUDIOBOOK_TORTOISE_AR_BATCH   candidates per AR batch (default: from free GPU memory; 4 on CPU)
+    AUDIOBOOK_TORTOISE_DEVICE     cuda | cpu (default: cuda when available)
+    AUDIOBOOK_TORTOISE_HALF       1 | 0 (default: 1 on cuda, always 0 on cpu)
+    AUDIOBOOK_TORTOISE_REDACTION  0 turns the wav2vec prompt redaction off (prompts are then dropped)
+
+Errors: unknown voice / bad clip -> VoiceError; no weights offline -> WeightsMissingError; CUDA out of
+memory -> TransientEngineError (retried); anything else -> EngineError.
+
+Importing this module does not import torch: the CPU quickstart has no torch installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import random
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks.engines.base import Clip, EngineInfo
+from tasks.errors import EngineError, TransientEngineError, UserError, VoiceError
+
+log = logging.getLogger(__name__)
+
+ADAPTER_VERSION = "1"
+LATENTS_FORMAT = "1"  # bump when the latent computation below changes
+SAMPLE_RATE_HZ = 24000  # the vocoder's output rate
+REFERENCE_RATE_HZ = 22050  # Tortoise reads reference clips at 22.05 kHz
+CLIP_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+MAX_TEXT_TOKENS = 400  # Tortoise rejects longer text (its assert in tts())
+COND_SAMPLES = 132300  # the AR conditioning window: 6 s at 22.05 kHz (format_conditioning's default)
+DIFFUSION_COND_SAMPLES = 102400  # the diffusion conditioning window at 24 kHz (as get_conditioning_latents)
+CALM_TOKEN = 83  # the AR code for silence (fix_autoregressive_output pads with it)
+_PROMPT_RE = re.compile(r"\[[^\[\]]*\]")
+
+# quality -> generation settings, mirroring Tortoise's presets (tts_with_preset):
+# draft = ultra_fast, standard = fast, high = standard. The shared knobs are Tortoise's tuned defaults.
+_COMMON: dict[str, Any] = {
+    "temperature": 0.8, "top_p": 0.8, "length_penalty": 1.0, "repetition_penalty": 2.0,
+    "cond_free_k": 2.0, "diffusion_temperature": 1.0, "max_mel_tokens": 500,
+}
+QUALITY_SETTINGS: dict[str, dict[str, Any]] = {
+    "draft": {**_COMMON, "num_autoregressive_samples": 16, "diffusion_iterations": 30, "cond_free": False},
+    "standard": {**_COMMON, "num_autoregressive_samples": 96, "diffusion_iterations": 80, "cond_free": True},
+    "high": {**_COMMON, "num_autoregressive_samples": 256, "diffusion_iterations": 200, "cond_free": True},
+}
+_ENV_OVERRIDES = {
+    "AUDIOBOOK_TORTOISE_SAMPLES": "num_autoregressive_samples",
+    "AUDIOBOOK_TORTOISE_DIFFUSION_STEPS": "diffusion_iterations",
+    "AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS": "max_mel_tokens",
+}
+# Also accepted: the pipeline's `sentence_pause_ms` (Tortoise speaks a chunk's sentences with its own
+# prosody, so it is ignored here) and the AR batch size, which changes which candidates are sampled.
+SETTING_KEYS = frozenset(QUALITY_SETTINGS["standard"]) | {"autoregressive_batch_size", "sentence_pause_ms"}
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UserError(f"{name}={raw!r} is not a whole number", field=name, fix=f"set {name} to e.g. 4") from None
+    if value < 1:
+        raise UserError(f"{name}={raw!r} must be at least 1", field=name, fix=f"set {name} to e.g. 4")
+    return value
+
+
+# -- voices (no torch needed) ----------------------------------------------------------------------------
+def _default_voices_dir() -> Path:
+    from tasks.paths import voices_dir
+
+    return voices_dir()
+
+
+def bundled_voices_dir() -> Path | None:
+    """The voices folder shipped inside the tortoise package, found without importing it."""
+    spec = importlib.util.find_spec("tortoise")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "voices"
+    return folder if folder.is_dir() else None
+
+
+def _clips_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CLIP_EXTENSIONS)
+
+
+def list_voices(voices_dir: str | Path | None = None) -> list[str]:
+    """Voices this engine can speak: folders of reference clips in `voices_dir`, then Tortoise's bundled ones."""
+    names: set[str] = set()
+    for root in (Path(voices_dir) if voices_dir else _default_voices_dir(), bundled_voices_dir()):
+        if root is not None and root.is_dir():
+            names.update(d.name for d in root.iterdir() if d.is_dir() and _clips_in(d))
+    return sorted(names)
+
+
+def voice_clips(voice: str, voices_dir: str | Path | None = None) -> list[Path]:
+    """The reference clips of `voice` (sorted by name): ours first, then Tortoise's bundled voice."""
+    root = Path(voices_dir) if voices_dir else _default_voices_dir()
+    bundled = bundled_voices_dir()
+    if not voice or "/" in voice or "\\" in voice or voice.startswith("."):
+        raise VoiceError(f"bad voice name {voice!r}", field="voice", fix="use a folder name under voices/")
+    for folder in (root / voice, bundled / voice if bundled else None):
+        if folder is not None and folder.is_dir():
+            clips = _clips_in(folder)
+            if clips:
+                return clips
+            raise VoiceError(
+                f"voice folder {folder} holds no reference clips", file=folder, field="voice",
+                fix=f"add 2-5 clips of 6-10 s each ({', '.join(CLIP_EXTENSIONS)})",
+            )
+    available = list_voices(root)
+    raise VoiceError(
+        f"unknown Tortoise voice {voice!r}: no folder {root / voice}", field="voice",
+        fix=f"add reference clips to {root / voice}/ or use one of: {', '.join(available) or '(none)'}",
+    )
+
+
+def clips_digest(clips: list[Path]) -> list[tuple[str, str]]:
+    """(name, sha256 of bytes) per clip, in name order."""
+    return [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(clips, key=lambda p: p.name)]
+
+
+def load_clip_22k(path: Path) -> np.ndarray:
+    """One reference clip as float32 mono at 22.05 kHz, shape (n,). Any rate; wav/flac/ogg/mp3."""
+    try:
+        import soundfile
+
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        audio = data.mean(axis=1)
+    except Exception:  # an mp3 libsndfile cannot read: librosa -> audioread -> ffmpeg
+        try:
+            import librosa
+
+            audio, rate = librosa.load(str(path), sr=None, mono=True)
+        except Exception as exc:
+            raise VoiceError(f"cannot read reference clip {path}: {exc}", file=path,
+                             fix="convert it to WAV or FLAC") from exc
+    if audio.size < rate // 2:
+        raise VoiceError(f"reference clip {path} is shorter than 0.5 s", file=path, fix="use clips of 6-10 s")
+    if rate != REFERENCE_RATE_HZ:
+        import soxr
+
+        audio = soxr.resample(audio, rate, REFERENCE_RATE_HZ)
+    return np.clip(audio.astype(np.float32), -1.0, 1.0)
+
+
+def split_prompts(text: str) -> tuple[str, str]:
+    """("[I am sad,] Hello." ) -> (text with prompts, text without them), whitespace collapsed."""
+    spoken = " ".join(_PROMPT_RE.sub(" ", text).split())
+    return text, spoken
+
+
+# -- the engine ------------------------------------------------------------------------------------------
+def _models_mode() -> str:
+    mode = os.environ.get("AUDIOBOOK_TORTOISE_MODELS", "pretrained").strip().lower()
+    if mode not in ("pretrained", "tiny", "random-full"):
+        raise UserError(f"AUDIOBOOK_TORTOISE_MODELS={mode!r} is not known", field="AUDIOBOOK_TORTOISE_MODELS",
+                        fix="use pretrained (default), tiny or random-full")
+    return mode
+
+
+class TortoiseEngine:
+    """Tortoise with resident models. Thread-safe: one synthesis at a time per process (one GPU)."""
+
+    def __init__(self, *, models: Any = None, models_dir: str | Path | None = None, device: str | None = None,
+                 half: bool | None = None, cache_dir: str | Path | None = None, seed: int = 0) -> None:
+        from tasks.engines import tortoise_models as tm
+
+        self._tm = tm
+        self._models = models  # a TortoiseModels, or None: built on first use
+        self._mode = "given" if models is not None else _models_mode()
+        self._models_dir = Path(models_dir) if models_dir else tm.default_models_dir()
+        self._model_seed = seed
+        if device is None:
+            device = models.device if models is not None else os.environ.get("AUDIOBOOK_TORTOISE_DEVICE") or None
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
+        if half is None:
+            half = os.environ.get("AUDIOBOOK_TORTOISE_HALF", "1") != "0"
+        self.half = bool(half) and device.startswith("cuda")  # fp16 autocast only on a GPU
+        self._cache_dir = Path(cache_dir) if cache_dir else None
+        self._lock = threading.RLock()
+        self._latents: dict[str, tuple[Any, Any]] = {}  # latents key -> (ar latent, diffusion latent) on device
+        self._aligner: Any = None
+        self._prompt_mode: str | None = None
+        self.latents_computed = 0  # how many times latents were computed (not read from the cache)
+        self.last_timings: dict[str, float] = {}
+
+        # The identity is cheap to know without loading (and fails fast when weights are missing).
+        if models is not None:
+            identity = models.identity
+        elif self._mode == "pretrained":
+            identity = tm.weights_identity(tm.checkpoint_paths(self._models_dir))
+        else:
+            identity = f"random-{'tiny' if self._mode == 'tiny' else 'full'}-seed{seed}"
+        self.model_identity = identity
+        self.precision = "fp16" if self.half else "fp32"
+        self.info = EngineInfo(
+            name="tortoise",
+            version=(f"tortoise-{_version('tortoise-tts')}/adapter-{ADAPTER_VERSION}/"
+                     f"models-{identity}/{self.precision}"),
+            max_chars=250,  # Tortoise's read.py packs ~200 chars, 300 at most; 400 tokens is the hard cap
+            sample_rate_hz=SAMPLE_RATE_HZ,
+            supports_prompts=True,
+            device=device,
+        )
+
+    # -- models ----------------------------------------------------------------------------------------
+    @property
+    def models(self) -> Any:
+        """The resident bundle, loaded once (lock-guarded) on first use."""
+        with self._lock:
+            if self._models is None:
+                tm, kv = self._tm, True
+                if self._mode == "tiny":
+                    self._models = tm.build_tiny(self._model_seed, self.device, kv_cache=kv, half=self.half)
+                elif self._mode == "random-full":
+                    self._models = tm.build_random_full(self._model_seed, self.device, kv_cache=kv, half=self.half)
+                else:
+                    self._models = tm.load_pretrained(self._models_dir, self.device, kv_cache=kv, half=self.half)
+                log.info("tortoise models %s loaded on %s in %.1f s", self._models.identity, self.device,
+                         self._models.load_s)
+            return self._models
+
+    @property
+    def prompt_mode(self) -> str:
+        """"redact": bracketed prompts are spoken then cut out with the wav2vec aligner (Tortoise's way).
+        "dropped": the aligner's hub models are not here, so prompts are removed before synthesis."""
+        with self._lock:
+            if self._prompt_mode is None:
+                self._prompt_mode = "dropped"
+                if os.environ.get("AUDIOBOOK_TORTOISE_REDACTION", "1") != "0":
+                    try:
+                        self._tm._tortoise()
+                        from tortoise.utils.wav2vec_alignment import Wav2VecAlignment
+
+                        self._aligner = Wav2VecAlignment(device=self.device)
+                        self._prompt_mode = "redact"
+                    except Exception as exc:  # offline: the three wav2vec2 models are not cached
+                        log.warning("tortoise: the wav2vec aligner is unavailable (%s); bracketed prompts are "
+                                    "dropped from the text instead of spoken and redacted",
+                                    str(exc).splitlines()[0][:200])
+            return self._prompt_mode
+
+    # -- Engine protocol -------------------------------------------------------------------------------
+    def settings_for(self, quality: str) -> dict[str, Any]:
+        if quality not in QUALITY_SETTINGS:
+            raise UserError(f"unknown quality {quality!r}", field="quality",
+                            fix=f"use one of: {', '.join(QUALITY_SETTINGS)}")
+        settings = dict(QUALITY_SETTINGS[quality])
+        for env, key in _ENV_OVERRIDES.items():
+            value = _env_int(env)
+            if value is not None:
+                settings[key] = value
+        # The batch size changes which candidates are sampled, so it is part of the settings (and of
+        # every chunk's cache key): chosen from free GPU memory unless AUDIOBOOK_TORTOISE_AR_BATCH says.
+        settings["autoregressive_batch_size"] = self._ar_batch_size({})
+        return settings
+
+    def check_voice(self, voice: str, voices_dir: str | None) -> None:
+        voice_clips(voice, voices_dir)
+
+    def voice_fingerprint(self, voice: str, voices_dir: str | None) -> str:
+        return self._latents_key(voice, voices_dir)
+
+    def synthesize(self, text: str, voice: str, settings: Mapping[str, Any], seed: int, *,
+                   voices_dir: str | None = None) -> Clip:
+        unknown = set(settings) - SETTING_KEYS
+        if unknown:
+            raise EngineError(f"unknown Tortoise settings {sorted(unknown)}; known: {sorted(SETTING_KEYS)}")
+        merged = {**QUALITY_SETTINGS["standard"], **settings}
+        import torch
+
+        with self._lock:
+            try:
+                return self._synthesize(text, voice, merged, seed, voices_dir)
+            except UserError:
+                raise
+            except torch.cuda.OutOfMemoryError as exc:
+                torch.cuda.empty_cache()
+                raise TransientEngineError(f"tortoise ran out of GPU memory: {exc}") from exc
+            except EngineError:
+                raise
+            except Exception as exc:
+                raise EngineError(f"tortoise failed on {text[:60]!r}: {type(exc).__name__}: {exc}") from exc
+
+    # -- latents ---------------------------------------------------------------------------------------
+    def _latents_key(self, voice: str, voices_dir: str | Path | None) -> str:
+        clips = voice_clips(voice, voices_dir)
+        payload = {
+            "clips": clips_digest(clips), "models": self.model_identity, "precision": "fp32",
+            "format": LATENTS_FORMAT,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def latents_path(self, voice: str, voices_dir: str | Path | None = None,
+                     cache_dir: str | Path | None = None) -> Path:
+        """Compute (or find) the conditioning latents of `voice`; returns the cached file."""
+        key = self._latents_key(voice, voices_dir)
+        path = self._latents_file(voice, key, cache_dir)
+        with self._lock:
+            if not path.exists():
+                self._compute_and_store(voice, voices_dir, path)
+        return path
+
+    def _latents_file(self, voice: str, key: str, cache_dir: str | Path | None) -> Path:
+        if cache_dir is None:
+            cache_dir = self._cache_dir
+        if cache_dir is None:
+            from tasks.paths import cache_dir as default_cache_dir
+
+            cache_dir = default_cache_dir()
+        return Path(cache_dir) / "latents" / f"{voice}-{key[:24]}.pt"
+
+    def _compute_and_store(self, voice: str, voices_dir: str | Path | None, path: Path) -> tuple[Any, Any]:
+        import torch
+
+        ar_latent, diffusion_latent = self._compute_latents(voice_clips(voice, voices_dir))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save({"autoregressive": ar_latent.cpu(), "diffusion": diffusion_latent.cpu(),
+                        "models": self.model_identity, "format": LATENTS_FORMAT}, tmp)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; other workers read this cache
+            os.replace(tmp, path)  # a crash never leaves a half file that looks like a hit
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return ar_latent, diffusion_latent
+
+    def _compute_latents(self, clips: list[Path]) -> tuple[Any, Any]:
+        """(AR latent (1, d_ar), diffusion latent (1, 2*d_diff)) from the clips, deterministically, in fp32.
+
+        Mirrors TextToSpeech.get_conditioning_latents, except that each clip is cropped to its centre 6 s
+        window instead of a random one (format_conditioning then sees no gap, so uses no randomness)."""
+        import torch
+        import torchaudio
+
+        api = self._tm._tortoise()
+        m = self.models
+        self.latents_computed += 1
+        random.seed(0)  # belt and braces: format_conditioning only draws from `random` on a gap
+        with torch.no_grad():
+            auto_conds, diffusion_conds = [], []
+            for path in clips:
+                wav = torch.from_numpy(load_clip_22k(path)).unsqueeze(0)  # (1, n) at 22.05 kHz
+                gap = wav.shape[-1] - COND_SAMPLES
+                centred = wav[:, gap // 2: gap // 2 + COND_SAMPLES] if gap > 0 else wav
+                auto_conds.append(api.format_conditioning(centred, device=self.device))  # (1, 80, frames)
+                wav24 = torchaudio.functional.resample(wav, REFERENCE_RATE_HZ, 24000)
+                wav24 = api.pad_or_truncate(wav24, DIFFUSION_COND_SAMPLES).to(self.device)
+                diffusion_conds.append(m.univnet_stft().mel_spectrogram(wav24))  # (1, 100, frames)
+            ar_latent = m.autoregressive.get_conditioning(torch.stack(auto_conds, dim=1))
+            diffusion_latent = m.diffusion.get_conditioning(torch.stack(diffusion_conds, dim=1))
+        return ar_latent, diffusion_latent
+
+    def _voice_latents(self, voice: str, voices_dir: str | Path | None) -> tuple[Any, Any]:
+        import torch
+
+        key = self._latents_key(voice, voices_dir)
+        if key in self._latents:
+            return self._latents[key]
+        path = self._latents_file(voice, key, None)
+        latents: tuple[Any, Any] | None = None
+        if path.exists():
+            try:
+                stored = torch.load(str(path), map_location="cpu", weights_only=True)
+                latents = (stored["autoregressive"], stored["diffusion"])
+            except Exception as exc:  # a corrupt cache file is recomputed, never trusted
+                log.warning("tortoise: unreadable latents %s (%s); recomputing", path, exc)
+        if latents is None:
+            latents = self._compute_and_store(voice, voices_dir, path)
+        latents = (latents[0].to(self.device), latents[1].to(self.device))
+        self._latents[key] = latents
+        return latents
+
+    # -- generation ------------------------------------------------------------------------------------
+    def _seed_everything(self, seed: int) -> None:
+        import torch
+
+        # HF generate and the diffusion sampler draw from the global generators, so seed those (under
+        # self._lock, one call at a time); format_conditioning uses python `random`.
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)  # also seeds every CUDA device
+
+    def _ar_batch_size(self, settings: Mapping[str, Any]) -> int:
+        if settings.get("autoregressive_batch_size"):
+            return int(settings["autoregressive_batch_size"])
+        env = _env_int("AUDIOBOOK_TORTOISE_AR_BATCH")
+        if env:
+            return env
+        if self.device.startswith("cuda"):
+            import torch
+
+            # From the card's total memory, not its free memory: the choice must not change while a
+            # worker runs (it is part of every chunk's cache key). The resident models take ~4 GiB.
+            total_gib = torch.cuda.mem_get_info()[1] / 2**30
+            return 16 if total_gib > 20 else 8 if total_gib > 14 else 4 if total_gib > 10 else 1
+        return 4
+
+    @contextlib.contextmanager
+    def _autocast(self) -> Iterator[None]:
+        import torch
+
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=True) if self.half \
+                else contextlib.nullcontext():
+            yield
+
+    def _synthesize(self, text: str, voice: str, s: Mapping[str, Any], seed: int,
+                    voices_dir: str | Path | None) -> Clip:
+        import torch
+        import torch.nn.functional as F
+
+        api = self._tm._tortoise()
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        m = self.models
+        timings["load_s"] = time.perf_counter() - t0
+
+        redact = False
+        if "[" in text:
+            if self.prompt_mode == "redact":
+                redact = True
+            else:
+                text = split_prompts(text)[1]
+        if not text.strip():
+            raise EngineError("nothing to speak: the text is empty once prompts are removed")
+
+        t = time.perf_counter()
+        ar_latent, diffusion_latent = self._voice_latents(voice, voices_dir)
+        timings["latents_s"] = time.perf_counter() - t
+
+        self._seed_everything(seed)
+        tokens = torch.IntTensor(m.tokenizer.encode(text)).unsqueeze(0).to(self.device)
+        tokens = F.pad(tokens, (0, 1))  # as tts() does
+        if tokens.shape[-1] >= MAX_TEXT_TOKENS:
+            raise EngineError(f"text is {tokens.shape[-1]} tokens, Tortoise's limit is {MAX_TEXT_TOKENS}: "
+                              "split it into shorter chunks")
+        n_samples = int(s["num_autoregressive_samples"])
+        batch = max(1, min(self._ar_batch_size(s), n_samples))
+        max_mel = int(s["max_mel_tokens"])
+        ar = m.autoregressive
+        stop = ar.stop_mel_token
+
+        with torch.no_grad():
+            # 1. AR candidates: n_samples code sequences, each (max_mel,) padded with the stop token.
+            t = time.perf_counter()
+            candidates = []
+            with self._autocast():
+                for start in range(0, n_samples, batch):
+                    codes = ar.inference_speech(
+                        ar_latent, tokens, do_sample=True, top_p=s["top_p"], temperature=s["temperature"],
+                        num_return_sequences=min(batch, n_samples - start), length_penalty=s["length_penalty"],
+                        repetition_penalty=s["repetition_penalty"], max_generate_length=max_mel)
+                    candidates.append(F.pad(codes, (0, max_mel - codes.shape[1]), value=stop))
+            timings["autoregressive_s"] = time.perf_counter() - t
+
+            # 2. CLVP ranks the candidates against the text; keep the best one.
+            t = time.perf_counter()
+            scores = []
+            with self._autocast():
+                for codes in candidates:
+                    for i in range(codes.shape[0]):
+                        codes[i] = api.fix_autoregressive_output(codes[i], stop, complain=False)
+                    scores.append(m.clvp(tokens.repeat(codes.shape[0], 1), codes, return_loss=False))
+            all_codes = torch.cat(candidates, dim=0)
+            best = all_codes[torch.argmax(torch.cat(scores, dim=0))].unsqueeze(0)  # (1, max_mel)
+            timings["clvp_s"] = time.perf_counter() - t
+
+            # 3. The AR model's last hidden states for the best codes condition the diffusion model.
+            t = time.perf_counter()
+            with self._autocast():
+                latents = ar(ar_latent, tokens, torch.tensor([tokens.shape[-1]], device=tokens.device), best,
+                             torch.tensor([best.shape[-1] * ar.mel_length_compression], device=tokens.device),
+                             return_latent=True, clip_inputs=False)  # (1, max_mel, d_ar)
+            calm_run = 0  # trim after 8 silence codes, which leaves the diffusion model room to end speech
+            for k in range(best.shape[-1]):
+                calm_run = calm_run + 1 if int(best[0, k]) == CALM_TOKEN else 0
+                if calm_run > 8:
+                    latents = latents[:, :k]
+                    break
+            timings["ar_latents_s"] = time.perf_counter() - t
+
+            # 4. Diffusion to a 24 kHz mel (fp32, as stock), then the vocoder.
+            t = time.perf_counter()
+            diffuser = api.load_discrete_vocoder_diffuser(
+                desired_diffusion_steps=int(s["diffusion_iterations"]), cond_free=bool(s["cond_free"]),
+                cond_free_k=s["cond_free_k"])
+            mel = api.do_spectrogram_diffusion(m.diffusion, diffuser, latents.float(), diffusion_latent,
+                                               temperature=s["diffusion_temperature"], verbose=False)
+            timings["diffusion_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            wav = m.vocoder.inference(mel)  # (1, 1, samples) in [-1, 1]
+            if redact:
+                wav = self._aligner.redact(wav.squeeze(1), text).unsqueeze(1)
+            timings["vocoder_s"] = time.perf_counter() - t
+
+        samples = wav.squeeze().float().cpu().numpy().astype(np.float32)
+        timings["total_s"] = time.perf_counter() - t0
+        timings["audio_s"] = samples.size / SAMPLE_RATE_HZ
+        self.last_timings = timings
+        return Clip(np.clip(samples, -1.0, 1.0), SAMPLE_RATE_HZ)
+
+
+# -- module-level front doors (the CLI calls these) ------------------------------------------------------
+def _process_engine() -> TortoiseEngine:
+    from tasks.engines import get_engine
+
+    engine = get_engine("tortoise")
+    assert isinstance(engine, TortoiseEngine)
+    return engine
+
+
+def compute_latents(voice: str, voices_dir: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
+    """`audiobook voices latents NAME`: compute (or find) the cached latents of `voice`; returns the file."""
+    return _process_engine().latents_path(voice, voices_dir, cache_dir)
+
+
+def weights_present(models_dir: str | Path | None = None) -> bool:
+    from tasks.engines import tortoise_models
+
+    return tortoise_models.weights_present(models_dir)
+
+
+def fetch_models(models_dir: str | Path | None = None) -> list[Path]:
+    """`audiobook models fetch`: download the checkpoints with Tortoise's own mechanism (needs internet)."""
+    from tasks.engines import tortoise_models
+
+    return tortoise_models.fetch_models(models_dir)
+
+
+def doctor(voices_dir: str | Path | None = None) -> dict[str, Any]:
+    """Device, GPU, weights, model load time and a one-sentence render time (tiny models when
+    AUDIOBOOK_TORTOISE_MODELS=tiny). Never raises: problems are reported in the dict."""
+    report: dict[str, Any] = {"tortoise": _version("tortoise-tts"), "torch": _version("torch"),
+                              "models": os.environ.get("AUDIOBOOK_TORTOISE_MODELS", "pretrained")}
+    try:
+        import torch
+
+        report["cuda"] = torch.cuda.is_available()
+        if report["cuda"]:
+            free, total = torch.cuda.mem_get_info()
+            report.update(gpu=torch.cuda.get_device_name(0), gpu_free_gib=round(free / 2**30, 1),
+                          gpu_total_gib=round(total / 2**30, 1))
+        from tasks.engines import tortoise_models
+
+        report["models_dir"] = str(tortoise_models.default_models_dir())
+        report["weights_present"] = tortoise_models.weights_present()
+        engine = TortoiseEngine()
+        report.update(device=engine.device, precision=engine.precision, version=engine.info.version)
+        t = time.perf_counter()
+        engine.models  # noqa: B018 - load now, to time it
+        report["model_load_s"] = round(time.perf_counter() - t, 2)
+        voices = list_voices(voices_dir)
+        if voices:
+            t = time.perf_counter()
+            clip = engine.synthesize("This is a short test of the voice.", voices[0], engine.settings_for("draft"),
+                                     0, voices_dir=str(voices_dir) if voices_dir else None)
+            report.update(test_voice=voices[0], test_render_s=round(time.perf_counter() - t, 2),
+                          test_audio_s=round(clip.duration_s, 2))
+        report["ok"] = True
+    except Exception as exc:
+        report.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+    return report

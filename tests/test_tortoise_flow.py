@@ -1,0 +1,62 @@
+"""A manifest with `engine: tortoise` renders end to end through the same flow: the real Tortoise model
+classes at tiny size with random weights (no weights exist here), real Prefect, real ffmpeg."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tasks.encode import read_m4b_chapters
+from tasks.engines import reset_engines
+from tests.conftest import write_manifest
+
+pytest.importorskip("torch")
+pytest.importorskip("tortoise")
+
+pytestmark = [
+    pytest.mark.usefixtures("prefect_harness"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def tiny_tortoise(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AUDIOBOOK_TORTOISE_MODELS": "tiny", "AUDIOBOOK_TORTOISE_SAMPLES": "2",
+        "AUDIOBOOK_TORTOISE_DIFFUSION_STEPS": "2", "AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS": "40",
+        "AUDIOBOOK_TORTOISE_AR_BATCH": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    reset_engines()
+    yield
+    reset_engines()
+
+
+def test_tortoise_manifest_renders_end_to_end(workdirs: dict[str, Path], tiny_tortoise: None) -> None:
+    from flows.render import render_book
+
+    shutil.copytree(ROOT / "voices" / "joe", workdirs["voices"] / "narrator")
+    (workdirs["book"] / "book.txt").write_text(
+        "Chapter 1\n\nThe tide came in.\n\nChapter 2\n\nThe tide went out. [softly] Gulls called.\n"
+    )
+    manifest = write_manifest(workdirs["book"], """
+title: Tides
+author: Test Author
+engine: tortoise
+voice: narrator
+quality: draft
+seed: 3
+source: book.txt
+""")
+    report = render_book(str(manifest))
+    assert report["engine"] == "tortoise" and report["chunks_synthesized"] == report["chunks_total"] == 2
+    assert [c["title"] for c in report["chapters"]] == ["Chapter 1", "Chapter 2"]
+    assert [t for t, _ in read_m4b_chapters(workdirs["output"] / "book" / "book.m4b")] == ["Chapter 1", "Chapter 2"]
+    assert report["prompts_dropped"] == 1 and "prompts" in report["warnings"][0]  # no aligner offline
+    assert list((workdirs["cache"] / "latents").glob("narrator-*.pt")), "voice latents are cached"
+    again = render_book(str(manifest))
+    assert again["chunks_synthesized"] == 0
