@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from tasks.errors import AudiobookError, UserError
 DEFAULT_PREFECT_URL = "http://127.0.0.1:4200/api"
 
 
-def configure_prefect_environment() -> str:
+def configure_prefect_environment(*, probe: bool = True) -> str:
     """Set Prefect's environment before it is imported; returns a line saying which server is used."""
     os.environ.setdefault("PREFECT_HOME", str(paths.project_root() / ".prefect"))
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -36,7 +37,7 @@ def configure_prefect_environment() -> str:
         os.environ.setdefault(f"PREFECT_LOGGING_HANDLERS_{handler}_LEVEL", "CRITICAL")
     if url := os.environ.get("PREFECT_API_URL"):
         return f"Prefect server: {url}"
-    if server_healthy(DEFAULT_PREFECT_URL):
+    if probe and server_healthy(DEFAULT_PREFECT_URL):
         os.environ["PREFECT_API_URL"] = DEFAULT_PREFECT_URL
         return f"Prefect server: {DEFAULT_PREFECT_URL} (watch the run at {DEFAULT_PREFECT_URL.removesuffix('/api')})"
     return (
@@ -66,10 +67,16 @@ def cmd_render(args: argparse.Namespace) -> int:
               voices_dir=paths.voices_dir())
     note = configure_prefect_environment()
     print(note, file=sys.stderr)
-    from flows.render import render_book
+    from flows.render import with_cluster
 
+    cluster = args.cluster or os.environ.get("AUDIOBOOK_CLUSTER")
+    if cluster and "PREFECT_API_URL" not in os.environ:
+        raise UserError(
+            "a cluster render needs a running Prefect server (each Dask worker reports to it)",
+            field="--cluster", fix="start 'audiobook serve' (or set PREFECT_API_URL) and run again",
+        )
     with terminal_progress():
-        report = render_book(str(manifest_path), output_dir=args.output, engine=args.engine)
+        report = with_cluster(cluster)(str(manifest_path), output_dir=args.output, engine=args.engine)
     out_dir = Path(report["manifest"]).stem
     base = Path(args.output or paths.output_dir()).absolute() / out_dir
     print(
@@ -170,6 +177,47 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    configure_prefect_environment(probe=False)
+    from flows.serve import serve
+
+    serve(host=args.host, port=args.port, prefect_port=args.prefect_port, cron=args.cron, timezone=args.timezone)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    import urllib.error
+
+    path = Path(args.manifest)
+    if not path.is_file():
+        raise UserError("no such file", file=path, fix="give the path to a manifest")
+    url = f"{args.server.rstrip('/')}/manifests?name={urllib.parse.quote(path.stem)}"
+    if args.overwrite:
+        url += "&overwrite=true"
+    request = urllib.request.Request(url, data=path.read_bytes(), method="POST",
+                                     headers={"Content-Type": "application/yaml"})
+    if token := os.environ.get("AUDIOBOOK_TOKEN"):
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - a URL the user gave
+            answer = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            reason = exc.reason
+        raise UserError(f"the server refused it ({exc.code}): {reason}", file=path,
+                        fix="see the reason; set AUDIOBOOK_TOKEN for a server that needs one") from None
+    except OSError as exc:
+        raise UserError(f"cannot reach {args.server}: {exc}", field="--server",
+                        fix="start 'audiobook serve' or give the right --server URL") from None
+    print(f"submitted {answer.get('name', path.stem)}: run {answer.get('run_id')}")
+    if answer.get("ui_url"):
+        print(answer["ui_url"])
+    print(f"status: {args.server.rstrip('/')}{answer.get('status_url', '/books/' + path.stem)}")
+    return 0
+
+
 class terminal_progress:
     """A progress bar on stderr while a render runs in this process."""
 
@@ -206,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("manifest", help="path to the manifest (or its name under manifests/)")
     render.add_argument("--output", help="put the book in DIR/<manifest name>/ instead of output/")
     render.add_argument("--engine", help="override the manifest's engine (piper, tortoise)")
+    render.add_argument("--cluster", help="a Dask scheduler address (tcp://host:8786) or local:N (N local worker "
+                        "processes); default AUDIOBOOK_CLUSTER, else threads in this process")
     render.set_defaults(func=cmd_render)
 
     check = sub.add_parser("check", help="validate a manifest and print the plan without synthesising")
@@ -223,6 +273,23 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = models.add_parser("fetch", help="download the Tortoise weights (needs internet; for worker images)")
     fetch.add_argument("--dir", help="models folder (default TORTOISE_MODELS_DIR or ~/.cache/tortoise/models)")
     fetch.set_defaults(func=cmd_models_fetch)
+
+    serve = sub.add_parser("serve", help="run the Prefect server, the deployments and the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP service address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="HTTP service port (default 8080)")
+    serve.add_argument("--prefect-port", type=int, default=4200,
+                       help="port of the Prefect server to start (default 4200; ignored with PREFECT_API_URL)")
+    serve.add_argument("--cron", default=os.environ.get("AUDIOBOOK_NIGHTLY_CRON", "0 2 * * *"),
+                       help="the nightly schedule (default '0 2 * * *', or AUDIOBOOK_NIGHTLY_CRON)")
+    serve.add_argument("--timezone", default=os.environ.get("AUDIOBOOK_TIMEZONE", "UTC"),
+                       help="time zone of the schedule (default UTC, or AUDIOBOOK_TIMEZONE)")
+    serve.set_defaults(func=cmd_serve)
+
+    submit = sub.add_parser("submit", help="upload a manifest to a running service and start its render")
+    submit.add_argument("manifest")
+    submit.add_argument("--server", default=os.environ.get("AUDIOBOOK_SERVER", "http://127.0.0.1:8080"))
+    submit.add_argument("--overwrite", action="store_true", help="replace a book of the same name")
+    submit.set_defaults(func=cmd_submit)
 
     doctor = sub.add_parser("doctor", help="check device, ffmpeg, weights and a one-sentence test render")
     doctor.add_argument("--engine", choices=["piper", "tortoise"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -19,7 +20,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import book, paths, progress
 from tasks.errors import RenderError
+from tasks.inputs import book_inputs_digest
 from tasks.lock import book_lock
+from tasks.manifest import load_manifest
 from tasks.plan import BookPlan
 from tasks.prefect_tasks import assemble_chapter, encode_book, plan_book, synthesize_chunks
 from tasks.synth import ChunkFailure, ChunkResult, batch_chunks
@@ -32,6 +35,8 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
     """Render one book. `manifest` is a path (or a name under manifests/); `engine` overrides the manifest's."""
     started = time.perf_counter()
     manifest_path = paths.resolve_manifest(manifest)
+    # Digest the inputs before planning reads them: an edit made during the render re-renders next night.
+    inputs_digest = book_inputs_digest(load_manifest(manifest_path), paths.voices_dir())
     the_manifest, plan = plan_book(str(manifest_path), engine, str(paths.cache_dir()), str(paths.voices_dir()))
     out_dir = Path(output_dir or paths.output_dir()).absolute() / the_manifest.stem
     results = synthesize_all(plan)
@@ -45,6 +50,7 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
             the_manifest, plan, results, chapters, files, out_dir, wall_seconds=time.perf_counter() - started,
             dollars_per_hour=float(os.environ.get("AUDIOBOOK_DOLLARS_PER_ENGINE_HOUR", "0") or 0),
         )
+        report["inputs_digest"] = inputs_digest
         book.write_report(report, out_dir)
     publish_artifacts(report, out_dir)
     return report
@@ -55,7 +61,8 @@ def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
     batches = batch_chunks(plan.chunks)
     total = len(plan.chunks)
     artifact = create_progress_artifact(0.0, description=f"Synthesising {total} chunks of {plan.title!r}")
-    futures = [synthesize_chunks.submit(b, plan.job, len(b)) for b in batches]
+    with tts_placement():
+        futures = [synthesize_chunks.submit(b, plan.job, len(b)) for b in batches]
     results: dict[str, ChunkResult] = {}
     failures: list[ChunkFailure] = []
     done = 0
@@ -80,6 +87,32 @@ def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
             f"{first.error}{more}. The other chunks are cached; fix the cause and render again."
         )
     return results
+
+
+def tts_placement() -> contextlib.AbstractContextManager[Any]:
+    """On a Dask cluster, send synthesis only to workers that declare the resource named by
+    AUDIOBOOK_TTS_RESOURCE (e.g. GPU: workers started with `--resources GPU=1`). One at a time each."""
+    resource = os.environ.get("AUDIOBOOK_TTS_RESOURCE")
+    if not resource:
+        return contextlib.nullcontext()
+    import dask
+
+    return dask.annotate(resources={resource: 1})
+
+
+def with_cluster(cluster: str | None) -> Any:
+    """The render flow on a task runner: threads in this process (None), a temporary local Dask
+    cluster of N worker processes ("local:N"), or an existing Dask scheduler ("tcp://host:8786")."""
+    if not cluster:
+        return render_book
+    from prefect_dask import DaskTaskRunner
+
+    if cluster.startswith("local:"):
+        workers = int(cluster.removeprefix("local:"))
+        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+    else:
+        runner = DaskTaskRunner(address=cluster)
+    return render_book.with_options(task_runner=runner)  # type: ignore[arg-type]
 
 
 def publish_artifacts(report: dict[str, Any], out_dir: Path) -> None:

@@ -60,11 +60,15 @@ class Document:
 
 def _check_file(path: Path, max_bytes: int) -> None:
     """Raise SourceError unless `path` is an existing regular file of at most max_bytes."""
-    if not path.exists():
+    try:
+        exists, is_file = path.exists(), path.is_file()
+        size = path.stat().st_size if is_file else 0
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+        raise SourceError(f"cannot be opened ({exc})", file=path, fix="check the source path in the manifest") from None
+    if not exists:
         raise SourceError("source file not found", file=path, fix="check the source path in the manifest")
-    if not path.is_file():
+    if not is_file:
         raise SourceError("is not a file", file=path, fix="point the manifest at a .txt, .md or .epub file")
-    size = path.stat().st_size
     if size > max_bytes:
         raise SourceError(
             f"is too large ({size / 2**20:.0f} MiB; the limit is {max_bytes / 2**20:.0f} MiB)",
@@ -240,10 +244,11 @@ def _chapters_from_plain(
 
 # --- Markdown -----------------------------------------------------------------------------------
 
-_FRONT_MATTER_RE = re.compile(r"\A(?:\ufeff)?---[ \t]*\n.*?\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+_FRONT_MATTER_RE = re.compile(r"\A\ufeff?---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+_YAML_KEY_RE = re.compile(r"\s*[A-Za-z_][\w .-]*:(?:\s|$)")
 _HTML_COMMENT_RE = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 _FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_ATX_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_ATX_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")
 _SETEXT_RE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _HR_RE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _LIST_RE = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])(?:[ \t]+\[[ xX]\])?(?:[ \t]+|$)")
@@ -254,8 +259,14 @@ _ESCAPE_RE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!>~|<])")
 # Markers are dropped, not paired: linear on any line, and the words are all that is read.
 # Bounded repeats keep the link rules fast on long lines full of unmatched brackets.
 _INLINE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"!\[[^\]\n]{0,300}\]\([^)\s]{0,500}(?:\s+\"[^\"\n]{0,200}\")?\)"), ""),  # images: not read
-    (re.compile(r"\[([^\]\n]{0,300})\]\([^)\s]{0,500}(?:\s+\"[^\"\n]{0,200}\")?\)"), r"\1"),  # [text](url)
+    (
+        re.compile(r"!\[[^\]\n]{0,300}\]\([^()\[\]<>\s]{0,500}(?:\s+\"[^\"\n]{0,200}\")?\)"),
+        "",
+    ),  # images: not read
+    (
+        re.compile(r"\[([^\]\n]{0,300})\]\([^()\[\]<>\s]{0,500}(?:\s+\"[^\"\n]{0,200}\")?\)"),
+        r"\1",
+    ),  # [text](url)
     (re.compile(r"</?[A-Za-z!?][^<>\n]{0,1000}>"), ""),  # HTML tags and <autolinks>; "a < b" stays
     (re.compile(r"`+|\*+|~~+"), ""),  # inline code marks, emphasis stars, strikethrough
     (re.compile(r"(?<!\w)_+|_+(?!\w)"), ""),  # _emphasis_ and __strong__; snake_case stays
@@ -283,7 +294,9 @@ def _markdown_blocks(text: str) -> Iterator[tuple[int, str]]:
     table separator rows. List items and table rows are paragraphs of their own (table cells
     joined with ", "); blockquote markers are removed.
     """
-    text = _FRONT_MATTER_RE.sub("", text, count=1)
+    front = _FRONT_MATTER_RE.match(text)
+    if front and _YAML_KEY_RE.match(front.group(1)):  # YAML front matter, not a rule above the text
+        text = text[front.end() :]
     text = _HTML_COMMENT_RE.sub("", text)
     para: list[str] = []
     fence: str | None = None
@@ -312,7 +325,11 @@ def _markdown_blocks(text: str) -> Iterator[tuple[int, str]]:
         heading = _ATX_RE.match(line)
         if heading:
             yield from flush()
-            yield len(heading.group(1)), _strip_inline_markdown(heading.group(2) or "").strip()
+            title = (heading.group(2) or "").rstrip()
+            unclosed = title.rstrip("#")  # a closing "###" sequence is not part of the title
+            if unclosed != title and (not unclosed or unclosed[-1] in " \t"):
+                title = unclosed
+            yield len(heading.group(1)), _strip_inline_markdown(title).strip()
             continue
         setext = _SETEXT_RE.match(line)
         if setext and len(para) == 1 and not _LIST_RE.match(para[0]):

@@ -168,7 +168,14 @@ def check_sources_exist(manifest: Manifest) -> None:
         named.append((manifest.cover, "cover"))
     for rel, fieldname in named:
         path: Path = manifest.resolve(rel, fieldname)
-        if not path.is_file():
+        try:
+            present = path.is_file()
+        except OSError as exc:  # e.g. a file name too long for the file system
+            raise SourceError(
+                f"{rel[:80]!r} cannot be opened ({exc.strerror or exc})", file=manifest.path, field=fieldname,
+                fix="correct the path",
+            ) from None
+        if not present:
             raise SourceError(
                 f"{rel!r} does not exist", file=manifest.path, field=fieldname,
                 fix=f"put the file at {path} or correct the path",

@@ -15,6 +15,7 @@ the report when none passes.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +121,7 @@ def synthesize_chunk(chunk: Chunk, job: SynthJob) -> ChunkResult:
     rerolls = take
     engine_seconds = time.perf_counter() - started
     path = cache.store(chunk.key, clip.samples, clip.sample_rate_hz, rerolls=rerolls, bad_take=problem,
-                       engine_seconds=round(engine_seconds, 3))
+                       engine_seconds=round(engine_seconds, 3), worker_pid=os.getpid())
     return ChunkResult(chunk.key, str(path), False, engine_seconds, rerolls, problem, retries)
 
 

@@ -222,6 +222,43 @@ def test_epub_chapters_from_nav(tmp_path: Path) -> None:
     assert doc.warnings == ()
 
 
+def test_epub_toc_fragments_split_one_file(tmp_path: Path) -> None:
+    from ebooklib import epub
+
+    book = epub.EpubBook()
+    book.set_identifier("frag")
+    book.set_title("Frag")
+    book.set_language("en")
+    cover = epub.EpubHtml(title="Cover", file_name="cover.xhtml")
+    cover.content = "<html><body><p>Title page.</p></body></html>"
+    body = epub.EpubHtml(title="Body", file_name="body.xhtml")
+    body.content = (
+        '<html><body><h2 id="c1">One</h2><p>First <a epub:type="noteref" href="#n1">1</a>text.</p>'
+        '<section><h2 id="c2">Two</h2><p>Second.</p></section></body></html>'
+    )
+    for item in (cover, body):
+        book.add_item(item)
+    book.toc = [
+        (
+            epub.Section("Part 1", href="body.xhtml#c1"),
+            [epub.Link("body.xhtml#c1", "One", "c1"), epub.Link("body.xhtml#c2", "Two", "c2")],
+        )
+    ]
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    book.spine = ["nav", cover, body]
+    path = tmp_path / "frag.epub"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        epub.write_epub(str(path), book)
+    doc = read_document(path, title_hint="Frag")
+    assert [(c.title, c.paragraphs) for c in doc.chapters] == [
+        ("Frag", ("Title page.",)),  # before the first toc entry
+        ("Part 1: One", ("One", "First text.")),  # the footnote reference is not read
+        ("Two", ("Two", "Second.")),
+    ]
+
+
 def test_epub_empty_chapter_dropped_titles_aligned(tmp_path: Path) -> None:
     path = _make_epub(
         tmp_path / "gaps.epub",

@@ -225,3 +225,16 @@ def test_prompts() -> None:
     )
     assert strip_prompts("no prompts here") == "no prompts here"
     assert strip_prompts("[only a prompt]") == ""
+
+
+def test_split_sentences_windows_match_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tasks.text as text_module
+
+    prose = normalize_text(
+        'Mr. Smith met Dr. Who at 3.14 p.m. today. "Stop!" he cried. [sad,] I lost it. He said "Go." Then left. '
+        * 30
+    )
+    whole = split_sentences(prose)
+    monkeypatch.setattr(text_module, "_WINDOW_CHARS", 64)
+    assert split_sentences(prose) == whole
+    assert " ".join(whole) == prose and len(whole) == 5 * 30

@@ -1,0 +1,129 @@
+"""`audiobook serve`: a Prefect server (unless PREFECT_API_URL names one), the `render-book` and
+`nightly` deployments served from this process, and the HTTP service beside them.
+
+    prefect server      127.0.0.1:4200 (--prefect-port), SQLite in PREFECT_HOME (.prefect/)
+    deployments         render-book/render-book, nightly/nightly (cron, default 02:00 in --timezone)
+    HTTP service        --host/--port (default 127.0.0.1:8080): submit manifests, download books
+
+Flow runs started by the deployments run as child processes of this one (Prefect's runner), so a
+crash in one render never takes the service down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tasks import paths
+from tasks.errors import DependencyError
+
+RENDER_DEPLOYMENT = "render-book/render-book"
+NIGHTLY_DEPLOYMENT = "nightly/nightly"
+
+
+def wait_healthy(api_url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    from flows.cli import server_healthy
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server_healthy(api_url):
+            return
+        if process is not None and process.poll() is not None:
+            break
+        time.sleep(0.5)
+    raise DependencyError(
+        f"the Prefect server at {api_url} did not become healthy in {timeout_s:.0f} s",
+        fix="see .prefect/server.log; another process may hold the port (use --prefect-port)",
+    )
+
+
+@contextlib.contextmanager
+def prefect_server(port: int, *, timeout_s: float = 120) -> Iterator[str]:
+    """Use PREFECT_API_URL when set; else start `prefect server start` on 127.0.0.1:`port`."""
+    if url := os.environ.get("PREFECT_API_URL"):
+        wait_healthy(url, timeout_s)
+        yield url
+        return
+    api_url = f"http://127.0.0.1:{port}/api"
+    home = Path(os.environ["PREFECT_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(home / "server.log", "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PREFECT_UI_API_URL": api_url},
+    )
+    try:
+        wait_healthy(api_url, timeout_s, process)
+        os.environ["PREFECT_API_URL"] = api_url
+        yield api_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def build_deployments(cron: str, timezone: str) -> list[Any]:
+    from prefect.schedules import Cron
+
+    from flows.nightly import nightly
+    from flows.render import render_book
+
+    return [
+        render_book.to_deployment(
+            name="render-book", description="Render one book: `manifest` is a manifest path or its name.",
+            tags=["audiobook"],
+        ),
+        nightly.to_deployment(
+            name="nightly", schedules=[Cron(cron, timezone=timezone)],
+            description="Re-render every manifest whose inputs changed since its last render.",
+            tags=["audiobook"],
+        ),
+    ]
+
+
+def start_http_service(host: str, port: int, ui_url: str | None) -> Any:
+    """The HTTP service in a background thread; returns the uvicorn server (call .should_exit to stop)."""
+    import uvicorn
+
+    from flows.service import PrefectRunBackend, ServiceConfig, create_app
+
+    config = ServiceConfig.from_env()
+    if ui_url and not config.prefect_ui_url:
+        config = type(config)(**{**config.__dict__, "prefect_ui_url": ui_url})
+    app = create_app(config, PrefectRunBackend(config))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="audiobook-http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not server.started:
+        raise DependencyError(f"the HTTP service could not listen on {host}:{port}",
+                              fix="is the port in use? choose another with --port")
+    return server
+
+
+def serve(*, host: str, port: int, prefect_port: int, cron: str, timezone: str) -> None:
+    os.chdir(paths.project_root())  # deployments name their flows by paths relative to the checkout
+    with prefect_server(prefect_port) as api_url:
+        from prefect import serve as prefect_serve
+
+        ui_url = api_url.removesuffix("/api")
+        http = start_http_service(host, port, ui_url)
+        print(f"Prefect UI:   {ui_url}", flush=True)
+        print(f"HTTP service: http://{host}:{port}/", flush=True)
+        print(f"Deployments:  {RENDER_DEPLOYMENT}, {NIGHTLY_DEPLOYMENT} (cron '{cron}', {timezone})", flush=True)
+        try:
+            prefect_serve(*build_deployments(cron, timezone), print_starting_message=False)
+        finally:
+            http.should_exit = True

@@ -1,0 +1,35 @@
+"""What a book's audio depends on, as one digest: the nightly run re-renders a book when it changes.
+
+The digest covers the manifest's bytes, every source file it names, the cover, the voice's folder
+(reference clips), the engine and the pipeline version. It is cheap (hashing a few files) and needs no
+engine: the nightly run uses it to skip unchanged books without planning them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from tasks.cache import PIPELINE_VERSION, file_sha256
+from tasks.manifest import Manifest
+
+
+def input_files(manifest: Manifest, voices_dir: Path) -> list[Path]:
+    files = [manifest.path]
+    if manifest.source:
+        files.append(manifest.resolve(manifest.source, "source"))
+    files.extend(manifest.resolve(c.file, "chapters.file") for c in manifest.chapters or () if c.file)
+    if manifest.cover:
+        files.append(manifest.resolve(manifest.cover, "cover"))
+    voice_folder = voices_dir / manifest.voice
+    if voice_folder.is_dir():
+        files.extend(sorted(p for p in voice_folder.rglob("*") if p.is_file()))
+    return files
+
+
+def book_inputs_digest(manifest: Manifest, voices_dir: Path) -> str:
+    digest = hashlib.sha256(f"pipeline={PIPELINE_VERSION};engine={manifest.engine}".encode())
+    for path in input_files(manifest, voices_dir):
+        state = file_sha256(path) if path.is_file() else "missing"
+        digest.update(f"\n{path.name}:{state}".encode())
+    return digest.hexdigest()
