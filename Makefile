@@ -9,7 +9,7 @@ TORTOISE_STAMP := $(VENV)/.installed-tortoise
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup setup-test setup-tortoise render test lint bench clean
+.PHONY: setup setup-test setup-tortoise setup-browser render test lint bench clean
 
 $(PY):
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -27,6 +27,15 @@ $(TORTOISE_STAMP): $(STAMP) requirements-tortoise.txt
 	$(PIP) install --quiet -r requirements-tortoise.txt
 	touch $@
 
+# Debian's Chromium for the browser test of the service page (installed when we are root with apt-get;
+# elsewhere that one test is skipped and says why).
+setup-browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "could not install chromium: the browser test will be skipped"; \
+	  else echo "chromium not installed (needs root and apt-get): the browser test will be skipped"; fi; }
+
 setup: $(STAMP)            ## the CPU pipeline (Prefect, ffmpeg, Piper and its voice); no torch
 setup-test: $(TEST_STAMP)
 setup-tortoise: $(TORTOISE_STAMP)  ## torch + torchaudio + tortoise-tts (about 7 GB)
@@ -38,7 +47,7 @@ lint: setup-test
 	$(VENV)/bin/ruff check flows tasks tests benchmarks
 	$(VENV)/bin/mypy
 
-test: setup-test setup-tortoise lint  ## set up if needed, then run the whole suite
+test: setup-test setup-tortoise setup-browser lint  ## set up if needed, then run the whole suite
 	$(VENV)/bin/pytest -q
 
 bench: setup-test setup-tortoise   ## the benchmarks; figures go to output/bench/results.json

@@ -115,6 +115,12 @@ def with_cluster(cluster: str | None) -> Any:
     return render_book.with_options(task_runner=runner)  # type: ignore[arg-type]
 
 
+def file_link(book: str, file: str) -> str:
+    """A download link through the HTTP service when one is known (AUDIOBOOK_PUBLIC_URL), else the name."""
+    base = os.environ.get("AUDIOBOOK_PUBLIC_URL")
+    return f"[{file}]({base.rstrip('/')}/books/{book}/download/{file})" if base else f"`{file}`"
+
+
 def publish_artifacts(report: dict[str, Any], out_dir: Path) -> None:
     """The summary and per-chapter table as Prefect artifacts, beside report.json."""
     logger = get_run_logger()
@@ -126,7 +132,7 @@ def publish_artifacts(report: dict[str, Any], out_dir: Path) -> None:
         f"- duration: {report['duration_s'] / 60:.1f} min; wall {report['wall_seconds']:.1f} s; "
         f"engine {report['engine_seconds']:.1f} s\n"
         f"- output: `{out_dir}`\n"
-        + "".join(f"- file: `{f}`\n" for f in report["files"])
+        + "".join(f"- file: {file_link(out_dir.name, f)}\n" for f in [*report["files"], "report.json"])
         + "".join(f"- warning: {w}\n" for w in report["warnings"])
     )
     create_markdown_artifact(summary, key="book-summary", description="Render summary")

@@ -12,10 +12,10 @@ crash in one render never takes the service down.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,26 +91,18 @@ def build_deployments(cron: str, timezone: str) -> list[Any]:
     ]
 
 
-def start_http_service(host: str, port: int, ui_url: str | None) -> Any:
-    """The HTTP service in a background thread; returns the uvicorn server (call .should_exit to stop)."""
-    import uvicorn
-
-    from flows.service import PrefectRunBackend, ServiceConfig, create_app
+def http_service(host: str, port: int, ui_url: str | None) -> Any:
+    """The HTTP service, to run in a background thread (`with http_service(...):`)."""
+    from flows.service import PrefectRunBackend, ServerThread, ServiceConfig, create_app
 
     config = ServiceConfig.from_env()
     if ui_url and not config.prefect_ui_url:
-        config = type(config)(**{**config.__dict__, "prefect_ui_url": ui_url})
-    app = create_app(config, PrefectRunBackend(config))
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="audiobook-http", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if not server.started:
-        raise DependencyError(f"the HTTP service could not listen on {host}:{port}",
-                              fix="is the port in use? choose another with --port")
-    return server
+        config = dataclasses.replace(config, prefect_ui_url=ui_url)
+    try:
+        return ServerThread(create_app(config, PrefectRunBackend(config)), host, port)
+    except OSError as exc:
+        raise DependencyError(f"the HTTP service cannot listen on {host}:{port}: {exc.strerror}",
+                              fix="is the port in use? choose another with --port") from None
 
 
 def serve(*, host: str, port: int, prefect_port: int, cron: str, timezone: str) -> None:
@@ -119,11 +111,12 @@ def serve(*, host: str, port: int, prefect_port: int, cron: str, timezone: str) 
         from prefect import serve as prefect_serve
 
         ui_url = api_url.removesuffix("/api")
-        http = start_http_service(host, port, ui_url)
-        print(f"Prefect UI:   {ui_url}", flush=True)
-        print(f"HTTP service: http://{host}:{port}/", flush=True)
-        print(f"Deployments:  {RENDER_DEPLOYMENT}, {NIGHTLY_DEPLOYMENT} (cron '{cron}', {timezone})", flush=True)
-        try:
-            prefect_serve(*build_deployments(cron, timezone), print_starting_message=False)
-        finally:
-            http.should_exit = True
+        os.environ.setdefault("AUDIOBOOK_PUBLIC_URL", f"http://{host}:{port}")  # download links in run summaries
+        deployments = build_deployments(cron, timezone)
+        for deployment in deployments:  # registered before the HTTP service accepts a submission
+            deployment.apply()
+        with http_service(host, port, ui_url) as http:
+            print(f"Prefect UI:   {ui_url}", flush=True)
+            print(f"HTTP service: {http.url}/", flush=True)
+            print(f"Deployments:  {RENDER_DEPLOYMENT}, {NIGHTLY_DEPLOYMENT} (cron '{cron}', {timezone})", flush=True)
+            prefect_serve(*deployments, print_starting_message=False)
