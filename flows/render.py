@@ -23,9 +23,9 @@ from tasks.errors import RenderError
 from tasks.inputs import book_inputs_digest
 from tasks.lock import book_lock
 from tasks.manifest import load_manifest
-from tasks.plan import BookPlan
+from tasks.plan import BookPlan, Chunk
 from tasks.prefect_tasks import assemble_chapter, encode_book, plan_book, synthesize_chunks
-from tasks.synth import ChunkFailure, ChunkResult, batch_chunks
+from tasks.synth import BatchResult, ChunkFailure, ChunkResult, batch_chunks, chunk_cache
 
 WORKERS = int(os.environ.get("AUDIOBOOK_WORKERS", "2"))
 
@@ -41,7 +41,10 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
     out_dir = Path(output_dir or paths.output_dir()).absolute() / the_manifest.stem
     results = synthesize_all(plan)
     tail_ms = book.chapter_tail_ms(the_manifest)
-    chapter_futures = [assemble_chapter.submit(ch, results, plan.job, tail_ms) for ch in plan.chapters]
+    chapter_futures = [
+        assemble_chapter.submit(ch, {c.key: results[c.key] for c in ch.chunks}, plan.job, tail_ms)
+        for ch in plan.chapters
+    ]
     chapters = [f.result() for f in chapter_futures]
     progress.report(1, 1, "encoding")
     with book_lock(out_dir):
@@ -71,11 +74,10 @@ def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
         chunks = batches[futures.index(future)]
         try:
             batch = future.result()
-        except Exception as exc:  # a transient fault outlived its retries: the batch's chunks failed
-            failures.extend(ChunkFailure(c, f"{type(exc).__name__}: {exc}") for c in chunks)
-        else:
-            results.update(batch.results)
-            failures.extend(batch.failures)
+        except Exception as exc:  # a transient fault outlived its retries: blame only what is missing
+            batch = recover_batch(chunks, plan, f"{type(exc).__name__}: {exc}")
+        results.update(batch.results)
+        failures.extend(batch.failures)
         done += len(chunks)
         progress.report(done, total, "synthesising")
         update_progress_artifact(artifact, 100.0 * done / max(total, 1))  # type: ignore[arg-type]
@@ -84,9 +86,21 @@ def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
         more = f" ({len(failures) - 1} more chunks failed)" if len(failures) > 1 else ""
         raise RenderError(
             f"{plan.chapters[first.chunk.chapter_index].title!r}, {first.chunk.label} could not be rendered: "
-            f"{first.error}{more}. The other chunks are cached; fix the cause and render again."
+            f"{first.error}{more}. Finished chunks are cached; fix the cause and render again."
         )
     return results
+
+
+def recover_batch(chunks: list[Chunk], plan: BookPlan, error: str) -> BatchResult:
+    """A failed batch: its chunks that reached the cache count as done, the others as failed."""
+    cache = chunk_cache(plan.job)
+    batch = BatchResult()
+    for chunk in chunks:
+        if (hit := cache.lookup(chunk.key)) is not None:
+            batch.results[chunk.key] = ChunkResult(chunk.key, str(hit), cached=False)
+        else:
+            batch.failures.append(ChunkFailure(chunk, error))
+    return batch
 
 
 def tts_placement() -> contextlib.AbstractContextManager[Any]:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.audio import AudioStats, assemble_chapter, read_audio
-from tasks.cache import AudioCache, atomic_write_bytes, content_key
+from tasks.audio import AudioStats, assemble_chapter, output_error, read_audio
+from tasks.cache import AudioCache, atomic_write_bytes, content_key, file_sha256
 from tasks.encode import BookTags, encode_m4b, encode_mp3
 from tasks.manifest import Manifest
 from tasks.plan import BookPlan, ChapterPlan, SynthJob
@@ -93,23 +94,73 @@ def _load_state(out_dir: Path) -> dict[str, Any]:
         return {}
 
 
+def _remove_stale_temp_files(out_dir: Path) -> None:
+    """Temp files a killed render left behind (".name.partial.ext", ".name.XXXX.partial"). The caller
+    holds the book's lock, so no other render is writing them now."""
+    for folder in (out_dir, out_dir / "mp3"):
+        for stale in folder.glob(".*.partial*"):
+            stale.unlink(missing_ok=True)
+
+
 def publish_book(
     manifest: Manifest, chapters: list[ChapterAudio], out_dir: Path
 ) -> tuple[list[Path], int]:
-    """Encode the book's files into `out_dir`; returns (the files, how many were encoded anew)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Encode the book's files into `out_dir`; returns (the files, how many were encoded anew).
+
+    A file is kept from an earlier render only when its inputs are unchanged and its size and sha256
+    match what was recorded when it was written (a truncated or altered file is encoded again). When
+    encoding fails, the files this call wrote are removed: no partial book is left behind.
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temp_files(out_dir)
+    except OSError as exc:
+        raise output_error(exc, out_dir) from exc
     tags = book_tags(manifest)
     cover = manifest.cover_path
     cover_key = content_key("cover", sha=_file_digest(cover)) if cover else None
     state = _load_state(out_dir)
     files: list[Path] = []
     encoded = 0
-    wanted: dict[str, str] = {}
+    wanted: dict[str, dict[str, Any]] = {}
+    written: list[Path] = []
 
     def fresh(name: str, key: str) -> bool:
-        wanted[name] = key
-        return state.get(name) == key and (out_dir / name).exists()
+        record = state.get(name)
+        path = out_dir / name
+        if not isinstance(record, dict) or record.get("key") != key:
+            return False
+        try:
+            intact = path.stat().st_size == record.get("size") and file_sha256(path) == record.get("sha256")
+        except OSError:
+            return False
+        if intact:
+            wanted[name] = record
+        return intact
 
+    def wrote(name: str, key: str) -> None:
+        path = out_dir / name
+        written.append(path)
+        wanted[name] = {"key": key, "size": path.stat().st_size, "sha256": file_sha256(path)}
+
+    try:
+        encoded = _publish_files(manifest, chapters, out_dir, tags, cover, cover_key, files, fresh, wrote)
+        atomic_write_bytes(out_dir / STATE_FILE, json.dumps(wanted, indent=1, sort_keys=True).encode())
+    except BaseException as exc:
+        for path in written:  # a book is published whole or not at all
+            path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise output_error(exc, out_dir) from exc
+        raise
+    return files, encoded
+
+
+def _publish_files(
+    manifest: Manifest, chapters: list[ChapterAudio], out_dir: Path, tags: BookTags, cover: Path | None,
+    cover_key: str | None, files: list[Path], fresh: Callable[[str, str], bool],
+    wrote: Callable[[str, str], None],
+) -> int:
+    encoded = 0
     if "mp3" in manifest.outputs:
         (out_dir / "mp3").mkdir(exist_ok=True)
         names = [f"mp3/{mp3_name(ch, len(chapters))}" for ch in chapters]
@@ -122,6 +173,7 @@ def publish_book(
             if not fresh(name, key):
                 encode_mp3(Path(ch.wav), out_dir / name, tags=tags, chapter_title=ch.title, track=ch.index + 1,
                            total_tracks=len(chapters), cover=cover)
+                wrote(name, key)
                 encoded += 1
             files.append(out_dir / name)
     if "m4b" in manifest.outputs:
@@ -131,10 +183,10 @@ def publish_book(
         if not fresh(name, key):
             encode_m4b([Path(c.wav) for c in chapters], [c.title for c in chapters], out_dir / name, tags=tags,
                        cover=cover)
+            wrote(name, key)
             encoded += 1
         files.append(out_dir / name)
-    atomic_write_bytes(out_dir / STATE_FILE, json.dumps(wanted, indent=1, sort_keys=True).encode())
-    return files, encoded
+    return encoded
 
 
 def _file_digest(path: Path) -> str:
@@ -191,5 +243,8 @@ def build_report(
 
 def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     path = out_dir / "report.json"
-    atomic_write_bytes(path, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    try:
+        atomic_write_bytes(path, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    except OSError as exc:
+        raise output_error(exc, out_dir) from exc
     return path

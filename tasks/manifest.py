@@ -113,6 +113,10 @@ class Manifest(_Frozen):
 
 def resolve_inside(folder: Path, relative: str, *, file: Path, field: str) -> Path:
     base = folder.resolve()
+    if "\x00" in relative:
+        raise ManifestError(
+            f"path {relative!r} holds a NUL character", file=file, field=field, fix="give a plain file name"
+        )
     candidate = Path(relative)
     if candidate.is_absolute():
         raise ManifestError(
@@ -176,6 +180,12 @@ def parse_yaml(text: str | bytes, file: Path) -> Any:
         raise ManifestError(f"{where}invalid YAML: {problem}", file=file, fix=fix) from None
     except RecursionError:
         raise ManifestError("the YAML is nested too deeply", file=file, fix="flatten it") from None
+    except Exception as exc:  # noqa: BLE001 - PyYAML's constructors fail on bad typed values in many ways
+        # e.g. "year: 2001-02-30" (ValueError), "!!int abc" (ValueError), "!!float ''" (IndexError),
+        # "!!timestamp x" (AttributeError): all of them are the manifest's fault, not ours.
+        raise ManifestError(
+            f"invalid YAML value: {exc or type(exc).__name__}", file=file, fix="quote the value, or correct it",
+        ) from None
 
 
 def _field_names(model: type[BaseModel]) -> list[str]:
@@ -269,9 +279,13 @@ def validate_manifest(data: Any, path: Path) -> Manifest:
 def load_manifest(path: str | Path) -> Manifest:
     """Read, parse and validate a manifest file."""
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise ManifestError(f"cannot open it: {exc}", file=path, fix="check the path to the manifest") from None
+    if not exists:
         raise ManifestError("no such file", file=path, fix="check the path to the manifest")
-    if not path.is_file():
+    if not is_file:
         raise ManifestError("not a file", file=path, fix="give the path to a .yaml manifest")
     try:
         size = path.stat().st_size

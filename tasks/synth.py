@@ -126,17 +126,23 @@ def synthesize_chunk(chunk: Chunk, job: SynthJob) -> ChunkResult:
 
 
 def synthesize_batch(chunks: list[Chunk], job: SynthJob) -> BatchResult:
-    """Synthesise a batch; permanent failures are collected, transient ones that persist are raised."""
+    """Synthesise a batch. Permanent failures are collected; every chunk gets its own tries, and a
+    transient fault that outlived them is raised after the rest of the batch is done (and cached), so
+    the task's retry runs only what is still missing."""
     out = BatchResult()
+    transient: list[str] = []
     for chunk in chunks:
         if chunk.key in out.results:
             continue
         try:
             out.results[chunk.key] = synthesize_chunk(chunk, job)
-        except TransientEngineError:
-            raise
+        except TransientEngineError as exc:
+            transient.append(f"{chunk.label}: {exc}")
         except EngineError as exc:
             out.failures.append(ChunkFailure(chunk, str(exc)))
+    if transient:
+        more = f" (and {len(transient) - 1} more)" if len(transient) > 1 else ""
+        raise TransientEngineError(f"{transient[0]}{more}")
     return out
 
 
