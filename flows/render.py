@@ -25,7 +25,7 @@ from tasks.lock import book_lock
 from tasks.manifest import load_manifest
 from tasks.plan import BookPlan, Chunk
 from tasks.prefect_tasks import assemble_chapter, encode_book, plan_book, synthesize_chunks
-from tasks.synth import BatchResult, ChunkFailure, ChunkResult, batch_chunks, chunk_cache
+from tasks.synth import BatchResult, ChunkFailure, ChunkResult, batch_chunks, chunk_cache, split_cached
 
 WORKERS = int(os.environ.get("AUDIOBOOK_WORKERS", "2"))
 
@@ -61,15 +61,18 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
 
 def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
     """Fan the chunks out in batches; wait for all; fail naming each chunk that never rendered."""
-    batches = batch_chunks(plan.chunks)
+    results, missing = split_cached(plan.chunks, plan.job)  # cached chunks need no task
+    batches = batch_chunks(tuple(missing))
     total = len(plan.chunks)
-    artifact = create_progress_artifact(0.0, description=f"Synthesising {total} chunks of {plan.title!r}")
+    cached = total - len(missing)
+    artifact = create_progress_artifact(
+        100.0 * cached / max(total, 1), description=f"Synthesising {total} chunks of {plan.title!r} ({cached} cached)"
+    )
     with tts_placement():
         futures = [synthesize_chunks.submit(b, plan.job, len(b)) for b in batches]
-    results: dict[str, ChunkResult] = {}
     failures: list[ChunkFailure] = []
-    done = 0
-    progress.report(0, total, "synthesising")
+    done = cached
+    progress.report(done, total, "synthesising")
     for future in as_completed(futures):
         chunks = batches[futures.index(future)]
         try:

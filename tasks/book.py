@@ -10,10 +10,13 @@ did not change since the last render (recorded in `.render-state.json`) are not 
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
 import unicodedata
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ OUTPUT_SAMPLE_RATE_HZ = 44100
 HEAD_MS = 750  # ACX: 0.5-1 s of room tone at the head of each file
 MIN_TAIL_MS, MAX_TAIL_MS = 1000, 5000  # ACX: 1-5 s at the tail; the manifest's chapter pause, clamped
 STATE_FILE = ".render-state.json"
+ENCODE_WORKERS = int(os.environ.get("AUDIOBOOK_ENCODE_WORKERS", os.cpu_count() or 2))  # ffmpeg processes at once
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,8 @@ def _publish_files(
     cover_key: str | None, files: list[Path], fresh: Callable[[str, str], bool],
     wrote: Callable[[str, str], None],
 ) -> int:
-    encoded = 0
+    """Encode what is not fresh, several ffmpeg processes at once (each encoder uses one core)."""
+    jobs: list[tuple[str, str, Callable[[], object]]] = []  # (name, key, encode)
     if "mp3" in manifest.outputs:
         (out_dir / "mp3").mkdir(exist_ok=True)
         names = [f"mp3/{mp3_name(ch, len(chapters))}" for ch in chapters]
@@ -170,23 +175,31 @@ def _publish_files(
         for ch, name in zip(chapters, names, strict=True):
             key = content_key("mp3", audio=ch.key, tags=asdict(tags), title=ch.title, track=ch.index,
                               total=len(chapters), cover=cover_key)
-            if not fresh(name, key):
-                encode_mp3(Path(ch.wav), out_dir / name, tags=tags, chapter_title=ch.title, track=ch.index + 1,
-                           total_tracks=len(chapters), cover=cover)
-                wrote(name, key)
-                encoded += 1
-            files.append(out_dir / name)
+            jobs.append((name, key, functools.partial(
+                encode_mp3, Path(ch.wav), out_dir / name, tags=tags, chapter_title=ch.title, track=ch.index + 1,
+                total_tracks=len(chapters), cover=cover)))
     if "m4b" in manifest.outputs:
         name = f"{manifest.stem}.m4b"
         key = content_key("m4b", audio=[c.key for c in chapters], titles=[c.title for c in chapters],
                           tags=asdict(tags), cover=cover_key)
-        if not fresh(name, key):
-            encode_m4b([Path(c.wav) for c in chapters], [c.title for c in chapters], out_dir / name, tags=tags,
-                       cover=cover)
-            wrote(name, key)
-            encoded += 1
-        files.append(out_dir / name)
-    return encoded
+        jobs.append((name, key, functools.partial(
+            encode_m4b, [Path(c.wav) for c in chapters], [c.title for c in chapters], out_dir / name, tags=tags,
+            cover=cover)))
+    files.extend(out_dir / name for name, _, _ in jobs)
+    # The M4B is the longest job: start it first so the chapter MP3s fill the other core(s).
+    todo = sorted((job for job in jobs if not fresh(job[0], job[1])), key=lambda job: not job[0].endswith(".m4b"))
+    with ThreadPoolExecutor(max_workers=max(1, min(ENCODE_WORKERS, len(todo)))) as pool:
+        futures = [(name, key, pool.submit(encode)) for name, key, encode in todo]
+        errors: list[BaseException] = []
+        for name, key, future in futures:
+            try:
+                future.result()
+                wrote(name, key)
+            except BaseException as exc:  # collect: every encode must end before clean-up
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+    return len(todo)
 
 
 def _file_digest(path: Path) -> str:

@@ -80,14 +80,27 @@ class AudioCache:
         return self.path_for(key).with_suffix(".json")
 
     def lookup(self, key: str) -> Path | None:
-        """The verified file for `key`, or None (a damaged entry is deleted)."""
+        """The verified file for `key`, or None (a damaged entry is deleted).
+
+        Fast path: the file's size and modification time equal those recorded when it was stored (any
+        write changes them). Otherwise its sha256 must match the record (a copied cache), and the
+        record is refreshed."""
         path, sidecar = self.path_for(key), self._sidecar(key)
-        if not path.exists() or not sidecar.exists():
-            return None
         try:
             meta = json.loads(sidecar.read_text())
-            if meta.get("key") != key or file_sha256(path) != meta.get("sha256"):
+            stat = path.stat()
+            if meta.get("key") != key:
+                raise ValueError("foreign record")
+            if stat.st_size == meta.get("size") and stat.st_mtime_ns == meta.get("mtime_ns"):
+                return path
+            if file_sha256(path) != meta.get("sha256"):
                 raise ValueError("checksum mismatch")
+            meta.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+            atomic_write_bytes(sidecar, json.dumps(meta, sort_keys=True).encode())
+        except FileNotFoundError:
+            if path.exists() or sidecar.exists():
+                self.evict(key)
+            return None
         except (OSError, ValueError, TypeError, AttributeError):
             self.evict(key)
             return None
@@ -110,8 +123,9 @@ class AudioCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        record = {"key": key, "sha256": file_sha256(path), "sample_rate_hz": sample_rate_hz,
-                  "frames": int(len(samples)), **meta}
+        stat = path.stat()
+        record = {"key": key, "sha256": file_sha256(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                  "sample_rate_hz": sample_rate_hz, "frames": int(len(samples)), **meta}
         atomic_write_bytes(self._sidecar(key), json.dumps(record, sort_keys=True).encode())
         return path
 

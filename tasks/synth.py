@@ -14,9 +14,12 @@ the report when none passes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,14 +101,57 @@ def _synthesize_with_retries(chunk: Chunk, job: SynthJob, seed: int) -> tuple[Cl
     raise AssertionError("unreachable")
 
 
+def cached_result(chunk: Chunk, cache: AudioCache) -> ChunkResult | None:
+    """The chunk's result from the cache, or None when it must be synthesised."""
+    hit = cache.lookup(chunk.key)
+    if hit is None:
+        return None
+    meta = cache.meta(chunk.key)
+    return ChunkResult(chunk.key, str(hit), True, rerolls=int(meta.get("rerolls", 0)), bad_take=meta.get("bad_take"))
+
+
+def split_cached(chunks: tuple[Chunk, ...], job: SynthJob) -> tuple[dict[str, ChunkResult], list[Chunk]]:
+    """(results of the chunks already cached, the chunks still to synthesise), so that an unchanged
+    book submits no synthesis task at all."""
+    cache = chunk_cache(job)
+    hits: dict[str, ChunkResult] = {}
+    missing: list[Chunk] = []
+    for chunk in chunks:
+        if chunk.key in hits:
+            continue
+        result = cached_result(chunk, cache)
+        if result is None:
+            missing.append(chunk)
+        else:
+            hits[chunk.key] = result
+    return hits, missing
+
+
+@contextlib.contextmanager
+def engine_slot(engine: str) -> Iterator[None]:
+    """One synthesis at a time per engine in a process (an engine holds one model on one device), so
+    the engine time measured inside is the engine's, not time spent waiting for it."""
+    with _ENGINE_LOCKS_GUARD:
+        lock = _ENGINE_LOCKS.setdefault(engine, threading.Lock())
+    with lock:
+        yield
+
+
+_ENGINE_LOCKS: dict[str, threading.Lock] = {}
+_ENGINE_LOCKS_GUARD = threading.Lock()
+
+
 def synthesize_chunk(chunk: Chunk, job: SynthJob) -> ChunkResult:
     """The audio file for `chunk`: from the cache when present and intact, else synthesised and stored."""
     cache = chunk_cache(job)
-    hit = cache.lookup(chunk.key)
+    hit = cached_result(chunk, cache)
     if hit is not None:
-        meta = cache.meta(chunk.key)
-        return ChunkResult(chunk.key, str(hit), True, rerolls=int(meta.get("rerolls", 0)),
-                           bad_take=meta.get("bad_take"))
+        return hit
+    with engine_slot(job.engine):
+        return _synthesize_and_store(chunk, job, cache)
+
+
+def _synthesize_and_store(chunk: Chunk, job: SynthJob, cache: AudioCache) -> ChunkResult:
     started = time.perf_counter()
     retries = 0
     problem: str | None = None

@@ -201,8 +201,8 @@ def test_damaged_cache_and_half_written_output_are_detected_and_never_used(
     chunk_cache = AudioCache(workdirs["cache"] / "chunks", ".flac")
     chapter_cache = AudioCache(workdirs["cache"] / "chapters", ".wav")
 
-    # Chunks: flipped bytes, truncated audio, garbage sidecar, a sidecar with the wrong sha, a sidecar
-    # that is JSON but not an object, a missing audio file.
+    # Chunks: flipped bytes, truncated audio, garbage sidecar, a record that no longer describes the
+    # file (size and sha differ), a sidecar that is JSON but not an object, a missing audio file.
     keys = [c.key for c in plan.chunks]
     damaged = keys[:6]
     audio = [chunk_cache.path_for(k) for k in damaged]
@@ -212,7 +212,7 @@ def test_damaged_cache_and_half_written_output_are_detected_and_never_used(
     audio[1].write_bytes(audio[1].read_bytes()[:100])
     audio[2].with_suffix(".json").write_text("{not json")
     meta = json.loads(audio[3].with_suffix(".json").read_text())
-    audio[3].with_suffix(".json").write_text(json.dumps({**meta, "sha256": "0" * 64}))
+    audio[3].with_suffix(".json").write_text(json.dumps({**meta, "sha256": "0" * 64, "size": meta["size"] + 1}))
     audio[4].with_suffix(".json").write_text("[1, 2]")
     audio[5].unlink()
     # Chapters: truncated audio, garbage sidecar, a wrong sha.
@@ -221,7 +221,7 @@ def test_damaged_cache_and_half_written_output_are_detected_and_never_used(
     wavs[0].write_bytes(wavs[0].read_bytes()[:1000])
     wavs[1].with_suffix(".json").write_text("\x00garbage")
     meta = json.loads(wavs[2].with_suffix(".json").read_text())
-    wavs[2].with_suffix(".json").write_text(json.dumps({**meta, "sha256": "f" * 64}))
+    wavs[2].with_suffix(".json").write_text(json.dumps({**meta, "sha256": "f" * 64, "mtime_ns": 1}))
     # Output: leftover temp files of a killed encode, a truncated M4B and MP3 that the state calls fresh.
     (out / ".book.partial.m4b").write_bytes(b"\x00" * 4096)
     (out / "mp3" / ".01-opening.partial.mp3").write_bytes(b"ID3")

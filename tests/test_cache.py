@@ -1,0 +1,78 @@
+"""Content keys and the content-addressed audio cache."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.cache import AudioCache, chunk_key, content_key
+
+BASE = {"text": "Hello there.", "voice_fingerprint": "v1", "engine": "piper", "engine_version": "1",
+        "settings": {"a": 1, "b": 2}, "seed": 7}
+
+
+def test_chunk_key_is_stable_and_order_free() -> None:
+    assert chunk_key(**BASE) == chunk_key(**BASE)
+    assert chunk_key(**{**BASE, "settings": {"b": 2, "a": 1}}) == chunk_key(**BASE)
+    assert len(chunk_key(**BASE)) == 64
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("text", "Hello there!"), ("voice_fingerprint", "v2"), ("engine", "tortoise"), ("engine_version", "2"),
+     ("settings", {"a": 1, "b": 3}), ("seed", 8)],
+)
+def test_every_input_changes_the_chunk_key(field: str, value: object) -> None:
+    assert chunk_key(**{**BASE, field: value}) != chunk_key(**BASE)
+
+
+def test_kinds_do_not_collide() -> None:
+    assert content_key("chunk", x=1) != content_key("chapter", x=1)
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> AudioCache:
+    return AudioCache(tmp_path / "chunks")
+
+
+def store(cache: AudioCache, key: str = "ab" * 32) -> Path:
+    samples = np.sin(np.linspace(0, 200, 24000, dtype=np.float32)) * 0.3
+    return cache.store(key, samples, 24000, rerolls=1)
+
+
+def test_store_then_lookup_hits_with_metadata(cache: AudioCache) -> None:
+    path = store(cache)
+    assert cache.lookup("ab" * 32) == path
+    assert cache.meta("ab" * 32)["rerolls"] == 1
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+    assert cache.lookup("cd" * 32) is None
+
+
+def test_truncated_or_rewritten_entries_are_misses_and_removed(cache: AudioCache) -> None:
+    path = store(cache)
+    path.write_bytes(path.read_bytes()[:200])
+    assert cache.lookup("ab" * 32) is None
+    assert not path.exists() and not path.with_suffix(".json").exists()
+    path = store(cache)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))  # same size, new modification time: the checksum decides
+    assert cache.lookup("ab" * 32) is None
+
+
+def test_a_copied_entry_is_verified_once_by_checksum(cache: AudioCache) -> None:
+    path = store(cache)
+    os.utime(path, ns=(1, 1))  # as after a copy that did not keep times
+    assert cache.lookup("ab" * 32) == path
+    assert json.loads(path.with_suffix(".json").read_text())["mtime_ns"] == 1  # the record is refreshed
+
+
+def test_a_record_for_another_key_is_a_miss(cache: AudioCache) -> None:
+    path = store(cache)
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "key": "ef" * 32}))
+    assert cache.lookup("ab" * 32) is None
