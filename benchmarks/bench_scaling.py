@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/bench_scaling.py [--quick] [--chars N] [--no-threads]
 
-prefect-dask is not installed, so worker processes come from Prefect's own `ProcessPoolTaskRunner`
+Worker processes come from Prefect's own `ProcessPoolTaskRunner`
 (`render_book.with_options(task_runner=ProcessPoolTaskRunner(max_workers=N, initializer=...))`): every
 synthesis and assembly task runs in a pool process, which loads its own Piper voice. For fairness each
 worker's onnxruntime session uses ONE intra-op thread (the initializer registers such an engine), so
 N workers use N cores. speedup_2_workers = wall(1 process) / wall(2 processes), whole render wall
-(plan, synthesis, assembly, encodes; pool start and per-process voice load included).
+(plan, synthesis, assembly, encodes; pool start and per-process voice load included). The same book
+also runs on the distributed engine (prefect-dask, a temporary local cluster of 1 and 2 worker
+processes): speedup_2_workers_dask.
 
 The flow synthesises in batches of at most 16 chunks / 2,400 characters (`tasks.synth.batch_chunks`),
 one Prefect task each, so a book needs at least two batches for two workers to help: the default
@@ -80,13 +82,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for n in (1, 2):
                 runner = ProcessPoolTaskRunner(max_workers=n, initializer=common.init_single_thread_piper)
                 runs[f"processes_{n}"] = render_once(manifest, work / f"cache-p{n}", runner)
+            from prefect_dask import DaskTaskRunner
+
+            for n in (1, 2):  # the distributed engine: a temporary local Dask cluster of n worker processes
+                runner = DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True})
+                runs[f"dask_{n}"] = render_once(manifest, work / f"cache-d{n}", runner)
             if not args.no_threads:
                 runs["threads_2"] = render_once(manifest, work / "cache-t2", ThreadPoolTaskRunner(max_workers=2))
     p1, p2 = runs["processes_1"]["wall_s"], runs["processes_2"]["wall_s"]
     result: dict[str, Any] = {
         "speedup_2_workers": round(p1 / p2, 3),
-        "runner": "prefect.task_runners.ProcessPoolTaskRunner (prefect-dask is not installed); "
-                  "onnxruntime intra_op_num_threads=1 per worker process",
+        "speedup_2_workers_dask": round(runs["dask_1"]["wall_s"] / runs["dask_2"]["wall_s"], 3),
+        "runner": "prefect.task_runners.ProcessPoolTaskRunner with onnxruntime intra_op_num_threads=1 per "
+                  "worker process; and prefect-dask DaskTaskRunner (local cluster, default onnxruntime threads)",
         "sizes": {"chars": n_chars, "speech_s": runs["processes_1"]["duration_s"], "cpus": os.cpu_count(),
                   "chunks": len(plan.chunks), "chunks_per_batch": batches},
         "prefect_server_startup_s": server["startup_s"],
@@ -98,6 +106,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("1 process (1 ORT thread) wall s", p1),
         ("2 processes (1 ORT thread each) wall s", p2),
         ("speedup 2 workers", result["speedup_2_workers"]),
+        ("Dask: 1 worker / 2 workers wall s", f"{runs['dask_1']['wall_s']} / {runs['dask_2']['wall_s']}"),
+        ("speedup 2 Dask workers", result["speedup_2_workers_dask"]),
     ]
     if "threads_2" in runs:
         t2 = runs["threads_2"]["wall_s"]

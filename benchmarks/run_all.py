@@ -61,6 +61,7 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out["pipeline_sizes"] = pipe["sizes"]
     if scal := results.get("scaling"):
         out["speedup_2_workers"] = scal["speedup_2_workers"]
+        out["speedup_2_workers_dask"] = scal.get("speedup_2_workers_dask")
         out["speedup_2_workers_runner"] = scal["runner"]
         out["speedup_2_processes_vs_stock_2_threads"] = scal.get("speedup_2_processes_vs_stock_2_threads")
         out["scaling_sizes"] = scal["sizes"]

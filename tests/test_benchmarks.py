@@ -69,6 +69,7 @@ def test_pipeline_cpu(results: dict[str, dict[str, Any]]) -> None:
 def test_scaling(results: dict[str, dict[str, Any]]) -> None:
     out = common.run_bench("bench_scaling.py", ["--chars", "120", "--no-threads"])
     assert out["speedup_2_workers"] > 0 and out["runs"]["processes_2"]["chunks_synthesized"] >= 1
+    assert out["speedup_2_workers_dask"] > 0 and out["runs"]["dask_2"]["chunks_synthesized"] >= 1
     results["scaling"] = out
 
 
