@@ -134,18 +134,21 @@ def publish_book(
         path = out_dir / name
         if not isinstance(record, dict) or record.get("key") != key:
             return False
-        try:
-            intact = path.stat().st_size == record.get("size") and file_sha256(path) == record.get("sha256")
+        try:  # unchanged size and modification time, else the checksum decides (as in tasks.cache)
+            stat = path.stat()
+            intact = stat.st_size == record.get("size") and (
+                stat.st_mtime_ns == record.get("mtime_ns") or file_sha256(path) == record.get("sha256"))
         except OSError:
             return False
         if intact:
-            wanted[name] = record
+            wanted[name] = {**record, "mtime_ns": stat.st_mtime_ns}
         return intact
 
     def wrote(name: str, key: str) -> None:
         path = out_dir / name
         written.append(path)
-        wanted[name] = {"key": key, "size": path.stat().st_size, "sha256": file_sha256(path)}
+        stat = path.stat()
+        wanted[name] = {"key": key, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(path)}
 
     try:
         encoded = _publish_files(manifest, chapters, out_dir, tags, cover, cover_key, files, fresh, wrote)
