@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.audio import AudioStats, assemble_chapter, output_error, read_audio
+from tasks.audio import AudioStats, assemble_chapter_to_wav, output_error
 from tasks.cache import AudioCache, atomic_write_bytes, content_key, file_sha256
 from tasks.encode import BookTags, encode_m4b, encode_mp3
 from tasks.manifest import Manifest
@@ -61,12 +61,14 @@ def assemble_chapter_audio(
     hit = cache.lookup(key)
     if hit is not None and "stats" in (meta := cache.meta(key)):
         return ChapterAudio(chapter.index, chapter.title, key, str(hit), AudioStats(**meta["stats"]), True)
-    clips = [read_audio(Path(results[c.key].path)) for c in chapter.chunks]
-    samples, stats = assemble_chapter(
-        clips, [c.pause_after_ms for c in chapter.chunks], out_sr=OUTPUT_SAMPLE_RATE_HZ, head_ms=HEAD_MS,
-        tail_ms=tail_ms,
+    # Streamed clip by clip into the cache's file: memory does not grow with the chapter's length.
+    target = cache.path_for(key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stats = assemble_chapter_to_wav(
+        [Path(results[c.key].path) for c in chapter.chunks], [c.pause_after_ms for c in chapter.chunks], target,
+        out_sr=OUTPUT_SAMPLE_RATE_HZ, head_ms=HEAD_MS, tail_ms=tail_ms,
     )
-    path = cache.store(key, samples, OUTPUT_SAMPLE_RATE_HZ, stats=asdict(stats))
+    path = cache.adopt(key, stats=asdict(stats))
     return ChapterAudio(chapter.index, chapter.title, key, str(path), stats, False)
 
 

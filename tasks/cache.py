@@ -129,6 +129,16 @@ class AudioCache:
         atomic_write_bytes(self._sidecar(key), json.dumps(record, sort_keys=True).encode())
         return path
 
+    def adopt(self, key: str, **meta: Any) -> Path:
+        """Make the finished file already written (atomically) at `path_for(key)` an entry: its sidecar."""
+        path = self.path_for(key)
+        info = sf.info(str(path))
+        stat = path.stat()
+        record = {"key": key, "sha256": file_sha256(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                  "sample_rate_hz": int(info.samplerate), "frames": int(info.frames), **meta}
+        atomic_write_bytes(self._sidecar(key), json.dumps(record, sort_keys=True).encode())
+        return path
+
     def meta(self, key: str) -> dict[str, Any]:
         try:
             data = json.loads(self._sidecar(key).read_text())

@@ -296,3 +296,267 @@ def test_wav_write_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
         write_wav_atomic(tmp_path / "ch01.wav", np.zeros(100, np.float32), 44100)
     assert str(tmp_path) in str(info.value) and "full" in str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- streaming assembly (assemble_chapter_to_wav)
+
+
+def _write_clips(folder: Path, clips: list[tuple[np.ndarray, int]]) -> list[Path]:
+    """The clips as 16-bit FLAC files (as the chunk cache stores them)."""
+    paths = []
+    for i, (x, sr) in enumerate(clips):
+        path = folder / f"clip{i}.flac"
+        sf.write(str(path), x, sr, subtype="PCM_16", format="FLAC")
+        paths.append(path)
+    return paths
+
+
+def _hot_clips(level: float) -> list[tuple[np.ndarray, int]]:
+    """Clips whose peaks the limiter must pull down hard (so make-up gain rounds run)."""
+    clips = _clips(level) + [(np.zeros(1000, np.float32), 24000)]
+    clips[0][0][24000:24400] = 0.99
+    loud = clips[2][0]
+    loud[30000:36000] *= 30
+    np.clip(loud, -1.0, 1.0, out=loud)
+    return clips
+
+
+def _capture_float_output(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """Records the float chunks the streaming assembler writes (its last pass only)."""
+    chunks: list[np.ndarray] = []
+    write, open_ = audio._WavSink.write, audio._WavSink.open
+
+    def spy_open(self: audio._WavSink) -> None:
+        chunks.clear()
+        open_(self)
+
+    def spy_write(self: audio._WavSink, x: np.ndarray) -> None:
+        chunks.append(x.copy())
+        write(self, x)
+
+    monkeypatch.setattr(audio._WavSink, "open", spy_open)
+    monkeypatch.setattr(audio._WavSink, "write", spy_write)
+    return chunks
+
+
+@pytest.mark.parametrize(
+    ("level", "hot", "block"),
+    [(-30.0, False, None), (-10.0, False, None), (-42.0, False, 3000), (-30.0, True, None), (-30.0, True, 5000)],
+)
+def test_stream_equals_in_memory_assembly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: float, hot: bool, block: int | None
+) -> None:
+    if block is not None:  # many limiter blocks: the look-ahead is carried across their boundaries
+        monkeypatch.setattr(audio, "_LIMITER_BLOCK", block)
+    clips = _hot_clips(level) if hot else _clips(level)
+    paths = _write_clips(tmp_path, clips)
+    pauses = [400, 900, 250, 5000, 0][: len(paths)]
+    expected, ref = assemble_chapter([read_audio(p) for p in paths], pauses)
+    chunks = _capture_float_output(monkeypatch)
+    stats = audio.assemble_chapter_to_wav(paths, pauses, tmp_path / "out" / "ch.wav")
+    got = np.concatenate(chunks)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    data, sr = read_audio(tmp_path / "out" / "ch.wav")
+    assert sr == 44100 and data.shape == expected.shape
+    np.testing.assert_allclose(data, expected, rtol=0, atol=1.5 / 32768)  # 16-bit quantisation
+    assert stats.duration_s == ref.duration_s and stats.sample_rate_hz == ref.sample_rate_hz
+    for field in ("rms_dbfs", "peak_dbfs", "noise_floor_dbfs"):
+        assert getattr(stats, field) == pytest.approx(getattr(ref, field), abs=1e-4)
+    assert stats.lufs == pytest.approx(ref.lufs, abs=0.05)  # block-wise BS.1770 vs pyloudnorm
+    assert stats.peak_dbfs <= -3.5 + 1e-3
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["ch.wav"]  # no temp file left
+
+
+@pytest.mark.parametrize("level", [-42.0, -20.0, -10.0])
+def test_stream_meets_acx_and_layout(tmp_path: Path, level: float) -> None:
+    clips = _clips(level)
+    pauses = [400, 900, 250, 5000]
+    stats = audio.assemble_chapter_to_wav(_write_clips(tmp_path, clips), pauses, tmp_path / "ch.wav")
+    info = sf.info(str(tmp_path / "ch.wav"))
+    assert (info.samplerate, info.channels, info.subtype, info.format) == (44100, 1, "PCM_16", "WAV")
+    flac_clips = [read_audio(p) for p in sorted(tmp_path.glob("clip*.flac"))]
+    assert info.frames == _expected_samples(flac_clips, pauses)
+    assert stats.duration_s == pytest.approx(info.frames / 44100)
+    assert stats.rms_dbfs == pytest.approx(-20.0, abs=0.5) and stats.peak_dbfs <= -3.5 + 1e-3
+    assert stats.meets_acx()
+    written = measure(read_audio(tmp_path / "ch.wav")[0], 44100)  # the file itself, after quantisation
+    assert written.meets_acx()
+    assert written.rms_dbfs == pytest.approx(stats.rms_dbfs, abs=0.01)
+    assert written.lufs == pytest.approx(stats.lufs, abs=0.1)
+
+
+def test_stream_handles_silent_clips_no_clips_and_bad_pauses(tmp_path: Path) -> None:
+    clips = [(speech_like(24000, 2.0, -25.0), 24000), (np.zeros(24000, np.float32), 24000)]
+    paths = _write_clips(tmp_path, clips)
+    stats = audio.assemble_chapter_to_wav(paths, [300, 300], tmp_path / "a.wav")
+    assert stats.meets_acx()
+    empty = audio.assemble_chapter_to_wav([], [], tmp_path / "b.wav")
+    assert sf.info(str(tmp_path / "b.wav")).frames == round(44100 * 0.75) + round(44100 * 2.5)
+    assert empty.peak_dbfs <= -60.0 and empty.rms_dbfs == pytest.approx(-75.0, abs=0.3)
+    silent = audio.assemble_chapter_to_wav(paths[1:], [0], tmp_path / "c.wav")
+    assert math.isfinite(silent.rms_dbfs) and silent.peak_dbfs <= -60.0
+    with pytest.raises(ValueError, match="one pause per clip"):
+        audio.assemble_chapter_to_wav(paths, [100], tmp_path / "d.wav")
+    with pytest.raises(ValueError, match=">= 0"):
+        audio.assemble_chapter_to_wav(paths, [100, -1], tmp_path / "d.wav")
+    assert not (tmp_path / "d.wav").exists()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 30000), st.lists(st.integers(1, 7000), min_size=1, max_size=12), st.integers(0, 2**16))
+def test_stream_limiter_equals_whole_signal_limiter(n: int, cuts: list[int], seed: int) -> None:
+    x = (np.random.default_rng(seed).standard_normal(n) * 0.5).astype(np.float32)
+    x[:: max(1, n // 7)] = 0.99
+    expected = x.copy()
+    saved, audio._LIMITER_BLOCK = audio._LIMITER_BLOCK, 2048  # many blocks (no monkeypatch under given)
+    try:
+        audio._limit_peaks(expected, 44100, -3.5)  # the whole signal at once
+        lim = audio._StreamLimiter(44100, -3.5)  # the same blocks, fed in uneven chunks
+    finally:
+        audio._LIMITER_BLOCK = saved
+    out, pos = [], 0
+    for size in [*cuts, n]:
+        out += lim.push(x[pos : pos + size].copy())
+        pos = min(n, pos + size)
+    out += lim.flush()
+    got = np.concatenate(out)
+    assert got.shape == x.shape
+    assert float(np.max(np.abs(got))) <= 10 ** (-3.5 / 20)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def _stream_lufs(x: np.ndarray, sr: int, seed: int = 0) -> float:
+    meter = audio._KWeightedLoudness(sr)
+    rng = np.random.default_rng(seed)
+    pos = 0
+    while pos < x.size:  # uneven chunks, so hop boundaries fall inside and between them
+        size = int(rng.integers(1, sr))
+        meter.push(x[pos : pos + size])
+        pos += size
+    return meter.result()
+
+
+def _gated_signal(sr: int) -> np.ndarray:
+    """Loud speech, a long near-silent stretch (under the absolute gate) and a quiet stretch (under the
+    relative gate), so both gates decide."""
+    loud = speech_like(sr, 4.0, -18.0, seed=11, lead_s=0, trail_s=0)
+    hush = room_tone(sr * 5, level_dbfs=-85.0, seed=4)
+    quiet = speech_like(sr, 3.0, -40.0, seed=12, lead_s=0, trail_s=0)
+    return np.concatenate([loud, hush, quiet, loud[: sr // 3]])
+
+
+@pytest.mark.parametrize(
+    ("sr", "make"),
+    [
+        (44100, lambda sr: speech_like(sr, 6.0, -23.0, seed=5)),
+        (48000, lambda sr: sine(sr, 3.3, 1000, 0.3)),
+        (22050, _gated_signal),
+        (24000, lambda sr: (0.05 * np.random.default_rng(2).standard_normal(int(sr * 2.05))).astype(np.float32)),
+        (44100, lambda sr: sine(sr, 0.41, 60, 0.5)),  # just over one gating block
+    ],
+)
+def test_stream_lufs_matches_pyloudnorm(sr: int, make: object) -> None:
+    import pyloudnorm
+
+    x = make(sr)  # type: ignore[operator]
+    expected = pyloudnorm.Meter(sr).integrated_loudness(x)
+    assert _stream_lufs(x, sr) == pytest.approx(expected, abs=0.1)
+    assert _stream_lufs(x, sr, seed=1) == pytest.approx(expected, abs=0.01)
+
+
+def test_stream_lufs_short_and_silent_are_minus_inf() -> None:
+    assert _stream_lufs(sine(44100, 0.3, 440, 0.5), 44100) == -math.inf
+    assert _stream_lufs(np.zeros(44100 * 2, np.float32), 44100) == -math.inf
+    assert audio._KWeightedLoudness(44100).result() == -math.inf
+
+
+def test_tone_pieces_are_room_tone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audio, "_TONE_PIECE", 1000)
+    pieces = list(audio._tone_pieces(4500, seed=7))
+    assert [p.size for p in pieces] == [1000, 1000, 1000, 1000, 500]
+    np.testing.assert_array_equal(np.concatenate(pieces), room_tone(4500, seed=7))
+    assert list(audio._tone_pieces(0, seed=7)) == []
+
+
+def test_stream_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clip_dir, out_dir = tmp_path / "clips", tmp_path / "out"
+    clip_dir.mkdir()
+    paths = _write_clips(clip_dir, _clips(-25.0))
+    out_dir.mkdir()
+    (out_dir / "ch.wav").write_bytes(b"old chapter")  # an earlier file survives a failed rewrite
+
+    # a clip that cannot be read in the second pass (after the temp file exists)
+    real_read, calls = audio.read_audio, []
+
+    def flaky_read(path: Path) -> tuple[np.ndarray, int]:
+        calls.append(path)
+        if len(calls) == len(paths) + 2:
+            raise RuntimeError("clip vanished")
+        return real_read(path)
+
+    monkeypatch.setattr(audio, "read_audio", flaky_read)
+    with pytest.raises(RuntimeError, match="clip vanished"):
+        audio.assemble_chapter_to_wav(paths, [300] * 4, out_dir / "ch.wav")
+    assert [p.name for p in out_dir.iterdir()] == ["ch.wav"]
+    assert (out_dir / "ch.wav").read_bytes() == b"old chapter"
+    monkeypatch.setattr(audio, "read_audio", real_read)
+
+    # a full disk at the final rename
+    def full_disk(src: object, dst: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OutputError) as info:
+        audio.assemble_chapter_to_wav(paths, [300] * 4, out_dir / "new.wav")
+    assert str(out_dir) in str(info.value) and "full" in str(info.value)
+    assert [p.name for p in out_dir.iterdir()] == ["ch.wav"]
+
+
+_MEMORY_CHILD = r"""
+import sys, tempfile
+from pathlib import Path
+import numpy as np, soundfile as sf
+from tasks.audio import assemble_chapter_to_wav
+
+minutes = float(sys.argv[1])
+folder = Path(tempfile.mkdtemp(dir=sys.argv[2]))
+sr, distinct = 24000, []
+t = np.arange(sr * 10) / sr
+for i in range(4):  # 10 s speech-like clips: harmonic bursts at ~4 syllables/s, stored once, reused
+    rng = np.random.default_rng(i)
+    f0 = 110 + 20 * np.sin(2 * np.pi * 0.5 * t + i)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    x = sum(np.sin(k * phase) / k for k in range(1, 8)) + 0.1 * rng.standard_normal(t.size)
+    x *= np.clip(np.sin(2 * np.pi * 4 * t + i), 0, None) * 10 ** (-25 / 20)
+    path = folder / f"c{i}.flac"
+    sf.write(str(path), x.astype(np.float32), sr, subtype="PCM_16")
+    distinct.append(path)
+n = int(minutes * 60 / 10.3)
+stats = assemble_chapter_to_wav([distinct[i % 4] for i in range(n)], [300] * n, folder / "ch.wav")
+assert stats.meets_acx(), stats
+assert abs(stats.duration_s - minutes * 60) < 0.05 * minutes * 60, stats
+hwm = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print(hwm // 1024)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux) for peak RSS")
+def test_stream_memory_does_not_grow_with_chapter_length(tmp_path: Path) -> None:
+    """Peak RSS of a whole process that assembles a 20-minute chapter vs a 2-minute one (the in-memory
+    assembler needs ~1.5 GiB more for the long one)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+
+    def peak_mib(minutes: float) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", _MEMORY_CHILD, str(minutes), str(tmp_path)],
+            cwd=root, capture_output=True, text=True, timeout=120, check=True,
+        )
+        return int(out.stdout.strip().splitlines()[-1])
+
+    short, long_ = peak_mib(2), peak_mib(20)
+    assert long_ < 400, (short, long_)
+    assert long_ <= 1.2 * short, (short, long_)
