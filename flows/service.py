@@ -24,7 +24,6 @@ deployment (what `audiobook serve` registers); FakeRunBackend is for tests.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hmac
 import html
 import importlib.util
@@ -49,6 +48,7 @@ from starlette.datastructures import UploadFile
 
 from tasks import paths
 from tasks.errors import UserError
+from tasks.lock import file_lock
 from tasks.manifest import Manifest, parse_yaml, validate_manifest
 
 RunState = Literal["queued", "running", "completed", "failed"]
@@ -201,14 +201,8 @@ class PrefectRunBackend:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            fd = os.open(self.output_dir / ".runs.lock", os.O_CREAT | os.O_RDWR, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+        with self._lock, file_lock(self.output_dir / ".runs.lock"):
+            yield
 
     def _read_runs(self) -> dict[str, str]:
         try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="audiobook-tests-"))
 # Before Prefect is imported anywhere: keep its database and settings out of the user's home.
@@ -44,3 +46,18 @@ def write_manifest(folder: Path, body: str, name: str = "book.yaml") -> Path:
     path = folder / name
     path.write_text(body, encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def fake_engine(**kwargs: Any) -> Iterator[Any]:
+    """Register one FakeEngine(**kwargs) as engine "fake" for the duration; restore the default after."""
+    from tasks.engines import register_engine, reset_engines
+    from tasks.engines.fake import FakeEngine
+
+    engine = FakeEngine(**kwargs)
+    register_engine("fake", lambda: engine)
+    try:
+        yield engine
+    finally:
+        register_engine("fake", FakeEngine)
+        reset_engines()

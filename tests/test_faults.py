@@ -27,7 +27,7 @@ from tasks.engines.fake import FakeEngine
 from tasks.errors import OutputError, RenderError
 from tasks.manifest import load_manifest
 from tasks.plan import BookPlan, make_plan
-from tests.conftest import write_manifest
+from tests.conftest import fake_engine, write_manifest
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -50,12 +50,9 @@ def chapter_text(n: int) -> str:
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEngine]:
-    engine = FakeEngine(delay_s=0.0)  # max_chars=200: the same chunking as a subprocess's FakeEngine
-    register_engine("fake", lambda: engine)
-    yield engine
-    register_engine("fake", FakeEngine)
-    reset_engines()
+def fake() -> Iterator[FakeEngine]:
+    with fake_engine(delay_s=0.0) as engine:  # max_chars=200: the same chunking as a subprocess's FakeEngine
+        yield engine
 
 
 @pytest.fixture

@@ -16,10 +16,9 @@ from mutagen.mp3 import MP3
 
 from tasks.cache import AudioCache
 from tasks.encode import read_m4b_chapters
-from tasks.engines import register_engine, reset_engines
 from tasks.engines.fake import FakeEngine
 from tasks.errors import RenderError, SourceError, VoiceError
-from tests.conftest import write_manifest
+from tests.conftest import fake_engine, write_manifest
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -31,12 +30,9 @@ CHAPTER_TWO = """Chapter two is brief. It says one more thing. Then it stops."""
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEngine]:
-    engine = FakeEngine(max_chars=60)
-    register_engine("fake", lambda: engine)
-    yield engine
-    register_engine("fake", FakeEngine)
-    reset_engines()
+def fake() -> Iterator[FakeEngine]:
+    with fake_engine(max_chars=60) as engine:
+        yield engine
 
 
 @pytest.fixture
