@@ -41,11 +41,7 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
     out_dir = Path(output_dir or paths.output_dir()).absolute() / the_manifest.stem
     results = synthesize_all(plan)
     tail_ms = book.chapter_tail_ms(the_manifest)
-    chapter_futures = [
-        assemble_chapter.submit(ch, {c.key: results[c.key] for c in ch.chunks}, plan.job, tail_ms)
-        for ch in plan.chapters
-    ]
-    chapters = [f.result() for f in chapter_futures]
+    chapters = assemble_all(plan, results, tail_ms)
     progress.report(1, 1, "encoding")
     with book_lock(out_dir):
         files, _ = encode_book(the_manifest, chapters, str(out_dir))
@@ -92,6 +88,16 @@ def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
             f"{first.error}{more}. Finished chunks are cached; fix the cause and render again."
         )
     return results
+
+
+def assemble_all(plan: BookPlan, results: dict[str, ChunkResult], tail_ms: int) -> list[book.ChapterAudio]:
+    """Every chapter's audio: from the cache where it is there (no task), else one task per chapter."""
+    cached = {ch.index: book.cached_chapter_audio(ch, plan.job, tail_ms) for ch in plan.chapters}
+    futures = {
+        ch.index: assemble_chapter.submit(ch, {c.key: results[c.key] for c in ch.chunks}, plan.job, tail_ms)
+        for ch in plan.chapters if cached[ch.index] is None
+    }
+    return [cached[ch.index] or futures[ch.index].result() for ch in plan.chapters]
 
 
 def recover_batch(chunks: list[Chunk], plan: BookPlan, error: str) -> BatchResult:

@@ -49,18 +49,35 @@ def chapter_tail_ms(manifest: Manifest) -> int:
     return min(max(manifest.pacing.chapter_pause_ms, MIN_TAIL_MS), MAX_TAIL_MS)
 
 
+def chapter_key(chapter: ChapterPlan, tail_ms: int) -> str:
+    return content_key(
+        "chapter", chunks=[(c.key, c.pause_after_ms) for c in chapter.chunks], head_ms=HEAD_MS, tail_ms=tail_ms,
+        sample_rate_hz=OUTPUT_SAMPLE_RATE_HZ,
+    )
+
+
+def chapter_cache(job: SynthJob) -> AudioCache:
+    return AudioCache(Path(job.cache_dir) / "chapters", ".wav")
+
+
+def cached_chapter_audio(chapter: ChapterPlan, job: SynthJob, tail_ms: int) -> ChapterAudio | None:
+    """The chapter's audio from the cache, or None when it must be assembled."""
+    key = chapter_key(chapter, tail_ms)
+    cache = chapter_cache(job)
+    hit = cache.lookup(key)
+    if hit is not None and "stats" in (meta := cache.meta(key)):
+        return ChapterAudio(chapter.index, chapter.title, key, str(hit), AudioStats(**meta["stats"]), True)
+    return None
+
+
 def assemble_chapter_audio(
     chapter: ChapterPlan, results: dict[str, ChunkResult], job: SynthJob, tail_ms: int
 ) -> ChapterAudio:
     """Stitch, trim, resample and loudness-normalise one chapter; cached by the chunks' keys."""
-    key = content_key(
-        "chapter", chunks=[(c.key, c.pause_after_ms) for c in chapter.chunks], head_ms=HEAD_MS, tail_ms=tail_ms,
-        sample_rate_hz=OUTPUT_SAMPLE_RATE_HZ,
-    )
-    cache = AudioCache(Path(job.cache_dir) / "chapters", ".wav")
-    hit = cache.lookup(key)
-    if hit is not None and "stats" in (meta := cache.meta(key)):
-        return ChapterAudio(chapter.index, chapter.title, key, str(hit), AudioStats(**meta["stats"]), True)
+    if (cached := cached_chapter_audio(chapter, job, tail_ms)) is not None:
+        return cached
+    key = chapter_key(chapter, tail_ms)
+    cache = chapter_cache(job)
     # Streamed clip by clip into the cache's file: memory does not grow with the chapter's length.
     target = cache.path_for(key)
     target.parent.mkdir(parents=True, exist_ok=True)
