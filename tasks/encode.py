@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import io
 import os
 import re
 import shutil
@@ -176,6 +177,15 @@ def encode_mp3(
     cover_mime = _cover_mime(cover) if cover is not None else None
 
     def write(tmp: Path) -> None:
+        # ffmpeg writes the audio to a side file; the final file is the ID3 tag followed by that audio,
+        # copied in blocks (tagging the finished file would hold a whole chapter's MP3 in memory).
+        audio = tmp.parent / f"{tmp.name}.audio"
+        try:
+            _encode_and_tag(tmp, audio)
+        finally:
+            audio.unlink(missing_ok=True)
+
+    def _encode_and_tag(tmp: Path, audio: Path) -> None:
         _run_ffmpeg(
             [
                 "-loglevel",
@@ -196,10 +206,10 @@ def encode_mp3(
                 "0",
                 "-f",
                 "mp3",
-                str(tmp),
+                str(audio),
             ],
             what=f"encode {wav.name} to MP3",
-            output=tmp,
+            output=audio,
         )
         id3 = ID3()
         id3.add(TIT2(encoding=3, text=chapter_title))
@@ -227,7 +237,11 @@ def encode_mp3(
                     data=Path(cover).read_bytes(),
                 )
             )
-        id3.save(str(tmp), v2_version=4)
+        tag = io.BytesIO()
+        id3.save(tag, v2_version=4)
+        with open(tmp, "wb") as final, open(audio, "rb") as source:
+            final.write(tag.getvalue())
+            shutil.copyfileobj(source, final, 1 << 20)
 
     return _publish(write, Path(out))
 
