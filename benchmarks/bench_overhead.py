@@ -45,20 +45,11 @@ def pseudo_sentence(i: int) -> str:
 
 def write_book(folder: Path, chunks: int, chapters: int, name: str = "overhead") -> Path:
     """`chunks` one-sentence paragraphs (each its own chunk) spread over `chapters` text files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    per = -(-chunks // chapters)
-    specs = []
-    for c in range(chapters):
-        paras = [pseudo_sentence(i) for i in range(c * per, min(chunks, (c + 1) * per))]
-        if not paras:
-            break
-        (folder / f"{name}-{c}.txt").write_text("\n\n".join(paras) + "\n")
-        specs.append(f"  - {{title: Part {c + 1}, file: {name}-{c}.txt}}")
-    manifest = folder / f"{name}.yaml"
-    manifest.write_text("title: Overhead Bench\nauthor: Bench\nengine: fake\nvoice: anyone\nseed: 1\n"
-                        "pacing: {sentence_pause_ms: 200, paragraph_pause_ms: 200, chapter_pause_ms: 1000}\n"
-                        "chapters:\n" + "\n".join(specs) + "\n")
-    return manifest
+    return common.write_chapters(
+        folder, name, [pseudo_sentence(i) for i in range(chunks)], chapters,
+        "title: Overhead Bench\nauthor: Bench\nengine: fake\nvoice: anyone\nseed: 1\n"
+        "pacing: {sentence_pause_ms: 200, paragraph_pause_ms: 200, chapter_pause_ms: 1000}\n",
+    )
 
 
 def make_instant_engine() -> Any:
@@ -177,11 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     chunks = args.chunks or (1000 if args.quick else 5000)
 
     with common.workdir("bench-overhead-") as work:
-        common.quiet_prefect_env(work / "prefect-home")
-        os.environ["AUDIOBOOK_CACHE_DIR"] = str(work / "cache")
-        os.environ["AUDIOBOOK_OUTPUT_DIR"] = str(work / "output")
-        os.environ["AUDIOBOOK_VOICES_DIR"] = str(work / "voices")
-        (work / "voices").mkdir()
+        common.bench_folders(work)
         warm = write_book(work / "book", 3, 1, name="warmup")
         manifest = write_book(work / "book", chunks, args.chapters)
         with common.prefect_server(work) as server:

@@ -20,7 +20,6 @@ pipeline_overhead_vs_piper = (pipeline wall - piper_raw wall) / piper_raw wall  
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -76,11 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n_chars = args.chars or (700 if args.quick else 2100)
 
     with common.workdir("bench-pipeline-") as work:
-        common.quiet_prefect_env(work / "prefect-home")
-        os.environ["AUDIOBOOK_CACHE_DIR"] = str(work / "cache")
-        os.environ["AUDIOBOOK_OUTPUT_DIR"] = str(work / "output")
-        os.environ["AUDIOBOOK_VOICES_DIR"] = str(work / "voices")
-        (work / "voices").mkdir()
+        common.bench_folders(work)
         manifest = common.write_piper_book(work / "book", n_chars)
         from tasks.engines import get_engine, reset_engines
         from tasks.manifest import load_manifest

@@ -56,10 +56,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n_chars = args.chars or (2800 if args.quick else 4000)
 
     with common.workdir("bench-scaling-") as work:
-        common.quiet_prefect_env(work / "prefect-home")
-        os.environ["AUDIOBOOK_OUTPUT_DIR"] = str(work / "output")
-        os.environ["AUDIOBOOK_VOICES_DIR"] = str(work / "voices")
-        (work / "voices").mkdir()
+        common.bench_folders(work, cache=False)  # each run gets its own cache
         manifest = common.write_piper_book(work / "book", n_chars, chapters=2)
         from tasks.engines import get_engine, reset_engines
         from tasks.manifest import load_manifest

@@ -364,10 +364,10 @@ def single_thread_piper() -> Any:
     return SingleThreadPiper()
 
 
-def write_piper_book(folder: Path, n_chars: int, chapters: int = 2, name: str = "piperbench", seed: int = 0) -> Path:
-    """A manifest for the Piper voice over `n_chars` of unique prose split into `chapters`."""
+def write_chapters(folder: Path, name: str, paragraphs: list[str], chapters: int, header: str) -> Path:
+    """A manifest `folder/name.yaml` (`header` + a chapters list) over `paragraphs` split evenly into
+    at most `chapters` text files."""
     folder.mkdir(parents=True, exist_ok=True)
-    paragraphs = prose(n_chars, seed=seed)
     per = -(-len(paragraphs) // chapters)
     specs = []
     for c in range(chapters):
@@ -377,6 +377,21 @@ def write_piper_book(folder: Path, n_chars: int, chapters: int = 2, name: str = 
         (folder / f"{name}-{c}.txt").write_text("\n\n".join(part) + "\n")
         specs.append(f"  - {{title: Part {c + 1}, file: {name}-{c}.txt}}")
     manifest = folder / f"{name}.yaml"
-    manifest.write_text("title: Piper Bench\nauthor: Bench\nengine: piper\nvoice: joe\nseed: 5\n"
-                        "chapters:\n" + "\n".join(specs) + "\n")
+    manifest.write_text(header + "chapters:\n" + "\n".join(specs) + "\n")
     return manifest
+
+
+def write_piper_book(folder: Path, n_chars: int, chapters: int = 2, name: str = "piperbench", seed: int = 0) -> Path:
+    """A manifest for the Piper voice over `n_chars` of unique prose split into `chapters`."""
+    return write_chapters(folder, name, prose(n_chars, seed=seed), chapters,
+                          "title: Piper Bench\nauthor: Bench\nengine: piper\nvoice: joe\nseed: 5\n")
+
+
+def bench_folders(work: Path, *, cache: bool = True) -> None:
+    """Point Prefect, the cache, the output and the voices of this process (and its children) into `work`."""
+    quiet_prefect_env(work / "prefect-home")
+    if cache:
+        os.environ["AUDIOBOOK_CACHE_DIR"] = str(work / "cache")
+    os.environ["AUDIOBOOK_OUTPUT_DIR"] = str(work / "output")
+    os.environ["AUDIOBOOK_VOICES_DIR"] = str(work / "voices")
+    (work / "voices").mkdir(exist_ok=True)
