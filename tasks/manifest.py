@@ -51,6 +51,30 @@ class ChapterSpec(_Frozen):
         return self
 
 
+PublisherMatter = Literal["titlepage", "imprint", "colophon", "copyright", "toc", "halftitle", "license", "header"]
+
+
+class Reading(_Frozen):
+    """What of a source is read aloud, beyond its narrative (see README, "The manifest")."""
+
+    keep: tuple[PublisherMatter, ...] = ()  # publisher matter to read anyway; skipped by default
+    notes: Literal["skip", "end"] = "skip"  # footnotes / endnotes: not read, or at the end of their chapter
+    image_alt: bool = False  # read an image's alt text
+    part_titles: Annotated[str, Field(min_length=1, max_length=200)] = "{part}: {chapter}"
+    urls: Literal["domain", "drop"] = "domain"  # a URL or e-mail address is read as its domain, or dropped
+
+    @field_validator("part_titles")
+    @classmethod
+    def _has_chapter(cls, v: str) -> str:
+        if "{chapter}" not in v:
+            raise ValueError("must contain {chapter} (and may contain {part})")
+        try:
+            v.format(part="Part", chapter="Chapter")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"only {{part}} and {{chapter}} may stand in braces ({exc})") from None
+        return v
+
+
 class Manifest(_Frozen):
     title: Annotated[str, Field(min_length=1, max_length=500)]
     author: Annotated[str, Field(min_length=1, max_length=500)]
@@ -68,6 +92,10 @@ class Manifest(_Frozen):
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     pacing: Pacing = Pacing()
     outputs: tuple[OutputFormat, ...] = ("m4b", "mp3")
+    reading: Reading = Reading()
+    speak_titles: bool = True  # each chapter file opens with its title spoken
+    credits: bool = True  # opening and closing credits as the first and last chapters
+    pronunciations: dict[Annotated[str, Field(min_length=1, max_length=100)], Annotated[str, Field(max_length=200)]] = {}
     source: str | None = None
     chapters: tuple[ChapterSpec, ...] | None = None
 
@@ -216,6 +244,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel]:
     for part in loc[:-1]:
         if part == "pacing":
             model = Pacing
+        elif part == "reading":
+            model = Reading
         elif part == "chapters":
             model = ChapterSpec
     return model

@@ -328,9 +328,9 @@ def test_no_text(tmp_path: Path) -> None:
 
 
 def test_size_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.documents as documents
+    import tasks.documents.files as files
 
-    monkeypatch.setattr(documents, "MAX_TEXT_BYTES", 10)
+    monkeypatch.setattr(files, "MAX_TEXT_BYTES", 10)
     with pytest.raises(SourceError, match="big.txt.*too large"):
         read_document(_write(tmp_path / "big.txt", "x" * 11))
 
