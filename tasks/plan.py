@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.cache import chunk_key
-from tasks.documents import ChapterText, read_document
+from tasks.documents import ChapterText, ReadOptions, read_document
 from tasks.engines.base import EngineInfo
 from tasks.errors import SourceError, UserError
 from tasks.manifest import Manifest
@@ -77,18 +77,32 @@ class BookPlan:
         return sum(len(c.text) / CHARS_PER_SECOND + c.pause_after_ms / 1000 for c in self.chunks)
 
 
+def read_options(manifest: Manifest) -> ReadOptions:
+    """The manifest's `reading:` settings as the readers take them."""
+    reading = manifest.reading
+    return ReadOptions(
+        keep=frozenset(reading.keep), notes=reading.notes, image_alt=reading.image_alt,
+        part_titles=reading.part_titles,
+    )
+
+
 def read_chapters(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[str, ...]]:
     """The manifest's chapters as text: from its one `source`, or from its explicit `chapters` list."""
     from tasks.documents import paragraphs_from_text
 
+    options = read_options(manifest)
     if manifest.source:
-        document = read_document(manifest.resolve(manifest.source, "source"), title_hint=manifest.title)
+        document = read_document(
+            manifest.resolve(manifest.source, "source"), title_hint=manifest.title, options=options
+        )
         return document.chapters, document.warnings
     chapters: list[ChapterText] = []
     warnings: list[str] = []
     for i, spec in enumerate(manifest.chapters or ()):
         if spec.file:
-            document = read_document(manifest.resolve(spec.file, f"chapters[{i}].file"), title_hint=spec.title)
+            document = read_document(
+                manifest.resolve(spec.file, f"chapters[{i}].file"), title_hint=spec.title, options=options
+            )
             warnings.extend(document.warnings)
             paragraphs = tuple(p for ch in document.chapters for p in ch.paragraphs)
         else:

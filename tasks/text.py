@@ -22,7 +22,7 @@ from importlib import resources
 
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
 
-__all__ = ["has_prompt", "normalize_text", "pack_chunks", "split_sentences", "strip_prompts"]
+__all__ = ["has_prompt", "normalize_heading", "normalize_text", "pack_chunks", "split_sentences", "strip_prompts"]
 
 # --- normalisation ------------------------------------------------------------------------------
 
@@ -84,6 +84,11 @@ def normalize_text(raw: str) -> str:
 
 
 # --- sentences ----------------------------------------------------------------------------------
+
+def normalize_heading(title: str) -> str:
+    """A chapter title in the form it is spoken ("Chapter IV: The Storm" -> "Chapter Four. The Storm.")."""
+    return normalize_text(title)
+
 
 _PROMPT_RE = re.compile(r"\[[^\[\]]*\]")  # "[I am really sad,]": innermost brackets, not nested
 

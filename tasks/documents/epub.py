@@ -11,6 +11,7 @@ from urllib.parse import unquote
 
 from tasks.documents.files import MAX_EPUB_BYTES, _check_file
 from tasks.documents.model import OPENING as _OPENING
+from tasks.documents.model import Document, ReadOptions, finish_document
 from tasks.errors import SourceError
 
 _BLOCK_TAGS = frozenset(
@@ -185,3 +186,9 @@ def _read_epub(path: Path, title_hint: str | None) -> tuple[list[tuple[str, list
             notes.append(f"{path}: navigation entry {title!r} points at a missing anchor in {name}")
     found = [(title or title_hint or _OPENING, paragraphs) for title, paragraphs in out.found]
     return found, notes
+
+
+def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Document:
+    """An .epub file -> Document."""
+    found, extra = _chapters_from_epub(path, title_hint)
+    return finish_document(path, found, extra)

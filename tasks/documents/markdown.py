@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
+from tasks.documents.files import read_text_file
 from tasks.documents.model import OPENING as _OPENING
+from tasks.documents.model import Document, ReadOptions, finish_document
 
 _FRONT_MATTER_RE = re.compile(r"\A\ufeff?---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _YAML_KEY_RE = re.compile(r"\s*[A-Za-z_][\w .-]*:(?:\s|$)")
@@ -148,3 +151,8 @@ def _chapters_from_markdown(
     found.append((title if title is not None else title_hint or _OPENING, body))
     return found
 
+
+def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Document:
+    """A .md file -> Document."""
+    found = _chapters_from_markdown(read_text_file(path), title_hint or path.stem, title_hint)
+    return finish_document(path, found, [])

@@ -7,7 +7,10 @@ downstream knows which format a book came from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
+
+from tasks.errors import SourceError
 
 OPENING = "Opening"  # the title of text that comes before a document's first heading
 
@@ -71,3 +74,25 @@ class Document:
     warnings: tuple[str, ...]
     skipped: tuple[Skipped, ...] = field(default=())
     metadata: Metadata = field(default_factory=Metadata)
+
+
+def finish_document(
+    path: Path, found: list[tuple[str, list[str]]], extra: list[str], *,
+    skipped: tuple[Skipped, ...] = (), metadata: Metadata | None = None,
+) -> Document:
+    """Drop chapters without text (with a warning each); raise if nothing is left."""
+    chapters: list[ChapterText] = []
+    notes = list(extra)
+    for title, paragraphs in found:
+        kept = tuple(p for p in (" ".join(p.split()) for p in paragraphs) if p)
+        if kept:
+            chapters.append(ChapterText(title=title, paragraphs=kept))
+        else:
+            notes.append(f"{path}: chapter {title!r} has no text; it was left out")
+    if not chapters:
+        raise SourceError(
+            "has no text to read",
+            file=path,
+            fix="check that the manifest points at the right file and that the file has text",
+        )
+    return Document(chapters=tuple(chapters), warnings=tuple(notes), skipped=skipped, metadata=metadata or Metadata())

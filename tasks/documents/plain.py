@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+from tasks.documents.files import read_text_file
 from tasks.documents.model import OPENING as _OPENING
+from tasks.documents.model import Document, ReadOptions, finish_document
 
 _BLANK_LINE_RE = re.compile(r"\n[ \t\f\v]*\n")
 _NUMBER_WORDS = (
@@ -80,3 +83,7 @@ def _chapters_from_plain(
     return found
 
 
+def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Document:
+    """A .txt file -> Document."""
+    found = _chapters_from_plain(read_text_file(path), title_hint or path.stem, title_hint)
+    return finish_document(path, found, [])
