@@ -41,6 +41,10 @@ READERS = {
     ".md": "markdown",
     ".markdown": "markdown",
     ".epub": "epub",
+    ".html": "html_reader",
+    ".htm": "html_reader",
+    ".xhtml": "html_reader",
+    ".docx": "docx_reader",
 }
 SUFFIXES = tuple(READERS)
 

@@ -199,11 +199,14 @@ def assemble(
         if node.status not in ("chapter", "empty") or (node.status == "empty" and (kids or node is pre)):
             continue
         own = label(node)
-        if node is pre:
-            own = own or (node.front or "").title() or pre_title
-        elif own.casefold() == book and book:
+        first_heading = clean_title(node.headings[0]).casefold() if node.headings and not node.label else ""
+        if book and book in (own.casefold(), first_heading):  # the book's own title entry or title page
             words = sum(b.words for b in node.body)
-            own = (node.front or "").title() or ("Epigraph" if words <= EPIGRAPH_MAX_WORDS else own)
+            own = (node.front or "").title() or (
+                "Epigraph" if words <= EPIGRAPH_MAX_WORDS else (pre_title if node is pre else own)
+            )
+        elif node is pre:
+            own = own or (node.front or "").title() or pre_title
         own = own or (node.front or "").title() or node.fallback or f"Chapter {len(found) + 1}"
         chain = prefix(node)
         title = (
@@ -231,3 +234,28 @@ def _notes(node: Node, blocks: list[Block], note_text: Callable[[Block, str], li
                 out.append(f"{head} {text[0]}")
                 out.extend(text[1:])
     return out
+
+
+def heading_nodes(blocks: list[Block], *, doc: str, depth: int = 3, skip_title: bool = True) -> list[Node]:
+    """Nodes for a document without a table of contents (a web page, a DOCX): one per heading of the
+    `depth` highest levels present, nested by level. With skip_title, the h1 headings that open the
+    document before any text (the title and author lines) are its title, not chapters."""
+    start = 0
+    if skip_title:
+        while start < len(blocks) and (blocks[start].matter is not None or blocks[start].heading):
+            start += 1
+        if not any(b.heading == 1 for b in blocks[:start] if b.matter is None):
+            start = 0
+    levels = sorted({b.heading for b in blocks[start:] if 0 < b.heading < 7 and b.matter is None})[:depth]
+    roots: list[Node] = []
+    open_nodes: list[tuple[int, Node]] = []
+    for i in range(start, len(blocks)):
+        level = blocks[i].heading
+        if level not in levels or blocks[i].matter is not None:
+            continue
+        node = Node(label="", pos=i, doc=doc, mid_file=i > 0)
+        while open_nodes and open_nodes[-1][0] >= level:
+            open_nodes.pop()
+        (open_nodes[-1][1].children if open_nodes else roots).append(node)
+        open_nodes.append((level, node))
+    return roots

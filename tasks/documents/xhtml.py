@@ -88,16 +88,16 @@ class Page:
     meta: dict[str, str] = field(default_factory=dict)
 
 
-def parse_document(data: bytes, *, xml_first: bool) -> etree._Element:
+def parse_document(data: bytes, *, xml_first: bool, encoding: str | None = None) -> etree._Element:
     """XHTML as XML (never expanding entities); HTML, or XHTML that is not well-formed, with lxml's
-    forgiving HTML parser."""
+    forgiving HTML parser (in `encoding` when given)."""
     if xml_first:
         root = parse_content_xml(data)
         if root is not None:
             return root
     import lxml.html
 
-    parser = lxml.html.HTMLParser(no_network=True, remove_comments=True, remove_pis=True)
+    parser = lxml.html.HTMLParser(no_network=True, remove_comments=True, remove_pis=True, encoding=encoding)
     return lxml.html.document_fromstring(strip_internal_subset(data) or b"<html></html>", parser=parser)
 
 
