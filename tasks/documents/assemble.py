@@ -24,6 +24,7 @@ from tasks.documents.xhtml import Block, clean_title, join_title
 
 _PG_START = re.compile(r"\*\*\*\s*START OF TH[EI]S? PROJECT GUTENBERG", re.I)
 _PG_END = re.compile(r"\*\*\*\s*END OF TH[EI]S? PROJECT GUTENBERG|^End of (?:the )?Project Gutenberg", re.I)
+_BY = re.compile(r"^by\s", re.I)
 EPIGRAPH_MAX_WORDS = 150  # unlabelled text under the book's own title entry, this short, is its epigraph
 
 
@@ -149,11 +150,13 @@ def assemble(
         segments.append((node, node.pos, order[i + 1].pos if i + 1 < len(order) else len(blocks)))
     for node, start, end in segments:
         kept: list[Block] = []
+        had_matter = False
         for b in blocks[start:end]:
             if _readable(b, options):
                 kept.append(b)
             else:
                 skips.add(b)
+                had_matter = True
         lead = 0
         while lead < len(kept) and kept[lead].heading:
             lead += 1
@@ -163,8 +166,7 @@ def assemble(
         if node.body and _looks_like_contents(node.body) and "toc" not in options.keep:
             for b in node.body:
                 skips.add(b, kind="toc")
-            node.body = []
-        had_matter = end > start and not kept
+            node.body, had_matter = [], True
         node.status = "chapter" if node.body else ("matter" if had_matter else "empty")
 
     book = (book_title or "").casefold().strip()
@@ -199,8 +201,11 @@ def assemble(
         if node.status not in ("chapter", "empty") or (node.status == "empty" and (kids or node is pre)):
             continue
         own = label(node)
-        first_heading = clean_title(node.headings[0]).casefold() if node.headings and not node.label else ""
-        if book and book in (own.casefold(), first_heading):  # the book's own title entry or title page
+        title_page = (  # headings "Title" / "by Author" opening the book, with text after them
+            not node.label and len(node.headings) > 1 and clean_title(node.headings[0]).casefold() == book
+            and any(_BY.match(h) for h in node.headings[1:])
+        )  # fmt: skip
+        if book and ((node.label and own.casefold() == book) or title_page):  # the book's own title entry or title page
             words = sum(b.words for b in node.body)
             own = (node.front or "").title() or (
                 "Epigraph" if words <= EPIGRAPH_MAX_WORDS else (pre_title if node is pre else own)
@@ -240,12 +245,16 @@ def heading_nodes(blocks: list[Block], *, doc: str, depth: int = 3, skip_title: 
     """Nodes for a document without a table of contents (a web page, a DOCX): one per heading of the
     `depth` highest levels present, nested by level. With skip_title, the h1 headings that open the
     document before any text (the title and author lines) are its title, not chapters."""
+    mark_gutenberg(blocks)
     start = 0
-    if skip_title:
-        while start < len(blocks) and (blocks[start].matter is not None or blocks[start].heading):
+    if skip_title:  # the opening h1 lines, and a "by ..." line after them
+        while start < len(blocks) and blocks[start].matter is not None:
             start += 1
-        if not any(b.heading == 1 for b in blocks[:start] if b.matter is None):
-            start = 0
+        first = start
+        while start < len(blocks) and blocks[start].matter is None and (
+            blocks[start].heading == 1 or (start > first and _BY.match(blocks[start].text) and blocks[start].heading)
+        ):
+            start += 1
     levels = sorted({b.heading for b in blocks[start:] if 0 < b.heading < 7 and b.matter is None})[:depth]
     roots: list[Node] = []
     open_nodes: list[tuple[int, Node]] = []
