@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tasks.documents import ReadOptions, read_document
 from tasks.errors import SourceError
@@ -114,3 +116,16 @@ def test_empty_and_binary_html(tmp_path: Path) -> None:
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
     with pytest.raises(SourceError, match="bin.html.*binary"):
         read_document(binary)
+
+
+@settings(deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.one_of(st.binary(max_size=1500), st.text(max_size=800).map(lambda t: t.encode("utf-8", "replace"))))
+def test_any_bytes_give_document_or_source_error(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "page.html"
+    path.write_bytes(b"<html><body><h1>T</h1>" + data)
+    try:
+        doc = read_document(path)
+    except SourceError as exc:
+        assert "page.html" in str(exc)
+    else:
+        assert doc.chapters and all(c.paragraphs and all(p.strip() for p in c.paragraphs) for c in doc.chapters)

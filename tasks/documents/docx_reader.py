@@ -10,7 +10,6 @@ footers of pages, tables of contents (the TOC styles) and tables are not read.
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 
 from tasks.documents.assemble import assemble, heading_nodes
@@ -48,8 +47,8 @@ def _style_kind(style: object) -> tuple[str, int]:
 def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Document:
     """A .docx file -> Document."""
     _check_file(path, MAX_EPUB_BYTES)
-    with open_zip(path, kind="a Word document", fix=FIX) as archive:
-        try:
+    try:
+        with open_zip(path, kind="a Word document", fix=FIX) as archive:
             names = set(archive.namelist())
             if "word/document.xml" not in names:
                 raise SourceError("is not a Word document (word/document.xml is missing)", file=path, fix=FIX)
@@ -60,9 +59,6 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
                         file=path,
                         fix=FIX,
                     )
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-            raise SourceError(f"is not a readable Word document ({exc})", file=path, fix=FIX) from exc
-    try:
         import docx
         from docx.table import Table
         from docx.text.paragraph import Paragraph
