@@ -519,3 +519,30 @@ def test_drm_protected_epub_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="drm.epub.*DRM") as info:
         read_document(path)
     assert info.value.fix and "DRM-free" in info.value.fix
+
+
+def test_epub_without_navigation_titles_chapters_by_their_headings(tmp_path: Path) -> None:
+    pages = {
+        "a.xhtml": _xhtml("<p>Some words before any heading.</p>"),
+        "b.xhtml": _xhtml("<h2>THE FIRST MORNING</h2><p>It rained.</p>"),
+        "c.xhtml": _xhtml("<p>It kept raining.</p>"),  # no heading: the same chapter goes on
+        "d.xhtml": _xhtml('<section epub:type="colophon"><p>Made with care.</p></section>'),
+        "e.xhtml": _xhtml("<h2>Evening<a epub:type='noteref' href='#n'>4</a></h2><p>It stopped.</p>"),
+    }
+    opf = (
+        '<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0"><metadata/>'
+        "<manifest>"
+        + "".join(f'<item id="{n[0]}" href="{n}" media-type="application/xhtml+xml"/>' for n in pages)
+        + "</manifest><spine>"
+        + "".join(f'<itemref idref="{n[0]}"/>' for n in pages)
+        + "</spine></package>"
+    )
+    files: dict[str, str | bytes] = {"OEBPS/content.opf": opf}
+    files.update({f"OEBPS/{n}": body for n, body in pages.items()})
+    doc = read_document(_zip(tmp_path / "bare.epub", files), title_hint="Rain")
+    assert [(c.title, c.paragraphs) for c in doc.chapters] == [
+        ("Rain", ("Some words before any heading.",)),
+        ("The First Morning", ("It rained.", "It kept raining.")),
+        ("Evening", ("It stopped.",)),
+    ]
+    assert [s.what for s in doc.skipped] == ["d.xhtml (colophon)"]

@@ -141,6 +141,7 @@ class _Book:
             flat.append(node)
             stack.extend(node.children)
         first = min((n.pos for n in flat), default=len(self.blocks) + 1)
+        no_toc = not flat
         for member, start in self.offsets.items():
             if member in listed:
                 continue
@@ -148,8 +149,8 @@ class _Book:
             if not page_blocks:
                 continue
             opens_with_heading = page_blocks[0].heading > 0
-            if start >= first and not opens_with_heading:
-                continue
+            if not opens_with_heading and (start >= first or (no_toc and len(flat) > 0)):
+                continue  # no heading of its own: it continues the chapter before it
             before = [n for n in flat if n.pos <= start]
             sibling = max(before, key=lambda n: n.pos) if before and start >= first else None
             node = Node(label="", pos=start, doc=member, fallback=opening if start < first else "")

@@ -15,7 +15,7 @@ from pathlib import Path
 from tasks.documents.assemble import assemble, heading_nodes
 from tasks.documents.files import MAX_TEXT_BYTES, _check_file
 from tasks.documents.model import Document, Metadata, ReadOptions, finish_document
-from tasks.documents.xhtml import clean_title, parse_document, walk
+from tasks.documents.xhtml import Block, clean_title, parse_document, walk
 from tasks.errors import SourceError
 
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I)
@@ -90,7 +90,7 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
     return finish_document(path, found, [], skipped=skipped, metadata=metadata)
 
 
-def _note_text(blocks: list, spans: dict[str, tuple[int, int]], href: str) -> list[str]:
+def _note_text(blocks: list[Block], spans: dict[str, tuple[int, int]], href: str) -> list[str]:
     """A note in the same page (href "#fn1")."""
     fragment = href.partition("#")[2]
     span = spans.get(fragment) if fragment and not href.split("#")[0] else None
