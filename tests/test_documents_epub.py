@@ -546,3 +546,14 @@ def test_epub_without_navigation_titles_chapters_by_their_headings(tmp_path: Pat
         ("Evening", ("It stopped.",)),
     ]
     assert [s.what for s in doc.skipped] == ["d.xhtml (colophon)"]
+
+
+def test_html_entities_in_epub_content_keep_utf8_text(tmp_path: Path) -> None:
+    # &nbsp; is not XML: the document is read by the HTML parser, still as UTF-8
+    page = (
+        '<?xml version="1.0" encoding="utf-8"?><html xmlns="http://www.w3.org/1999/xhtml"><body>'
+        "<h3>II: The Fog</h3><p>Caf\u00e9&nbsp;noir \u2014 \u2018quoted\u2019&hellip;</p></body></html>"
+    )
+    path = _epub3(tmp_path / "ent.epub", extra={"OEBPS/text/chapter-2.xhtml": page})
+    fog = next(c for c in read_document(path).chapters if c.title.endswith("The Fog"))
+    assert fog.paragraphs == ("Caf\u00e9 noir \u2014 \u2018quoted\u2019\u2026",)

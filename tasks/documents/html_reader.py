@@ -15,35 +15,10 @@ from pathlib import Path
 from tasks.documents.assemble import assemble, heading_nodes
 from tasks.documents.files import MAX_TEXT_BYTES, _check_file
 from tasks.documents.model import Document, Metadata, ReadOptions, finish_document
-from tasks.documents.xhtml import Block, clean_title, parse_document, walk
+from tasks.documents.xhtml import Block, clean_title, parse_document, sniff_encoding, walk
 from tasks.errors import SourceError
 
-_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I)
-_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9_.:-]{1,40})""")
 _PG_TITLE = re.compile(r"^The Project Gutenberg e?Book of (.+?),? by (.+)$", re.I)
-
-
-def _encoding(data: bytes) -> str:
-    """The page's declared encoding (BOM, <meta charset>, XML declaration), else UTF-8 when it
-    decodes as UTF-8, else Windows-1252 (what browsers assume)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return "utf-8"
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16"
-    for pattern in (_META_CHARSET, _XML_ENCODING):
-        m = pattern.search(data[:4096])
-        if m:
-            name = m.group(1).decode("ascii", "replace").lower()
-            try:
-                "".encode(name)
-            except LookupError:
-                continue
-            return name
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "cp1252"
-    return "utf-8"
 
 
 def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Document:
@@ -53,7 +28,7 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
         data = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"cannot be read ({exc.strerror or exc})", file=path, fix="check its permissions") from exc
-    encoding = _encoding(data)
+    encoding = sniff_encoding(data)
     if b"\x00" in data[:8192] and not encoding.startswith("utf-16"):
         raise SourceError("looks like a binary file, not HTML", file=path, fix="save the page as HTML (UTF-8)")
     xml_first = path.suffix.lower() == ".xhtml" or data.lstrip().startswith(b"<?xml")

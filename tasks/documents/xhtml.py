@@ -88,6 +88,33 @@ class Page:
     meta: dict[str, str] = field(default_factory=dict)
 
 
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I)
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9_.:-]{1,40})""")
+
+
+def sniff_encoding(data: bytes) -> str:
+    """The page's declared encoding (BOM, <meta charset>, XML declaration), else UTF-8 when it
+    decodes as UTF-8, else Windows-1252 (what browsers assume)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    for pattern in (_META_CHARSET, _XML_ENCODING):
+        m = pattern.search(data[:4096])
+        if m:
+            name = m.group(1).decode("ascii", "replace").lower()
+            try:
+                "".encode(name)
+            except LookupError:
+                continue
+            return name
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "cp1252"
+    return "utf-8"
+
+
 def parse_document(data: bytes, *, xml_first: bool, encoding: str | None = None) -> etree._Element:
     """XHTML as XML (never expanding entities); HTML, or XHTML that is not well-formed, with lxml's
     forgiving HTML parser (in `encoding` when given)."""
@@ -97,7 +124,9 @@ def parse_document(data: bytes, *, xml_first: bool, encoding: str | None = None)
             return root
     import lxml.html
 
-    parser = lxml.html.HTMLParser(no_network=True, remove_comments=True, remove_pis=True, encoding=encoding)
+    parser = lxml.html.HTMLParser(
+        no_network=True, remove_comments=True, remove_pis=True, encoding=encoding or sniff_encoding(data)
+    )
     return lxml.html.document_fromstring(strip_internal_subset(data) or b"<html></html>", parser=parser)
 
 
