@@ -129,3 +129,10 @@ def test_any_bytes_give_document_or_source_error(tmp_path_factory: pytest.TempPa
         assert "page.html" in str(exc)
     else:
         assert doc.chapters and all(c.paragraphs and all(p.strip() for p in c.paragraphs) for c in doc.chapters)
+
+
+def test_title_page_by_line_is_not_a_chapter(tmp_path: Path) -> None:
+    page = "<html><body><h1>Moss</h1><p>by Rue Fern</p><h2>One</h2><p>Green and soft.</p></body></html>"
+    doc = read_document(_write(tmp_path / "moss.html", page))
+    assert [(c.title, c.paragraphs) for c in doc.chapters] == [("One", ("Green and soft.",))]
+    assert [(s.what, s.words) for s in doc.skipped] == [("moss.html (titlepage)", 3)]

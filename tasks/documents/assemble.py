@@ -144,6 +144,7 @@ def assemble(
     order = sorted((n for n in nodes if not n.absorbed), key=lambda n: (n.pos, index[id(n)]))
     skips = _Skips(options)
 
+    book = (book_title or "").casefold().strip()
     pre = Node(label="", pos=0)
     segments = [(pre, 0, order[0].pos if order else len(blocks))]
     for i, node in enumerate(order):
@@ -162,6 +163,11 @@ def assemble(
             lead += 1
         node.headings = [b.text for b in kept[:lead]]
         node.body = kept[lead:]
+        if book and (clean_title(node.label).casefold() == book or (node.headings and not node.label and clean_title(
+            node.headings[0]).casefold() == book)):  # a title page: its "by ..." lines are not text
+            while node.body and _BY.match(node.body[0].text) and node.body[0].words <= 12:
+                skips.add(node.body.pop(0), kind="titlepage")
+                had_matter = True
         node.front = next((b.front for b in kept if b.front), None)
         if node.body and _looks_like_contents(node.body) and "toc" not in options.keep:
             for b in node.body:
@@ -169,7 +175,6 @@ def assemble(
             node.body, had_matter = [], True
         node.status = "chapter" if node.body else ("matter" if had_matter else "empty")
 
-    book = (book_title or "").casefold().strip()
     live = {id(n) for n in order}
 
     def label(node: Node) -> str:
