@@ -20,7 +20,7 @@ def _check_file(path: Path, max_bytes: int) -> None:
     if not exists:
         raise SourceError("source file not found", file=path, fix="check the source path in the manifest")
     if not is_file:
-        raise SourceError("is not a file", file=path, fix="point the manifest at a .txt, .md or .epub file")
+        raise SourceError("is not a file", file=path, fix="point the manifest at a .txt, .md, .epub, .html or .docx file")
     if size > max_bytes:
         raise SourceError(
             f"is too large ({size / 2**20:.0f} MiB; the limit is {max_bytes / 2**20:.0f} MiB)",
