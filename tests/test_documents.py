@@ -125,13 +125,14 @@ def test_markdown_title_and_chapters(tmp_path: Path) -> None:
         "item two",
         "item three",
         "quoted line more quote",
-        "name, age",
-        "Ann, 30",
         "A Subheading",
         "Deep text.",
     )
     assert doc.chapters[2].paragraphs == ("Last words.",)
-    assert len(doc.warnings) == 1 and "'Empty'" in doc.warnings[0] and "book.md" in doc.warnings[0]
+    assert doc.metadata.title == "The Book" and doc.metadata.authors == ("Someone",)
+    table_warning, empty_warning = doc.warnings  # the table is not read, with a warning
+    assert "table (2 rows)" in table_warning and "'First'" in table_warning
+    assert "'Empty'" in empty_warning and "book.md" in empty_warning
     spoken = " ".join(p for c in doc.chapters for p in c.paragraphs)
     for markup in ("#", "**", "`", "](", "http", "<", ">", "---", "not read", "hidden", "title:"):
         assert markup not in spoken
