@@ -65,6 +65,13 @@ def _inline_source_words(tokens: list[Token]) -> int:
 def _parse(text: str, options: ReadOptions) -> _Parsed:
     """Walk markdown-it's block tokens once, collecting headings, paragraphs and what is skipped."""
     tokens = markdown_parser().parse(text)
+    if tokens and tokens[0].type == "front_matter":
+        try:
+            is_mapping = isinstance(yaml.safe_load(tokens[0].content), dict)
+        except yaml.YAMLError:
+            is_mapping = True  # meant as YAML, but broken: not read, and warned about below
+        if not is_mapping:  # "---" / text / "---": a rule and a setext heading, not front matter
+            tokens = markdown_parser(front_matter=False).parse(text)
     blocks: list[_Block] = []
     notes: dict[int, list[str]] = {}
     note_lines: list[int] = []

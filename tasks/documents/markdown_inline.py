@@ -1,6 +1,6 @@
 """Markdown parsing for speech: the markdown-it parser with its plugins, and inline tokens -> words.
 
-    markdown_parser()                        -> MarkdownIt (CommonMark + front matter, footnotes,
+    markdown_parser(front_matter=True)       -> MarkdownIt (CommonMark + front matter, footnotes,
                                                 tables, strikethrough, Liquid/kramdown tags)
     inline_words(token, options, refs)       -> str (what is read of one inline token)
     html_block_text(html, options)           -> list of paragraphs, or None (not readable prose)
@@ -55,14 +55,12 @@ def _liquid_rule(state: StateInline, silent: bool) -> bool:
     return True
 
 
-@lru_cache(maxsize=1)
-def markdown_parser() -> MarkdownIt:
-    md = (
-        MarkdownIt("commonmark")
-        .use(front_matter_plugin)
-        .use(footnote_plugin)
-        .enable(["table", "strikethrough"])
-    )
+@lru_cache(maxsize=2)
+def markdown_parser(front_matter: bool = True) -> MarkdownIt:
+    md = MarkdownIt("commonmark")
+    if front_matter:
+        md.use(front_matter_plugin)
+    md.use(footnote_plugin).enable(["table", "strikethrough"])
     md.inline.ruler.after("text", "liquid", _liquid_rule)
     return md
 

@@ -143,27 +143,31 @@ class _Reader:
             self.body.append(text)
 
 
-def _title_block(blocks: list[list[str]], i: int, title_keys: frozenset[str]) -> int:
-    """If blocks[i] is the book's title, how many blocks the title block spans ("Title" /
-    "[Subtitle]" / "by Author"); else 0."""
-    if not title_keys or heading_key(blocks[i][0]) not in title_keys:
+def _short(block: list[str]) -> bool:
+    return len(block) <= 4 and all(len(line) <= 70 for line in block) and classify_heading(block) is None
+
+
+def _title_block(blocks: list[list[str]], i: int, title_keys: frozenset[str], loose: bool) -> int:
+    """If blocks[i] starts the book's title block ("Title" / "[Subtitle]" / "by Author"), how many
+    blocks it spans; else 0. It starts with the known title, or (`loose`, in a PG text) it is a run
+    of short paragraphs that ends with a "by ..." line."""
+    titled = bool(title_keys) and heading_key(blocks[i][0]) in title_keys
+    if not titled and not (loose and _short(blocks[i])):
         return 0
-    if any(line.lower().startswith("by ") for line in blocks[i][1:]):
-        return 1
-    for j in range(i + 1, min(i + 5, len(blocks))):
+    for j in range(i, min(i + 5, len(blocks))):
         block = blocks[j]
-        if len(block) > 4 or any(len(line) > 70 for line in block) or classify_heading(block):
+        if j > i and not _short(block):
             break
-        if block[-1].lower().startswith("by "):
+        if any(line.lower().startswith("by ") for line in block[1 if j == i else 0 :]):
             return j - i + 1
-    return 1
+    return 1 if titled else 0
 
 
 def _read_blocks(blocks: list[list[str]], reader: _Reader) -> None:
     """The body of a text, paragraph by paragraph."""
     headings = [classify_heading(b) for b in blocks]
     numbered_sections = not any(h and h.kind != "section" for h in headings)
-    front = True  # before the first heading: title block, cover, edition notes
+    front = True  # before the first heading or paragraph read: title block, cover, edition notes
     i = 0
     while i < len(blocks):
         block, heading = blocks[i], headings[i]
@@ -172,15 +176,15 @@ def _read_blocks(blocks: list[list[str]], reader: _Reader) -> None:
             i += 1
             continue
         if front and heading is None:
-            span = _title_block(blocks, i, reader.title_keys)
+            if len(block) == 1 and _COVER_RE.match(first) and reader.skip("'cover'", "an image placeholder", block):
+                i += 1
+                continue
+            span = _title_block(blocks, i, reader.title_keys, reader.gutenberg)
             if span and reader.skip(
                 "title block", "the title and author are announced from the manifest",
                 [line for b in blocks[i : i + span] for line in b], "titlepage",
             ):
                 i += span
-                continue
-            if len(block) == 1 and _COVER_RE.match(first) and reader.skip("'cover'", "an image placeholder", block):
-                i += 1
                 continue
             if reader.gutenberg and _EDITION_RE.search(" ".join(block)) and _words(block) <= 150 and reader.skip(
                 "edition note", "notes on the digital edition, not the book", block, "imprint"
@@ -219,6 +223,7 @@ def _read_blocks(blocks: list[list[str]], reader: _Reader) -> None:
             i += 1
             continue
         reader.paragraph(block)
+        front = False
         i += 1
     reader.close()
 
