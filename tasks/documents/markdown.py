@@ -194,10 +194,14 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
     title: str | None = None
     body: list[str] = []
     refs: list[int] = []
-    section_start = 0
-    chapter_blocks = [b for b in parsed.blocks if b.kind == "heading" and b.level == level]
-    next_start = {id(b): (chapter_blocks[k + 1].line if k + 1 < len(chapter_blocks) else len(parsed.lines))
-                  for k, b in enumerate(chapter_blocks)}
+    titles = {id(b) for b in title_headings}
+    starts = [k for k, b in enumerate(parsed.blocks) if b.kind == "heading" and b.level == level
+              and id(b) not in titles]
+    # per chapter heading: (the source line where its section ends, whether anything is read in it)
+    sections = {
+        k: (parsed.blocks[nxt].line if nxt < len(parsed.blocks) else len(parsed.lines), nxt > k + 1)
+        for k, nxt in zip(starts, [*starts[1:], len(parsed.blocks)][: len(starts)], strict=True)
+    }
 
     def close() -> None:
         if title is None and not body:
@@ -205,20 +209,16 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
         found.append((title if title is not None else opening, body))
         chapter_refs.append(refs)
 
-    for block in parsed.blocks:
-        if block.kind == "heading" and block.level == level and block not in title_headings:
+    for k, block in enumerate(parsed.blocks):
+        if k in sections:
             close()
-            title, body, refs, section_start = block.text or f"Chapter {len(found) + 1}", [], list(block.refs), block.line
-            section_end = next_start[id(block)]
-            has_body = any(
-                b.kind != "heading" or b.level > level
-                for b in parsed.blocks if section_start < b.line < section_end and b is not block
-            )
-            if not has_body and _notes_only(parsed, section_start, section_end):
+            title, body, refs = block.text or f"Chapter {len(found) + 1}", [], list(block.refs)
+            section_end, has_body = sections[k]
+            if not has_body and _notes_only(parsed, block.line, section_end):
                 skipped.append(Skipped(f"{title!r} heading", "it holds only footnote definitions"))
                 title = None
             continue
-        if block.kind == "heading" and (block.level < level or block in title_headings):
+        if block.kind == "heading" and (block.level < level or id(block) in titles):
             skipped.append(Skipped(f"title heading {block.text!r}", "the title is announced from the manifest",
                                    _words(block.text)))
             continue

@@ -37,9 +37,10 @@ _EDITION_RE = re.compile(
     r"copyright|edition)\b",
     re.IGNORECASE,
 )
-_ILLUSTRATION_RE = re.compile(r"\[(?:Illustration|Picture|Image)(?::[ \t]*([^\]]*))?\]", re.IGNORECASE)
-_UNDERSCORE_RE = re.compile(r"(?<![\w_])_(?=[^\s_])(.+?)(?<=[^\s_])_(?![\w_])", re.DOTALL)
-_STAR_RE = re.compile(r"(?<![\w*])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![\w*])", re.DOTALL)
+# Bounded spans keep these linear on long paragraphs full of unmatched marks.
+_ILLUSTRATION_RE = re.compile(r"\[(?:Illustration|Picture|Image)(?::[ \t]*([^\]]{0,2000}))?\]", re.IGNORECASE)
+_UNDERSCORE_RE = re.compile(r"(?<![\w_])_(?=[^\s_])([^_]{1,500}?)(?<=[^\s_])_(?![\w_])", re.DOTALL)
+_STAR_RE = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*]{1,500}?)(?<=[^\s*])\*(?![\w*])", re.DOTALL)
 _BREAK_RE = re.compile(r"^[\s*\-_~=#.\u2022\u00b7]{3,}$")  # "* * *", "-----": a scene break
 _SMALL_WORDS = frozenset("a an the and but or nor for of in on at to by with from as into vs".split())
 _MAX_CONTENTS_ENTRY = 100
