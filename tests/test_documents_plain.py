@@ -462,3 +462,37 @@ def test_heading_forms() -> None:
     assert bare is not None and bare.kind == "section"
     part = classify_heading(["BOOK THE FIRST"])
     assert part is not None and part.kind == "part" and part.title == "Book The First"
+
+
+NOTES = """CHAPTER 1. Loomings.
+
+[Transcriber's Note: Spelling as in the original.]
+
+The ship sailed at dawn.[1] It came back in June.[2]
+
+[Footnote 1: A brig, in fact.]
+
+[Footnote 2: Of the next
+year.
+
+A second paragraph of the same note.]
+
+CHAPTER 2
+
+Home again.
+"""
+
+
+def test_gutenberg_footnotes_and_transcriber_notes(tmp_path: Path) -> None:
+    doc = _read(tmp_path, NOTES)
+    assert [(c.title, c.paragraphs) for c in doc.chapters] == [
+        ("Chapter 1. Loomings", ("The ship sailed at dawn. It came back in June.",)),
+        ("Chapter 2", ("Home again.",)),
+    ]
+    assert {s.what for s in doc.skipped} >= {"2 footnote(s)", "'[Transcriber's Note: Spelling as in the original.]'"}
+    doc = _read(tmp_path, NOTES, notes="end")
+    assert doc.chapters[0].paragraphs == (
+        "The ship sailed at dawn. It came back in June.",
+        "Note 1. A brig, in fact.",
+        "Note 2. Of the next year. A second paragraph of the same note.",
+    )

@@ -116,6 +116,8 @@ def _join(head: str, sep: str, title: str) -> str:
     """'Chapter I' + '.' + 'Peter Breaks Through' -> 'Chapter I. Peter Breaks Through'."""
     if not title:
         return head
+    if title.endswith(".") and not title.endswith(".."):
+        title = title[:-1]  # "Chapter 1. Loomings." -> "Chapter 1. Loomings"
     if sep in (".", ":"):
         return f"{head}{sep} {title}"
     return f"{head}: {title}"

@@ -10,6 +10,8 @@ go too, and so does a Contents list anywhere (its entries are not chapters). Cha
 found by tasks.documents.headings; `BOOK ONE` / `PART II` headings are folded into the titles of the
 chapters under them through ReadOptions.part_titles. `[Illustration: ...]` markers are dropped (or
 read as their caption with ReadOptions.image_alt), `_italic_` and `*emphasis*` marks removed.
+`[Footnote 1: ...]` blocks are skipped or read at the end of their chapter (ReadOptions.notes);
+their `[1]` reference marks are never read.
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ _BLANK_LINE_RE = re.compile(r"\n[ \t\f\v]*\n")
 _CONTENTS_RE = re.compile(r"^(?:table[ \t]+of[ \t]+)?contents\.?$", re.IGNORECASE)
 _PRODUCED_RE = re.compile(
     r"^(?:produced[ \t]+by|this[ \t]+e-?(?:text|book)[ \t]+was[ \t]+(?:produced|prepared|created)"
-    r"|e-?(?:text|book)[ \t]+(?:prepared|produced)[ \t]+by|transcribed[ \t]+(?:from|by))\b",
+    r"|e-?(?:text|book)[ \t]+(?:prepared|produced)[ \t]+by|transcribed[ \t]+(?:from|by)"
+    r"|\[?transcriber['\u2019]?s[ \t]+notes?)\b",
     re.IGNORECASE,
 )
+_FOOTNOTE_RE = re.compile(r"^\[(?:Footnote|Note)[ \t]*([\w*]{0,10})[ \t]*:[ \t]*", re.IGNORECASE)
+_NOTE_REF_RE = re.compile(r"\[(?:\d{1,3}|[A-Z]|\*)\]")  # "text.[1]": a PG footnote reference
 _COVER_RE = re.compile(r"^\[?(?:cover|cover image|front cover)\]?$", re.IGNORECASE)
 _EDITION_RE = re.compile(
     r"\b(?:produced|digiti[sz]\w*|transcri\w+|proof-?read\w*|scann\w+|e-?text|e-?book|public domain|"
@@ -100,6 +105,10 @@ class _Reader:
     part_pending: bool = False  # a part heading with no chapter under it yet
     body: list[str] = field(default_factory=list)
     illustrations: int = 0
+    note_refs: bool = False  # the text has "[Footnote 1: ...]" blocks, so "[1]" marks are references
+    notes: list[str] = field(default_factory=list)  # the current chapter's footnotes
+    notes_skipped: int = 0
+    notes_words: int = 0
 
     def skip(self, what: str, reason: str, lines: list[str] | str, kind: str | None = None) -> bool:
         """Record a skipped part; True unless ReadOptions.keep asks for it to be read."""
@@ -108,7 +117,18 @@ class _Reader:
         self.skipped.append(Skipped(what, reason, _words(lines), self.title))
         return True
 
+    def note(self, label: str, text: str) -> None:
+        """A "[Footnote 1: ...]" block: kept for the chapter's end, or counted as skipped."""
+        text = " ".join(text.split())
+        if self.options.notes == "end" and text:
+            self.notes.append(f"Note {label}. {text}" if label else f"Note. {text}")
+        else:
+            self.notes_skipped += 1
+            self.notes_words += _words(text)
+
     def close(self) -> None:
+        self.body.extend(self.notes)
+        self.notes = []
         if self.title is not None or self.body:
             title = self.title if self.title is not None else _OPENING
             self.found.append((title, self.body))
@@ -138,6 +158,8 @@ class _Reader:
             return f" {caption} " if self.options.image_alt and caption else " "
 
         text = _ILLUSTRATION_RE.sub(illustration, text)
+        if self.note_refs:
+            text = _NOTE_REF_RE.sub("", text)
         text = _STAR_RE.sub(r"\1", _UNDERSCORE_RE.sub(r"\1", text))
         text = " ".join(text.split())
         if text:
@@ -167,14 +189,26 @@ def _title_block(blocks: list[list[str]], i: int, title_keys: frozenset[str], lo
 def _read_blocks(blocks: list[list[str]], reader: _Reader) -> None:
     """The body of a text, paragraph by paragraph."""
     headings = [classify_heading(b) for b in blocks]
+    reader.note_refs = any(_FOOTNOTE_RE.match(b[0]) for b in blocks)
     numbered_sections = not any(h and h.kind != "section" for h in headings)
     front = True  # before the first heading or paragraph read: title block, cover, edition notes
     i = 0
     while i < len(blocks):
         block, heading = blocks[i], headings[i]
         first = " ".join(block[0].split())
-        if _PRODUCED_RE.match(first) and reader.skip(f"{first[:60]!r}", "producer's credit", block, "imprint"):
+        if _PRODUCED_RE.match(first) and reader.skip(
+            f"'{first[:60]}'", "a producer's or transcriber's note", block, "imprint"
+        ):
             i += 1
+            continue
+        note = _FOOTNOTE_RE.match(first)
+        if note:
+            end = i
+            while not blocks[end][-1].endswith("]") and end + 1 < min(len(blocks), i + 20):
+                end += 1  # a note of several paragraphs closes its bracket in the last one
+            text = "\n\n".join("\n".join(b) for b in blocks[i : end + 1])
+            reader.note(note.group(1), _FOOTNOTE_RE.sub("", text, count=1).removesuffix("]"))
+            i = end + 1
             continue
         if front and heading is None:
             if len(block) == 1 and _COVER_RE.match(first) and reader.skip("'cover'", "an image placeholder", block):
@@ -287,6 +321,12 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
     _read_blocks(_blocks(text), reader)
     found.extend(reader.found)
     skipped.extend(reader.skipped)
+    if reader.notes_skipped:
+        skipped.append(Skipped(
+            f"{reader.notes_skipped} footnote(s)",
+            "footnotes are not read; set reading.notes: end to read them at the end of their chapter",
+            reader.notes_words,
+        ))
     if reader.illustrations:
         skipped.append(Skipped(
             f"{reader.illustrations} illustration marker(s)",
