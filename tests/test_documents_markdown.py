@@ -110,7 +110,7 @@ def test_markdown_book(tmp_path: Path) -> None:
         assert markup not in spoken, markup
     assert [s.what for s in doc.skipped] == [
         "front matter", "code block", "code block (python)", "table (2 rows)", "HTML table",
-        "'Endnotes' heading", "3 footnote(s)", "2 image(s)",
+        "'Endnotes' heading", "3 footnote(s)", "2 image(s)", "1 Liquid/kramdown tag(s)",
     ]
     assert doc.skipped[3].chapter == "Beginnings"
     assert len(doc.warnings) == 2 and all("book.md" in w and "was not read" in w for w in doc.warnings)
@@ -159,6 +159,12 @@ def test_autolinks_and_liquid_output_tags(tmp_path: Path) -> None:
     doc = _read(tmp_path, "See <https://example.net/page> and {{ site.title }} {: .note}\n")
     # an autolink's text is its address: left in the prose for the text normaliser's URL rule
     assert doc.chapters[0].paragraphs == ("See https://example.net/page and",)
+
+
+def test_math_is_not_read_but_prices_are(tmp_path: Path) -> None:
+    doc = _read(tmp_path, "Tea cost $5 and coffee $10.\n\nThe rule $a^2+b^2$ holds.\n\n$$\nc^2\n$$\n")
+    assert doc.chapters[0].paragraphs == ("Tea cost $5 and coffee $10.", "The rule holds.")
+    assert {s.what for s in doc.skipped} == {"math", "1 inline formula(s)"}
 
 
 # --- property: random markup never reaches the paragraphs --------------------------------------

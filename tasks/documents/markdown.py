@@ -24,7 +24,7 @@ import yaml
 from markdown_it.token import Token
 
 from tasks.documents.files import read_text_file
-from tasks.documents.markdown_inline import html_block_text, inline_words, markdown_parser
+from tasks.documents.markdown_inline import Tally, html_block_text, inline_words, markdown_parser
 from tasks.documents.model import OPENING as _OPENING
 from tasks.documents.model import Document, Metadata, ReadOptions, Skipped, finish_document
 
@@ -50,7 +50,7 @@ class _Parsed:
     note_lines: list[int]  # first source lines of footnote definitions
     front: dict[str, Any] | None
     front_error: str | None
-    images: list[str]
+    tally: Tally  # over the whole document (footnote references are kept per block)
     lines: list[str]
 
 
@@ -75,7 +75,7 @@ def _parse(text: str, options: ReadOptions) -> _Parsed:
     blocks: list[_Block] = []
     notes: dict[int, list[str]] = {}
     note_lines: list[int] = []
-    images: list[str] = []
+    tally = Tally()
     front: dict[str, Any] | None = None
     front_error: str | None = None
     note_id: int | None = None
@@ -91,13 +91,13 @@ def _parse(text: str, options: ReadOptions) -> _Parsed:
             front = loaded if isinstance(loaded, dict) else None
             blocks.append(_Block("skip", what="front matter", words=_words(tok.content), line=line))
         elif tok.type == "heading_open":
-            refs: list[int] = []
-            words = inline_words(tokens[i + 1], options, refs, images)
-            blocks.append(_Block("heading", words, level=int(tok.tag[1:]), line=line, refs=refs))
+            tally.refs = []
+            words = inline_words(tokens[i + 1], options, tally)
+            blocks.append(_Block("heading", words, level=int(tok.tag[1:]), line=line, refs=tally.refs))
             i += 2
         elif tok.type == "paragraph_open":
-            refs = []
-            words = inline_words(tokens[i + 1], options, refs, images)
+            refs = tally.refs = []
+            words = inline_words(tokens[i + 1], options, tally)
             if note_id is not None:
                 if words:
                     notes.setdefault(note_id, []).append(words)
@@ -112,6 +112,8 @@ def _parse(text: str, options: ReadOptions) -> _Parsed:
             blocks.append(_Block("skip", what=f"table ({rows} rows)", words=_inline_source_words(tokens[i:j]),
                                  line=line, warn=True))
             i = j
+        elif tok.type == "math_block":
+            blocks.append(_Block("skip", what="math", words=_words(tok.content), line=line))
         elif tok.type in ("fence", "code_block"):
             info = f" ({tok.info.split()[0]})" if tok.info.strip() else ""
             blocks.append(_Block("skip", what=f"code block{info}", words=_words(tok.content), line=line))
@@ -128,7 +130,7 @@ def _parse(text: str, options: ReadOptions) -> _Parsed:
         elif tok.type == "footnote_close":
             note_id = None
         i += 1
-    return _Parsed(blocks, notes, note_lines, front, front_error, images, text.split("\n"))
+    return _Parsed(blocks, notes, note_lines, front, front_error, tally, text.split("\n"))
 
 
 def _chapter_level(headings: list[_Block]) -> tuple[int, list[_Block]]:
@@ -232,13 +234,18 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
         refs.extend(block.refs)
     close()
     _place_notes(parsed, found, chapter_refs, options, skipped)
-    if parsed.images:
+    images = parsed.tally.images
+    if images:
         skipped.append(Skipped(
-            f"{len(parsed.images)} image(s)",
+            f"{len(images)} image(s)",
             "read as their alt text" if options.image_alt else "images are not read; set reading.image_alt "
             "to read their alt text",
-            0 if options.image_alt else sum(_words(a) for a in parsed.images),
+            0 if options.image_alt else sum(_words(a) for a in images),
         ))
+    if parsed.tally.tags:
+        skipped.append(Skipped(f"{parsed.tally.tags} Liquid/kramdown tag(s)", "site template markup"))
+    if parsed.tally.math:
+        skipped.append(Skipped(f"{parsed.tally.math} inline formula(s)", "mathematics is not read"))
     return finish_document(path, found, warnings, skipped=tuple(skipped), metadata=metadata)
 
 

@@ -1,13 +1,13 @@
 """Markdown parsing for speech: the markdown-it parser with its plugins, and inline tokens -> words.
 
     markdown_parser(front_matter=True)       -> MarkdownIt (CommonMark + front matter, footnotes,
-                                                tables, strikethrough, Liquid/kramdown tags)
-    inline_words(token, options, refs)       -> str (what is read of one inline token)
+                                                tables, strikethrough, $math$, Liquid/kramdown tags)
+    inline_words(token, options, tally)      -> str (what is read of one inline token)
     html_block_text(html, options)           -> list of paragraphs, or None (not readable prose)
 
 Read: text, link text (never the target), emphasis content, entities decoded. Not read: images
-(their alt text with ReadOptions.image_alt), footnote reference marks (collected in `refs`), inline
-HTML tags, Liquid tags `{% ... %}` / `{{ ... }}` and kramdown attribute lists `{: ... }` (a
+(their alt text with ReadOptions.image_alt), footnote reference marks (collected in the tally), inline
+HTML tags, `$math$`, Liquid tags `{% ... %}` / `{{ ... }}` and kramdown attribute lists `{: ... }` (a
 `{% include figure.html alt="..." caption="..." %}` is read as its alt text, or caption, with
 image_alt). Inline code keeps its words but not its markup characters (`*italics*` -> italics,
 `Resize()` -> Resize).
@@ -16,11 +16,13 @@ image_alt). Inline code keeps its words but not its markup characters (`*italics
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
+from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.footnote import footnote_plugin
 from mdit_py_plugins.front_matter import front_matter_plugin
 
@@ -61,6 +63,8 @@ def markdown_parser(front_matter: bool = True) -> MarkdownIt:
     if front_matter:
         md.use(front_matter_plugin)
     md.use(footnote_plugin).enable(["table", "strikethrough"])
+    # $x^2$ and $$...$$; "$5 and $10" and "$ pwd $" stay text
+    md.use(dollarmath_plugin, allow_space=False, allow_digits=False)
     md.inline.ruler.after("text", "liquid", _liquid_rule)
     return md
 
@@ -80,10 +84,18 @@ def code_words(content: str) -> str:
     return " ".join(_CODE_MARKUP_RE.sub(" ", _PROMPT_RE.sub("", content)).split())
 
 
-def inline_words(token: Token, options: ReadOptions, refs: list[int], images: list[str]) -> str:
-    """What is read of an inline token's children (one paragraph, heading or table cell).
+@dataclass
+class Tally:
+    """What inline_words met but did not (all) read."""
 
-    Footnote reference ids are appended to `refs`; each image's alt text to `images`."""
+    refs: list[int] = field(default_factory=list)  # footnote ids referred to, in order
+    images: list[str] = field(default_factory=list)  # alt text of each image (and figure tag)
+    tags: int = 0  # Liquid / kramdown tags
+    math: int = 0  # inline $math$
+
+
+def inline_words(token: Token, options: ReadOptions, tally: Tally) -> str:
+    """What is read of an inline token's children (one paragraph, heading or table cell)."""
     out: list[str] = []
     children = token.children or []
     for k, child in enumerate(children):
@@ -97,20 +109,24 @@ def inline_words(token: Token, options: ReadOptions, refs: list[int], images: li
         elif kind == "code_inline":
             out.append(code_words(child.content))
         elif kind == "image":
-            alt = inline_words(child, options, [], [])
-            images.append(alt)
+            alt = inline_words(child, options, Tally())
+            tally.images.append(alt)
             if options.image_alt and alt:
                 out.append(f" {alt} ")
         elif kind == "footnote_ref":
-            refs.append(int(child.meta["id"]))
+            tally.refs.append(int(child.meta["id"]))
         elif kind == "html_inline":
             out.append(" " if re.match(r"<br\b", child.content, re.IGNORECASE) else "")
+        elif kind == "math_inline":
+            tally.math += 1
         elif kind == "liquid":
             alt = liquid_figure_text(child.content)
             if alt:
-                images.append(alt)
+                tally.images.append(alt)
                 if options.image_alt:
                     out.append(f" {alt} ")
+            else:
+                tally.tags += 1
         # link_open/close, em/strong/s open/close: markup only
     return " ".join("".join(out).split())
 
