@@ -419,6 +419,17 @@ def test_keep_reads_publisher_matter(tmp_path: Path) -> None:
 def test_bare_numerals_are_chapters_when_nothing_else_is(tmp_path: Path) -> None:
     doc = _read(tmp_path, "I.\n\nFirst part.\n\nII.\n\nSecond part.\n", "parts.txt")
     assert [(c.title, c.paragraphs) for c in doc.chapters] == [("I", ("First part.",)), ("II", ("Second part.",))]
+    # a preface or parts do not make them section breaks; numbered chapters do
+    doc = _read(tmp_path, "PREFACE\n\nA word.\n\nBOOK I\n\nI.\n\nOne.\n\nII.\n\nTwo.\n", "parts.txt")
+    assert [c.title for c in doc.chapters] == ["Preface", "Book I: I", "Book I: II"]
+
+
+def test_heading_above_a_hard_wrapped_paragraph(tmp_path: Path) -> None:
+    text = "CHAPTER I\nIt was a cold night and the rain fell on the roofs of the town all\nthrough the dark.\n"
+    doc = _read(tmp_path, text)
+    assert [(c.title, c.paragraphs) for c in doc.chapters] == [
+        ("Chapter I", ("It was a cold night and the rain fell on the roofs of the town all through the dark.",)),
+    ]
 
 
 def test_no_headings_is_one_chapter_and_title_hint_names_it(tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ class Heading:
     title: str
     lines: int
     has_title: bool  # the heading carries words besides its number ("Chapter 3" has none)
+    numbered: bool = True  # "Chapter 3", "I. A TITLE"; not "Preface" (nor a part)
 
 
 def _is_roman(word: str) -> bool:
@@ -104,12 +105,15 @@ def _rest_title(rest: str) -> tuple[str, str] | None:
     return None
 
 
-def _subtitle(line: str) -> bool:
-    """A line under a heading that is its title: short, and in capitals or without end punctuation."""
+def _subtitle(line: str, *, more: bool) -> bool:
+    """A line under a heading that is its title: short, and in capitals, or (the last line of its
+    paragraph) a few words without end punctuation. With `more` lines after it, only capitals will
+    do: a mixed-case line there is the first line of a hard-wrapped paragraph."""
     if not line or len(line) > MAX_TITLE_CHARS or classify_heading([line], alone=True) is not None:
         return False
-    shouting = any(c.isalpha() for c in line) and not any(c.islower() for c in line)
-    return shouting or line[-1] not in ".!?,;:\"'\u201d\u2019"
+    if any(c.isalpha() for c in line) and not any(c.islower() for c in line):
+        return True
+    return not more and len(line.split()) <= 10 and line[-1] not in ".!?,;:\"'\u201d\u2019"
 
 
 def _join(head: str, sep: str, title: str) -> str:
@@ -144,11 +148,12 @@ def classify_heading(lines: list[str], *, alone: bool | None = None) -> Heading 
         head = kw.capitalize() + (f" {_number(m.group('num'))}" if "num" in m.groupdict() else "")
         kind: HeadingKind = "part" if kw in _PART_WORDS else "chapter"
         used = 1
-        if not title and len(lines) >= 2 and _subtitle(" ".join(lines[1].split())):
+        if not title and len(lines) >= 2 and _subtitle(" ".join(lines[1].split()), more=len(lines) > 2):
             title, used = " ".join(lines[1].split()), 2
         if "num" not in m.groupdict() and len(lines) > used and alone is None:
             return None  # "Introduction" heading a longer paragraph is prose
-        return Heading(kind, _join(head, sep, tidy_title(title)), used, bool(title))
+        numbered = "num" in m.groupdict() and kind == "chapter"
+        return Heading(kind, _join(head, sep, tidy_title(title)), used, bool(title), numbered)
     if not standalone:
         return None
     m = _CAPS_TITLE_RE.match(first)

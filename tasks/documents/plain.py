@@ -190,7 +190,8 @@ def _read_blocks(blocks: list[list[str]], reader: _Reader) -> None:
     """The body of a text, paragraph by paragraph."""
     headings = [classify_heading(b) for b in blocks]
     reader.note_refs = any(_FOOTNOTE_RE.match(b[0]) for b in blocks)
-    numbered_sections = not any(h and h.kind != "section" for h in headings)
+    # bare numerals ("II.") are chapters only in a text without numbered chapter headings
+    numbered_sections = not any(h and h.kind == "chapter" and h.numbered for h in headings)
     front = True  # before the first heading or paragraph read: title block, cover, edition notes
     i = 0
     while i < len(blocks):
