@@ -414,6 +414,9 @@ def test_keep_reads_publisher_matter(tmp_path: Path) -> None:
     assert "The Lantern Keepers by Ada Quill" in " ".join(doc.chapters[0].paragraphs)
     assert "I. The Salt Road" in " ".join(doc.chapters[0].paragraphs)  # the Contents, read
     assert "FULL PROJECT GUTENBERG LICENSE" in " ".join(doc.chapters[-1].paragraphs)
+    doc = _read(tmp_path, NEW_STYLE, keep=frozenset({"toc"}))  # " Chapter I. THE FIRST KITE" entries
+    assert [c.title for c in doc.chapters] == ["Opening", "Chapter I. The First Kite", "Chapter III. Come Down, Come Down!"]
+    assert doc.chapters[0].paragraphs[0] == "Contents"
 
 
 def test_bare_numerals_are_chapters_when_nothing_else_is(tmp_path: Path) -> None:

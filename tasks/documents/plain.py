@@ -230,9 +230,11 @@ def _read_blocks(blocks: list[list[str]], reader: _Reader) -> None:
         if _CONTENTS_RE.match(first):
             end = _contents_end(blocks, headings, i)
             lines = [line for b in blocks[i:end] for line in b]
-            if reader.skip("Contents list", f"a table of contents ({len(lines) - 1} entries)", lines, "toc"):
-                i = end
-                continue
+            if not reader.skip("Contents list", f"a table of contents ({len(lines) - 1} entries)", lines, "toc"):
+                for kept in blocks[i:end]:  # read as it stands: its entries are still not chapters
+                    reader.paragraph(kept)
+            i = end
+            continue
         if heading is not None and heading.kind == "section" and not numbered_sections:
             i += 1  # "II." inside a story: a section break, not a chapter (and not read)
             continue
