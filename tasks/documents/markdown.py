@@ -16,7 +16,7 @@ for what is read inside a paragraph.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +187,7 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
     level, title_headings = _chapter_level(headings) if headings else (0, [])
     book_title = title_headings[0].text if title_headings else None
     if metadata.title is None and book_title:
-        metadata = Metadata(metadata.title or book_title, metadata.authors, metadata.language, metadata.description)
+        metadata = replace(metadata, title=book_title)
     opening = title_hint or metadata.title or book_title or (_OPENING if headings else path.stem)
 
     skipped: list[Skipped] = []
@@ -225,10 +225,9 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
                                    _words(block.text)))
             continue
         if block.kind == "skip":
-            where = title if title is not None else None
-            skipped.append(Skipped(block.what, "not read aloud", block.words, where))
+            skipped.append(Skipped(block.what, "not read aloud", block.words, title))
             if block.warn:
-                warnings.append(f"{path}: {block.what} in {where or 'the opening'!r} was not read")
+                warnings.append(f"{path}: {block.what} in {title or 'the opening'!r} was not read")
             continue
         body.append(block.text)
         refs.extend(block.refs)
