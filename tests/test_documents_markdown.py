@@ -147,6 +147,12 @@ def test_only_second_level_headings(tmp_path: Path) -> None:
                                                               ("Two", ("Second.",))]
 
 
+def test_heading_repeated_as_first_paragraph_is_not_read(tmp_path: Path) -> None:
+    doc = _read(tmp_path, "# One\n\n**One.**\n\nText.\n\n# Two\n\nTwo words, then more.\n")
+    assert [(c.title, c.paragraphs) for c in doc.chapters] == [("One", ("Text.",)),
+                                                              ("Two", ("Two words, then more.",))]
+
+
 def test_front_matter_that_is_not_yaml_mapping_is_text(tmp_path: Path) -> None:
     doc = _read(tmp_path, "---\nJust a line\n---\n\nText.\n")
     assert [(c.title, c.paragraphs) for c in doc.chapters] == [("Just a line", ("Text.",))]

@@ -427,6 +427,14 @@ def test_bare_numerals_are_chapters_when_nothing_else_is(tmp_path: Path) -> None
     assert [c.title for c in doc.chapters] == ["Preface", "Book I: I", "Book I: II"]
 
 
+def test_heading_repeated_under_itself_is_read_once(tmp_path: Path) -> None:
+    text = "I. THE DARK TOWER\n\nThe Dark Tower\n\nText.\n\nII. THE WELL\n\nThe well was short.\n"
+    doc = _read(tmp_path, text)
+    assert [(c.title, c.paragraphs) for c in doc.chapters] == [("I. The Dark Tower", ("Text.",)),
+                                                              ("II. The Well", ("The well was short.",))]
+    assert doc.warnings == ()
+
+
 def test_heading_above_a_hard_wrapped_paragraph(tmp_path: Path) -> None:
     text = "CHAPTER I\nIt was a cold night and the rain fell on the roofs of the town all\nthrough the dark.\n"
     doc = _read(tmp_path, text)

@@ -16,6 +16,7 @@ for what is read inside a paragraph.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,10 @@ def _front_metadata(front: dict[str, Any] | None) -> Metadata:
     )
 
 
+def _same_words(a: str, b: str) -> bool:
+    return re.sub(r"\W+", " ", a).strip().casefold() == re.sub(r"\W+", " ", b).strip().casefold()
+
+
 def _notes_only(parsed: _Parsed, start: int, end: int) -> bool:
     """True when source lines [start, end) after a heading hold footnote definitions and nothing
     else that is read."""
@@ -208,6 +213,8 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
     def close() -> None:
         if title is None and not body:
             return
+        if body and title and _same_words(body[0], title):
+            del body[0]  # "## Chapter One" then "**Chapter One**": the title is spoken already
         found.append((title if title is not None else opening, body))
         chapter_refs.append(refs)
 

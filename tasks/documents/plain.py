@@ -104,6 +104,7 @@ class _Reader:
     part: str | None = None
     part_pending: bool = False  # a part heading with no chapter under it yet
     body: list[str] = field(default_factory=list)
+    heading: str | None = None  # the current chapter's own heading (without its part)
     illustrations: int = 0
     note_refs: bool = False  # the text has "[Footnote 1: ...]" blocks, so "[1]" marks are references
     notes: list[str] = field(default_factory=list)  # the current chapter's footnotes
@@ -140,10 +141,12 @@ class _Reader:
                 self.title = None  # a part heading straight after another: the first had no text
             self.close()
             self.part, self.title, self.part_pending = heading.title, heading.title, True
+            self.heading = heading.title
             return
         if not (self.part_pending and not self.body):
             self.close()
         self.part_pending = False
+        self.heading = heading.title
         self.title = (
             self.options.part_titles.format(part=self.part, chapter=heading.title)
             if self.part is not None else heading.title
@@ -162,6 +165,10 @@ class _Reader:
             text = _NOTE_REF_RE.sub("", text)
         text = _STAR_RE.sub(r"\1", _UNDERSCORE_RE.sub(r"\1", text))
         text = " ".join(text.split())
+        if not self.body and self.heading:
+            key, heading = heading_key(text), heading_key(self.heading)
+            if key == heading or (len(key.split()) >= 2 and heading.endswith(" " + key)):
+                return  # the heading repeated as the chapter's first line: the title is spoken already
         if text:
             self.body.append(text)
 
@@ -268,6 +275,7 @@ def _read_blocks(blocks: list[list[str]], reader: _Reader) -> None:
 
 def _retitle(reader: _Reader, heading: Heading) -> None:
     """Give the chapter (or part) just started the fuller title of a heading and its title line."""
+    reader.heading = heading.title
     if heading.kind == "part":
         reader.part = reader.title = heading.title
     else:
