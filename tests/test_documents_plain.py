@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tasks.documents import Document, ReadOptions, read_document
 from tasks.documents.gutenberg import split_gutenberg
@@ -518,3 +520,44 @@ def test_gutenberg_footnotes_and_transcriber_notes(tmp_path: Path) -> None:
         "Note 1. A brig, in fact.",
         "Note 2. Of the next year. A second paragraph of the same note.",
     )
+
+
+_WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=2, max_size=9)
+
+
+@st.composite
+def _gutenberg_text(draw: st.DrawFn) -> tuple[str, str]:
+    """A PG file of random chapters in either marker form; returns (text, its last paragraph)."""
+    the = draw(st.sampled_from(["THE", "THIS"]))
+    blocks: list[str] = []
+    for n in range(draw(st.integers(1, 4))):
+        blocks.append(draw(st.sampled_from([f"CHAPTER {n + 1}", f"Chapter {n + 1}.\nA TITLE", f"{'I' * (n + 1)}."])))
+        for _ in range(draw(st.integers(1, 3))):
+            lines = [" ".join(draw(st.lists(_WORD, min_size=1, max_size=10))) for _ in range(draw(st.integers(1, 3)))]
+            blocks.append("\n".join(lines) + ".")
+    last = " ".join(blocks[-1].split())
+    footer = draw(st.sampled_from([
+        f"End of the Project Gutenberg EBook of X, by \nY\n\n*** END OF {the} PROJECT GUTENBERG EBOOK X ***\n",
+        f"*** END OF {the} PROJECT GUTENBERG EBOOK X ***\n",
+    ]))
+    text = (
+        f"The Project Gutenberg EBook of X\n\nTitle: X\n\nAuthor: Y\n\n*** START OF {the} PROJECT GUTENBERG EBOOK X ***"
+        f"\n\nProduced by Z\n\n" + "\n\n".join(blocks) + "\n\n\n" + footer
+        + LICENCE.format(start=draw(st.sampled_from(["START: FULL LICENSE", "*** START: FULL LICENSE ***"])))
+    )
+    return text, last
+
+
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(case=_gutenberg_text(), crlf=st.booleans())
+def test_gutenberg_boilerplate_never_read(case: tuple[str, str], crlf: bool) -> None:
+    import tempfile
+
+    text, last = case
+    with tempfile.TemporaryDirectory() as folder:
+        doc = _read(Path(folder), text, crlf=crlf, bom=crlf)
+    spoken = _spoken(doc)
+    for boilerplate in ("Gutenberg", "GUTENBERG", "LICENSE", "Produced", "http", "Section 1", "Title:"):
+        assert boilerplate not in spoken
+    assert spoken.endswith(last)
+    assert all(p.strip() for c in doc.chapters for p in c.paragraphs)
