@@ -34,7 +34,7 @@ def test_paragraphs_from_text() -> None:
 
 def test_txt_chapter_lines(tmp_path: Path) -> None:
     text = (
-        "A Tale\nby Someone\n\n"
+        "A Tale\nby Someone\n\nA word before the story.\n\n"
         "CHAPTER ONE\n\nIt was\na dark night.\n\nThen rain.\n\n"
         "Chapter IV\n\nFour.\n\n"
         "Chapter 12: The Storm\n\nTwelve.\n\n"
@@ -51,7 +51,8 @@ def test_txt_chapter_lines(tmp_path: Path) -> None:
         "Chapter 13: The Boy Who Lived",
         "Chapter 15",
     ]
-    assert doc.chapters[0].paragraphs == ("A Tale by Someone",)
+    assert doc.chapters[0].paragraphs == ("A word before the story.",)  # the title block is not read
+    assert [s.what for s in doc.skipped] == ["title block"]
     assert doc.chapters[1] == ChapterText("Chapter One", ("It was a dark night.", "Then rain."))
     assert doc.chapters[2].paragraphs == ("Four.",)
     assert doc.chapters[-1].paragraphs == ("Chapter 3 of the report said no.",)
@@ -124,13 +125,14 @@ def test_markdown_title_and_chapters(tmp_path: Path) -> None:
         "item two",
         "item three",
         "quoted line more quote",
-        "name, age",
-        "Ann, 30",
         "A Subheading",
         "Deep text.",
     )
     assert doc.chapters[2].paragraphs == ("Last words.",)
-    assert len(doc.warnings) == 1 and "'Empty'" in doc.warnings[0] and "book.md" in doc.warnings[0]
+    assert doc.metadata.title == "The Book" and doc.metadata.authors == ("Someone",)
+    table_warning, empty_warning = doc.warnings  # the table is not read, with a warning
+    assert "table (2 rows)" in table_warning and "'First'" in table_warning
+    assert "'Empty'" in empty_warning and "book.md" in empty_warning
     spoken = " ".join(p for c in doc.chapters for p in c.paragraphs)
     for markup in ("#", "**", "`", "](", "http", "<", ">", "---", "not read", "hidden", "title:"):
         assert markup not in spoken

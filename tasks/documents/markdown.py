@@ -1,158 +1,278 @@
-"""Markdown (.md) -> chapters of paragraphs."""
+"""Markdown (.md) -> chapters of paragraphs, parsed with markdown-it-py (CommonMark + plugins).
+
+    read(path, *, title_hint, options) -> Document
+
+Chapters come from headings: the first heading level that repeats is the chapter level; a single
+heading above it, before all others, is the book title (not read; it fills Metadata.title when the
+front matter has none). Deeper headings are read as paragraphs of their chapter. A chapter heading
+that holds nothing but footnote definitions (`# Endnotes`) is not a chapter. YAML front matter gives
+the title, author(s), description and language, and is never read. Not read (listed in
+Document.skipped): code blocks (fenced and indented), tables (with a warning), raw HTML that is not
+prose (tables, code, scripts), images (ReadOptions.image_alt reads their alt text), Liquid tags.
+Footnotes are skipped, or read at the end of the chapter that first refers to them
+(ReadOptions.notes = "end"); their reference marks are never read. See tasks.documents.markdown_inline
+for what is read inside a paragraph.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+import yaml
+from markdown_it.token import Token
 
 from tasks.documents.files import read_text_file
+from tasks.documents.markdown_inline import Tally, html_block_text, inline_words, markdown_parser
 from tasks.documents.model import OPENING as _OPENING
-from tasks.documents.model import Document, ReadOptions, finish_document
-
-_FRONT_MATTER_RE = re.compile(r"\A\ufeff?---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
-_YAML_KEY_RE = re.compile(r"\s*[A-Za-z_][\w .-]*:(?:\s|$)")
-_HTML_COMMENT_RE = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
-_FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_ATX_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")
-_SETEXT_RE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-_HR_RE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
-_LIST_RE = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])(?:[ \t]+\[[ xX]\])?(?:[ \t]+|$)")
-_QUOTE_RE = re.compile(r"^\s{0,3}(?:>\s?)+")
-_TABLE_SEP_RE = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
-_REF_DEF_RE = re.compile(r"^ {0,3}\[[^\]]+\]:\s*\S+.*$")
-_ESCAPE_RE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!>~|<])")
-# Markers are dropped, not paired: linear on any line, and the words are all that is read.
-# Bounded repeats keep the link rules fast on long lines full of unmatched brackets.
-_INLINE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (
-        re.compile(r"!\[[^\]\n]{0,300}\]\([^()\[\]<>\s]{0,500}(?:\s+\"[^\"\n]{0,200}\")?\)"),
-        "",
-    ),  # images: not read
-    (
-        re.compile(r"\[([^\]\n]{0,300})\]\([^()\[\]<>\s]{0,500}(?:\s+\"[^\"\n]{0,200}\")?\)"),
-        r"\1",
-    ),  # [text](url)
-    (re.compile(r"</?[A-Za-z!?][^<>\n]{0,1000}>"), ""),  # HTML tags and <autolinks>; "a < b" stays
-    (re.compile(r"`+|\*+|~~+"), ""),  # inline code marks, emphasis stars, strikethrough
-    (re.compile(r"(?<!\w)_+|_+(?!\w)"), ""),  # _emphasis_ and __strong__; snake_case stays
-)
+from tasks.documents.model import Document, Metadata, ReadOptions, Skipped, finish_document
 
 
-def _strip_inline_markdown(text: str) -> str:
-    """Markdown inline markup -> the words it marks up. Backslash escapes keep their character."""
-    escaped: list[str] = []
+@dataclass
+class _Block:
+    """One readable or skipped block, in document order."""
 
-    def _hide(m: re.Match[str]) -> str:
-        escaped.append(m.group(1))
-        return f"\ue000{len(escaped) - 1}\ue001"
+    kind: str  # "heading", "para", "skip"
+    text: str = ""
+    level: int = 0  # headings: 1-6
+    line: int = 0  # first source line (0-based)
+    refs: list[int] = field(default_factory=list)  # footnote ids referred to
+    what: str = ""  # skip: what it was
+    words: int = 0
+    warn: bool = False  # skip: also a warning in the run report
 
-    out = _ESCAPE_RE.sub(_hide, text)
-    for pattern, repl in _INLINE_RULES:
-        out = pattern.sub(repl, out)
-    return re.sub("\ue000(\\d+)\ue001", lambda m: escaped[int(m.group(1))], out)
+
+@dataclass
+class _Parsed:
+    blocks: list[_Block]
+    notes: dict[int, list[str]]  # footnote id -> its paragraphs
+    note_lines: list[int]  # first source lines of footnote definitions
+    front: dict[str, Any] | None
+    front_error: str | None
+    tally: Tally  # over the whole document (footnote references are kept per block)
+    lines: list[str]
 
 
-def _markdown_blocks(text: str) -> Iterator[tuple[int, str]]:
-    """Yield (heading level, text) for headings and (0, text) for paragraphs, in order.
+def _words(text: str) -> int:
+    return len(text.split())
 
-    Dropped: front matter, HTML comments, fenced code, horizontal rules, link definitions,
-    table separator rows. List items and table rows are paragraphs of their own (table cells
-    joined with ", "); blockquote markers are removed.
-    """
-    front = _FRONT_MATTER_RE.match(text)
-    if front and _YAML_KEY_RE.match(front.group(1)):  # YAML front matter, not a rule above the text
-        text = text[front.end() :]
-    text = _HTML_COMMENT_RE.sub("", text)
-    para: list[str] = []
-    fence: str | None = None
 
-    def flush() -> Iterator[tuple[int, str]]:
-        if para:
-            joined = " ".join(" ".join(para).split())
-            para.clear()
-            if joined:
-                yield 0, joined
+def _inline_source_words(tokens: list[Token]) -> int:
+    return sum(_words(t.content) for t in tokens if t.type == "inline")
 
-    for raw in text.split("\n"):
-        m = _FENCE_RE.match(raw)
-        if fence is not None:
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
-                fence = None
+
+def _parse(text: str, options: ReadOptions) -> _Parsed:
+    """Walk markdown-it's block tokens once, collecting headings, paragraphs and what is skipped."""
+    tokens = markdown_parser().parse(text)
+    if tokens and tokens[0].type == "front_matter":
+        try:
+            is_mapping = isinstance(yaml.safe_load(tokens[0].content), dict)
+        except yaml.YAMLError:
+            is_mapping = True  # meant as YAML, but broken: not read, and warned about below
+        if not is_mapping:  # "---" / text / "---": a rule and a setext heading, not front matter
+            tokens = markdown_parser(front_matter=False).parse(text)
+    blocks: list[_Block] = []
+    notes: dict[int, list[str]] = {}
+    note_lines: list[int] = []
+    tally = Tally()
+    front: dict[str, Any] | None = None
+    front_error: str | None = None
+    note_id: int | None = None
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        line = tok.map[0] if tok.map else 0
+        if tok.type == "front_matter":
+            try:
+                loaded = yaml.safe_load(tok.content)
+            except yaml.YAMLError as exc:
+                loaded, front_error = None, str(exc).splitlines()[0]
+            front = loaded if isinstance(loaded, dict) else None
+            blocks.append(_Block("skip", what="front matter", words=_words(tok.content), line=line))
+        elif tok.type == "heading_open":
+            tally.refs = []
+            words = inline_words(tokens[i + 1], options, tally)
+            blocks.append(_Block("heading", words, level=int(tok.tag[1:]), line=line, refs=tally.refs))
+            i += 2
+        elif tok.type == "paragraph_open":
+            refs = tally.refs = []
+            words = inline_words(tokens[i + 1], options, tally)
+            if note_id is not None:
+                if words:
+                    notes.setdefault(note_id, []).append(words)
+                    if tok.map:
+                        note_lines.append(tok.map[0])
+            elif words:
+                blocks.append(_Block("para", words, line=line, refs=refs))
+            i += 2
+        elif tok.type == "table_open":
+            j = next(k for k in range(i, len(tokens)) if tokens[k].type == "table_close")
+            rows = sum(1 for t in tokens[i:j] if t.type == "tr_open")
+            blocks.append(_Block("skip", what=f"table ({rows} rows)", words=_inline_source_words(tokens[i:j]),
+                                 line=line, warn=True))
+            i = j
+        elif tok.type == "math_block":
+            blocks.append(_Block("skip", what="math", words=_words(tok.content), line=line))
+        elif tok.type in ("fence", "code_block"):
+            info = f" ({tok.info.split()[0]})" if tok.info.strip() else ""
+            blocks.append(_Block("skip", what=f"code block{info}", words=_words(tok.content), line=line))
+        elif tok.type == "html_block":
+            paragraphs = html_block_text(tok.content, options)
+            if paragraphs is None:
+                table = "<table" in tok.content.lower()
+                blocks.append(_Block("skip", what="HTML table" if table else "HTML block",
+                                     words=_words(tok.content), line=line, warn=table))
+            else:
+                blocks.extend(_Block("para", p, line=line) for p in paragraphs)
+        elif tok.type == "footnote_open":
+            note_id = int(tok.meta["id"])
+        elif tok.type == "footnote_close":
+            note_id = None
+        i += 1
+    return _Parsed(blocks, notes, note_lines, front, front_error, tally, text.split("\n"))
+
+
+def _chapter_level(headings: list[_Block]) -> tuple[int, list[_Block]]:
+    """(chapter level, title headings): a level whose only heading comes before every other heading
+    is a title level; the first level after those is the chapter level."""
+    title_headings: list[_Block] = []
+    remaining = list(headings)
+    while remaining:
+        top = min(h.level for h in remaining)
+        at_top = [h for h in remaining if h.level == top]
+        if len(at_top) == 1 and remaining[0] is at_top[0] and len(remaining) > 1:
+            title_headings.append(at_top[0])
+            remaining = remaining[1:]
             continue
-        if m:
-            yield from flush()
-            fence = m.group(1)
-            continue
-        line = _QUOTE_RE.sub("", raw)
-        if not line.strip():
-            yield from flush()
-            continue
-        heading = _ATX_RE.match(line)
-        if heading:
-            yield from flush()
-            title = (heading.group(2) or "").rstrip()
-            unclosed = title.rstrip("#")  # a closing "###" sequence is not part of the title
-            if unclosed != title and (not unclosed or unclosed[-1] in " \t"):
-                title = unclosed
-            yield len(heading.group(1)), _strip_inline_markdown(title).strip()
-            continue
-        setext = _SETEXT_RE.match(line)
-        if setext and len(para) == 1 and not _LIST_RE.match(para[0]):
-            title = para.pop()
-            yield (1 if setext.group(1)[0] == "=" else 2), _strip_inline_markdown(title).strip()
-            continue
-        if _HR_RE.match(line) or _REF_DEF_RE.match(line):
-            yield from flush()
-            continue
-        stripped = line.strip()
-        if stripped.startswith("|") or (para == [] and stripped.count("|") >= 2):
-            yield from flush()
-            if not _TABLE_SEP_RE.match(stripped):
-                cells = [_strip_inline_markdown(c).strip() for c in stripped.strip("|").split("|")]
-                para.append(", ".join(c for c in cells if c))
-                yield from flush()
-            continue
-        if _LIST_RE.match(line):
-            yield from flush()
-            line = _LIST_RE.sub("", line, count=1)
-        para.append(_strip_inline_markdown(line))
-    yield from flush()
+        return top, title_headings
+    return (title_headings[-1].level if title_headings else 1), title_headings[:-1]
 
 
-def _chapters_from_markdown(
-    text: str, default_title: str, title_hint: str | None
-) -> list[tuple[str, list[str]]]:
-    """Chapters from headings: with exactly one "#" and several "##", the "#" is the book title and
-    "##" are chapters; else the top heading level present is the chapter level. Deeper headings
-    are read as paragraphs."""
-    blocks = list(_markdown_blocks(text))
-    levels = [level for level, _ in blocks if level]
-    if not levels:
-        return [(default_title, [t for _, t in blocks])]
-    book_title: str | None = None
-    if levels.count(1) == 1 and levels.count(2) >= 2:
-        chapter_level = 2
-        book_title = next(t for level, t in blocks if level == 1) or None
-    else:
-        chapter_level = min(levels)
-    found: list[tuple[str, list[str]]] = []
-    title: str | None = None
-    body: list[str] = []
-    for level, block in blocks:
-        if level == chapter_level:
-            if title is not None or body:
-                found.append((title if title is not None else title_hint or book_title or _OPENING, body))
-            title, body = block or f"Chapter {len(found) + 1}", []
-        elif 0 < level < chapter_level:
-            continue  # the book title: not a chapter, not read
-        elif block:
-            body.append(block)
-    found.append((title if title is not None else title_hint or _OPENING, body))
-    return found
+def _front_metadata(front: dict[str, Any] | None) -> Metadata:
+    def text(value: Any) -> str | None:
+        return " ".join(str(value).split()) or None if isinstance(value, (str, int, float)) else None
+
+    if not front:
+        return Metadata()
+    raw = front.get("authors", front.get("author"))
+    items = raw if isinstance(raw, list) else [raw] if raw is not None else []
+    authors = tuple(
+        name for name in (text(a.get("name")) if isinstance(a, dict) else text(a) for a in items) if name
+    )
+    return Metadata(
+        title=text(front.get("title")),
+        authors=authors,
+        language=text(front.get("lang", front.get("language"))),
+        description=text(front.get("description", front.get("abstract"))),
+    )
+
+
+def _same_words(a: str, b: str) -> bool:
+    return re.sub(r"\W+", " ", a).strip().casefold() == re.sub(r"\W+", " ", b).strip().casefold()
+
+
+def _notes_only(parsed: _Parsed, start: int, end: int) -> bool:
+    """True when source lines [start, end) after a heading hold footnote definitions and nothing
+    else that is read."""
+    return any(start < n < end for n in parsed.note_lines) or any(
+        parsed.lines[k].lstrip().startswith("[^") for k in range(start + 1, min(end, len(parsed.lines)))
+    )
 
 
 def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Document:
     """A .md file -> Document."""
-    found = _chapters_from_markdown(read_text_file(path), title_hint or path.stem, title_hint)
-    return finish_document(path, found, [])
+    parsed = _parse(read_text_file(path), options)
+    metadata = _front_metadata(parsed.front)
+    warnings: list[str] = []
+    if parsed.front_error:
+        warnings.append(f"{path}: the front matter is not valid YAML ({parsed.front_error}); it was ignored")
+    headings = [b for b in parsed.blocks if b.kind == "heading"]
+    level, title_headings = _chapter_level(headings) if headings else (0, [])
+    book_title = title_headings[0].text if title_headings else None
+    if metadata.title is None and book_title:
+        metadata = replace(metadata, title=book_title)
+    opening = title_hint or metadata.title or book_title or (_OPENING if headings else path.stem)
+
+    skipped: list[Skipped] = []
+    found: list[tuple[str, list[str]]] = []
+    chapter_refs: list[list[int]] = []
+    title: str | None = None
+    body: list[str] = []
+    refs: list[int] = []
+    titles = {id(b) for b in title_headings}
+    starts = [k for k, b in enumerate(parsed.blocks) if b.kind == "heading" and b.level == level
+              and id(b) not in titles]
+    # per chapter heading: (the source line where its section ends, whether anything is read in it)
+    sections = {
+        k: (parsed.blocks[nxt].line if nxt < len(parsed.blocks) else len(parsed.lines), nxt > k + 1)
+        for k, nxt in zip(starts, [*starts[1:], len(parsed.blocks)][: len(starts)], strict=True)
+    }
+
+    def close() -> None:
+        if title is None and not body:
+            return
+        if body and title and _same_words(body[0], title):
+            del body[0]  # "## Chapter One" then "**Chapter One**": the title is spoken already
+        found.append((title if title is not None else opening, body))
+        chapter_refs.append(refs)
+
+    for k, block in enumerate(parsed.blocks):
+        if k in sections:
+            close()
+            title, body, refs = block.text or f"Chapter {len(found) + 1}", [], list(block.refs)
+            section_end, has_body = sections[k]
+            if not has_body and _notes_only(parsed, block.line, section_end):
+                skipped.append(Skipped(f"{title!r} heading", "it holds only footnote definitions"))
+                title = None
+            continue
+        if block.kind == "heading" and (block.level < level or id(block) in titles):
+            skipped.append(Skipped(f"title heading {block.text!r}", "the title is announced from the manifest",
+                                   _words(block.text)))
+            continue
+        if block.kind == "skip":
+            skipped.append(Skipped(block.what, "not read aloud", block.words, title))
+            if block.warn:
+                warnings.append(f"{path}: {block.what} in {title or 'the opening'!r} was not read")
+            continue
+        body.append(block.text)
+        refs.extend(block.refs)
+    close()
+    _place_notes(parsed, found, chapter_refs, options, skipped)
+    images = parsed.tally.images
+    if images:
+        skipped.append(Skipped(
+            f"{len(images)} image(s)",
+            "read as their alt text" if options.image_alt else "images are not read; set reading.image_alt "
+            "to read their alt text",
+            0 if options.image_alt else sum(_words(a) for a in images),
+        ))
+    if parsed.tally.tags:
+        skipped.append(Skipped(f"{parsed.tally.tags} Liquid/kramdown tag(s)", "site template markup"))
+    if parsed.tally.math:
+        skipped.append(Skipped(f"{parsed.tally.math} inline formula(s)", "mathematics is not read"))
+    return finish_document(path, found, warnings, skipped=tuple(skipped), metadata=metadata)
+
+
+def _place_notes(
+    parsed: _Parsed, found: list[tuple[str, list[str]]], chapter_refs: list[list[int]],
+    options: ReadOptions, skipped: list[Skipped],
+) -> None:
+    """Footnotes: appended to the chapter that first refers to them ("Note 1. ..."), or skipped."""
+    if not parsed.notes:
+        return
+    if options.notes == "skip":
+        words = sum(_words(p) for ps in parsed.notes.values() for p in ps)
+        skipped.append(Skipped(f"{len(parsed.notes)} footnote(s)", "footnotes are not read; set reading.notes: "
+                               "end to read them at the end of their chapter", words))
+        return
+    placed: set[int] = set()
+    for (_, body), refs in zip(found, chapter_refs, strict=True):
+        for note in refs:
+            if note in placed or note not in parsed.notes:
+                continue
+            placed.add(note)
+            first, *more = parsed.notes[note]
+            body.append(f"Note {note + 1}. {first}")
+            body.extend(more)

@@ -1,28 +1,54 @@
-"""Plain text (.txt) -> chapters of paragraphs."""
+"""Plain text (.txt) -> chapters of paragraphs.
+
+    read(path, *, title_hint, options) -> Document
+    paragraphs_from_text(text)         -> tuple of paragraphs
+
+Paragraphs are separated by blank lines; hard-wrapped lines are joined. A Project Gutenberg text
+loses its header, footer and licence (tasks.documents.gutenberg); the "Produced by" lines, a stray
+"cover" line, the title block ("Title" / "by Author") and an edition note before the first heading
+go too, and so does a Contents list anywhere (its entries are not chapters). Chapter headings are
+found by tasks.documents.headings; `BOOK ONE` / `PART II` headings are folded into the titles of the
+chapters under them through ReadOptions.part_titles. `[Illustration: ...]` markers are dropped (or
+read as their caption with ReadOptions.image_alt), `_italic_` and `*emphasis*` marks removed.
+`[Footnote 1: ...]` blocks are skipped or read at the end of their chapter (ReadOptions.notes);
+their `[1]` reference marks are never read.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.documents.files import read_text_file
+from tasks.documents.gutenberg import split_gutenberg
+from tasks.documents.headings import Heading, classify_heading, heading_key
 from tasks.documents.model import OPENING as _OPENING
-from tasks.documents.model import Document, ReadOptions, finish_document
+from tasks.documents.model import Document, Metadata, ReadOptions, Skipped, finish_document
 
 _BLANK_LINE_RE = re.compile(r"\n[ \t\f\v]*\n")
-_NUMBER_WORDS = (
-    "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
-    "sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
-    "hundred"
-)
-_CHAPTER_NUMBER = rf"(?:\d+|[ivxlcdm]+|(?:{_NUMBER_WORDS})(?:[- ](?:{_NUMBER_WORDS}))*)"
-# "Chapter 3", "CHAPTER THREE", "Chapter IV", "Chapter 12: The Storm", "Chapter 1. Loomings",
-# "Prologue", "Epilogue: After". On a line of its own, at most 100 characters.
-_HEADING_RE = re.compile(
-    rf"^\s*(?:chapter\s+{_CHAPTER_NUMBER}|prologue|epilogue)\b(?:\s*[:.\-\u2013\u2014]\s*\S.*|\s*[.:]?)\s*$",
+_CONTENTS_RE = re.compile(r"^(?:table[ \t]+of[ \t]+)?contents\.?$", re.IGNORECASE)
+_PRODUCED_RE = re.compile(
+    r"^(?:produced[ \t]+by|this[ \t]+e-?(?:text|book)[ \t]+was[ \t]+(?:produced|prepared|created)"
+    r"|e-?(?:text|book)[ \t]+(?:prepared|produced)[ \t]+by|transcribed[ \t]+(?:from|by)"
+    r"|\[?transcriber['\u2019]?s[ \t]+notes?)\b",
     re.IGNORECASE,
 )
-_ROMAN_RE = re.compile(r"^[ivxlcdm]+$", re.IGNORECASE)
+_FOOTNOTE_RE = re.compile(r"^\[(?:Footnote|Note)[ \t]*([\w*]{0,10})[ \t]*:[ \t]*", re.IGNORECASE)
+_NOTE_REF_RE = re.compile(r"\[(?:\d{1,3}|[A-Z]|\*)\]")  # "text.[1]": a PG footnote reference
+_COVER_RE = re.compile(r"^\[?(?:cover|cover image|front cover)\]?$", re.IGNORECASE)
+_EDITION_RE = re.compile(
+    r"\b(?:produced|digiti[sz]\w*|transcri\w+|proof-?read\w*|scann\w+|e-?text|e-?book|public domain|"
+    r"copyright|edition)\b",
+    re.IGNORECASE,
+)
+# Bounded spans keep these linear on long paragraphs full of unmatched marks.
+_ILLUSTRATION_RE = re.compile(r"\[(?:Illustration|Picture|Image)(?::[ \t]*([^\]]{0,2000}))?\]", re.IGNORECASE)
+_UNDERSCORE_RE = re.compile(r"(?<![\w_])_(?=[^\s_])([^_]{1,500}?)(?<=[^\s_])_(?![\w_])", re.DOTALL)
+_STAR_RE = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*]{1,500}?)(?<=[^\s*])\*(?![\w*])", re.DOTALL)
+_BREAK_RE = re.compile(r"^[\s*\-_~=#.\u2022\u00b7]{3,}$")  # "* * *", "-----": a scene break
+_SMALL_WORDS = frozenset("a an the and but or nor for of in on at to by with from as into vs".split())
+_MAX_CONTENTS_ENTRY = 100
 
 
 def paragraphs_from_text(text: str) -> tuple[str, ...]:
@@ -34,56 +60,297 @@ def paragraphs_from_text(text: str) -> tuple[str, ...]:
     return tuple(p for p in out if p)
 
 
-def _tidy_title(line: str) -> str:
-    """'  CHAPTER IV.  ' -> 'Chapter IV'; 'chapter 12 : the storm' keeps its words, spaces tidied."""
-    title = " ".join(line.split()).rstrip(".:")
-    if title.isupper():  # shouting headings become title case; Roman numerals stay upper case
-        title = " ".join(w.upper() if _ROMAN_RE.match(w) else w.capitalize() for w in title.split(" "))
-    return re.sub(r"\s+([:.])", r"\1", title)
+def _blocks(text: str) -> list[list[str]]:
+    """Paragraphs as lists of stripped lines."""
+    blocks: list[list[str]] = []
+    current: list[str] = []
+    for line in text.split("\n"):
+        if line.strip():
+            current.append(line.strip())
+        elif current:
+            blocks.append(current)
+            current = []
+    if current:
+        blocks.append(current)
+    return blocks
 
 
-def _chapters_from_plain(
-    text: str, default_title: str, title_hint: str | None
-) -> list[tuple[str, list[str]]]:
-    """Chapters start at heading lines (see _HEADING_RE); a short line right after a heading, alone
-    before a blank line, is its subtitle ("Chapter 1" + "The Boy Who Lived")."""
-    lines = text.split("\n")
-    found: list[tuple[str, list[str]]] = []
-    title: str | None = None
-    body: list[str] = []
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if len(line) <= 100 and _HEADING_RE.match(line):
-            if title is not None or any(s.strip() for s in body):
-                found.append(
-                    (
-                        title if title is not None else title_hint or _OPENING,
-                        list(paragraphs_from_text("\n".join(body))),
-                    )
-                )
-            title, body = _tidy_title(line), []
-            nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
-            after = lines[i + 2].strip() if i + 2 < len(lines) else ""
-            if (
-                nxt
-                and not after
-                and len(nxt) <= 80
-                and nxt[-1] not in ".!?,;\"'"
-                and not _HEADING_RE.match(nxt)
-            ):
-                title = f"{title}: {_tidy_title(nxt)}"
-                i += 1
+def _words(lines: list[str] | str) -> int:
+    return len((lines if isinstance(lines, str) else " ".join(lines)).split())
+
+
+def _entry_like(line: str) -> bool:
+    """A line that could be a Contents entry: short, and a heading, numbered, paged or Title Cased."""
+    if len(line) > _MAX_CONTENTS_ENTRY:
+        return False
+    if classify_heading([line], alone=True) or re.match(r"^(?:[ivxlcdm]+|\d+)[.):]?\s+\S", line, re.I):
+        return True
+    if re.search(r"\d+$", line) or not any(c.islower() for c in line):
+        return True
+    words = [w for w in re.findall(r"[^\W\d_][\w'\u2019-]*", line) if w.lower() not in _SMALL_WORDS]
+    return bool(words) and sum(w[0].isupper() for w in words) >= 0.6 * len(words)
+
+
+@dataclass
+class _Reader:
+    """Walks the paragraphs of a text once, building chapters and the list of what was skipped."""
+
+    options: ReadOptions
+    title_keys: frozenset[str]
+    gutenberg: bool
+    found: list[tuple[str, list[str]]] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    title: str | None = None  # the current chapter's title (None: text before the first heading)
+    part: str | None = None
+    part_pending: bool = False  # a part heading with no chapter under it yet
+    body: list[str] = field(default_factory=list)
+    heading: str | None = None  # the current chapter's own heading (without its part)
+    illustrations: int = 0
+    note_refs: bool = False  # the text has "[Footnote 1: ...]" blocks, so "[1]" marks are references
+    notes: list[str] = field(default_factory=list)  # the current chapter's footnotes
+    notes_skipped: int = 0
+    notes_words: int = 0
+
+    def skip(self, what: str, reason: str, lines: list[str] | str, kind: str | None = None) -> bool:
+        """Record a skipped part; True unless ReadOptions.keep asks for it to be read."""
+        if kind is not None and kind in self.options.keep:
+            return False
+        self.skipped.append(Skipped(what, reason, _words(lines), self.title))
+        return True
+
+    def note(self, label: str, text: str) -> None:
+        """A "[Footnote 1: ...]" block: kept for the chapter's end, or counted as skipped."""
+        text = " ".join(text.split())
+        if self.options.notes == "end" and text:
+            self.notes.append(f"Note {label}. {text}" if label else f"Note. {text}")
         else:
-            body.append(line)
+            self.notes_skipped += 1
+            self.notes_words += _words(text)
+
+    def close(self) -> None:
+        self.body.extend(self.notes)
+        self.notes = []
+        if self.title is not None or self.body:
+            title = self.title if self.title is not None else _OPENING
+            self.found.append((title, self.body))
+        self.body = []
+
+    def start(self, heading: Heading) -> None:
+        if heading.kind == "part":
+            if self.part_pending and not self.body:
+                self.title = None  # a part heading straight after another: the first had no text
+            self.close()
+            self.part, self.title, self.part_pending = heading.title, heading.title, True
+            self.heading = heading.title
+            return
+        if not (self.part_pending and not self.body):
+            self.close()
+        self.part_pending = False
+        self.heading = heading.title
+        self.title = (
+            self.options.part_titles.format(part=self.part, chapter=heading.title)
+            if self.part is not None else heading.title
+        )
+
+    def paragraph(self, lines: list[str]) -> None:
+        text = "\n".join(lines)
+
+        def illustration(m: re.Match[str]) -> str:
+            self.illustrations += 1
+            caption = " ".join((m.group(1) or "").split())
+            return f" {caption} " if self.options.image_alt and caption else " "
+
+        text = _ILLUSTRATION_RE.sub(illustration, text)
+        if self.note_refs:
+            text = _NOTE_REF_RE.sub("", text)
+        text = _STAR_RE.sub(r"\1", _UNDERSCORE_RE.sub(r"\1", text))
+        text = " ".join(text.split())
+        if not self.body and self.heading:
+            key, heading = heading_key(text), heading_key(self.heading)
+            if key == heading or (len(key.split()) >= 2 and heading.endswith(" " + key)):
+                return  # the heading repeated as the chapter's first line: the title is spoken already
+        if text:
+            self.body.append(text)
+
+
+def _short(block: list[str]) -> bool:
+    return len(block) <= 4 and all(len(line) <= 70 for line in block) and classify_heading(block) is None
+
+
+def _title_block(blocks: list[list[str]], i: int, title_keys: frozenset[str], loose: bool) -> int:
+    """If blocks[i] starts the book's title block ("Title" / "[Subtitle]" / "by Author"), how many
+    blocks it spans; else 0. It starts with the known title, or (`loose`, in a PG text) it is a run
+    of short paragraphs that ends with a "by ..." line."""
+    titled = bool(title_keys) and heading_key(blocks[i][0]) in title_keys
+    if not titled and not (loose and _short(blocks[i])):
+        return 0
+    for j in range(i, min(i + 5, len(blocks))):
+        block = blocks[j]
+        if j > i and not _short(block):
+            break
+        if any(line.lower().startswith("by ") for line in block[1 if j == i else 0 :]):
+            return j - i + 1
+    return 1 if titled else 0
+
+
+def _read_blocks(blocks: list[list[str]], reader: _Reader) -> None:
+    """The body of a text, paragraph by paragraph."""
+    headings = [classify_heading(b) for b in blocks]
+    reader.note_refs = any(_FOOTNOTE_RE.match(b[0]) for b in blocks)
+    # bare numerals ("II.") are chapters only in a text without numbered chapter headings
+    numbered_sections = not any(h and h.kind == "chapter" and h.numbered for h in headings)
+    front = True  # before the first heading or paragraph read: title block, cover, edition notes
+    i = 0
+    while i < len(blocks):
+        block, heading = blocks[i], headings[i]
+        first = " ".join(block[0].split())
+        if _PRODUCED_RE.match(first) and reader.skip(
+            f"'{first[:60]}'", "a producer's or transcriber's note", block, "imprint"
+        ):
+            i += 1
+            continue
+        note = _FOOTNOTE_RE.match(first)
+        if note:
+            end = i
+            while not blocks[end][-1].endswith("]") and end + 1 < min(len(blocks), i + 20):
+                end += 1  # a note of several paragraphs closes its bracket in the last one
+            text = "\n\n".join("\n".join(b) for b in blocks[i : end + 1])
+            reader.note(note.group(1), _FOOTNOTE_RE.sub("", text, count=1).removesuffix("]"))
+            i = end + 1
+            continue
+        if front and heading is None:
+            if len(block) == 1 and _COVER_RE.match(first) and reader.skip("'cover'", "an image placeholder", block):
+                i += 1
+                continue
+            span = _title_block(blocks, i, reader.title_keys, reader.gutenberg)
+            if span and reader.skip(
+                "title block", "the title and author are announced from the manifest",
+                [line for b in blocks[i : i + span] for line in b], "titlepage",
+            ):
+                i += span
+                continue
+            if reader.gutenberg and _EDITION_RE.search(" ".join(block)) and _words(block) <= 150 and reader.skip(
+                "edition note", "notes on the digital edition, not the book", block, "imprint"
+            ):
+                i += 1
+                continue
+        if _CONTENTS_RE.match(first):
+            end = _contents_end(blocks, headings, i)
+            lines = [line for b in blocks[i:end] for line in b]
+            if not reader.skip("Contents list", f"a table of contents ({len(lines) - 1} entries)", lines, "toc"):
+                for kept in blocks[i:end]:  # read as it stands: its entries are still not chapters
+                    reader.paragraph(kept)
+            i = end
+            continue
+        if heading is not None and heading.kind == "section" and not numbered_sections:
+            i += 1  # "II." inside a story: a section break, not a chapter (and not read)
+            continue
+        if heading is not None:
+            front = False
+            reader.start(heading)
+            rest = block[heading.lines :]
+            if not heading.has_title and not rest and i + 1 < len(blocks) and headings[i + 1] is None:
+                nxt = blocks[i + 1]
+                # "CHAPTER I" / blank / "THE TITLE": a title line in capitals standing alone
+                if len(nxt) == 1 and len(nxt[0]) <= 80 and not any(c.islower() for c in nxt[0]) and any(
+                    c.isalpha() for c in nxt[0]
+                ):
+                    retitled = classify_heading([block[0], nxt[0]])
+                    if retitled is not None:
+                        _retitle(reader, retitled)
+                        i += 2
+                        continue
+            if rest:
+                reader.paragraph(rest)
+            i += 1
+            continue
+        if _BREAK_RE.match(" ".join(block)):
+            i += 1
+            continue
+        reader.paragraph(block)
+        front = False
         i += 1
-    if title is None:
-        return [(default_title, list(paragraphs_from_text("\n".join(body))))]
-    found.append((title, list(paragraphs_from_text("\n".join(body)))))
-    return found
+    reader.close()
+
+
+def _retitle(reader: _Reader, heading: Heading) -> None:
+    """Give the chapter (or part) just started the fuller title of a heading and its title line."""
+    reader.heading = heading.title
+    if heading.kind == "part":
+        reader.part = reader.title = heading.title
+    else:
+        reader.title = (
+            reader.options.part_titles.format(part=reader.part, chapter=heading.title)
+            if reader.part is not None else heading.title
+        )
+
+
+def _contents_end(blocks: list[list[str]], headings: list[Heading | None], i: int) -> int:
+    """The index of the first paragraph after the Contents list that starts at blocks[i].
+
+    The list ends at a paragraph that is not made of entry-like lines, or at a heading that repeats
+    an entry ("I. A SCANDAL IN BOHEMIA" after "I. A Scandal in Bohemia"), or at a heading followed
+    by prose."""
+    keys: set[str] = set()
+    for line in blocks[i][1:]:
+        keys.add(heading_key(line))
+    j = i + 1
+    while j < len(blocks):
+        block, heading = blocks[j], headings[j]
+        if heading is not None and keys:
+            whole, first = heading_key(" ".join(block)), heading_key(block[0])
+            if whole in keys or first in keys or any(k.startswith(first + " ") for k in keys):
+                return j
+            nxt = blocks[j + 1] if j + 1 < len(blocks) else None
+            if nxt is None or not all(_entry_like(line) for line in nxt):
+                return j
+        if not all(_entry_like(line) for line in block):
+            return j
+        keys.update(heading_key(line) for line in block)
+        j += 1
+    return j
 
 
 def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Document:
     """A .txt file -> Document."""
-    found = _chapters_from_plain(read_text_file(path), title_hint or path.stem, title_hint)
-    return finish_document(path, found, [])
+    text = read_text_file(path)
+    pg = split_gutenberg(text)
+    skipped: list[Skipped] = []
+    found: list[tuple[str, list[str]]] = []
+    metadata = Metadata()
+    if pg is not None:
+        metadata = Metadata(title=pg.title, authors=pg.authors)
+        if pg.header.strip():
+            if "header" in options.keep:
+                found.append(("Project Gutenberg Header", list(paragraphs_from_text(pg.header))))
+            else:
+                skipped.append(Skipped("Project Gutenberg header", "publisher boilerplate; add 'header' to "
+                                       "reading.keep to read it", _words(pg.header)))
+        text = pg.body
+    keys = frozenset(k for k in (heading_key(t) for t in (title_hint, metadata.title) if t) if k)
+    reader = _Reader(options=options, title_keys=keys, gutenberg=pg is not None)
+    _read_blocks(_blocks(text), reader)
+    found.extend(reader.found)
+    skipped.extend(reader.skipped)
+    if reader.notes_skipped:
+        skipped.append(Skipped(
+            f"{reader.notes_skipped} footnote(s)",
+            "footnotes are not read; set reading.notes: end to read them at the end of their chapter",
+            reader.notes_words,
+        ))
+    if reader.illustrations:
+        skipped.append(Skipped(
+            f"{reader.illustrations} illustration marker(s)",
+            "images are not read" + ("" if options.image_alt else "; set reading.image_alt to read their captions"),
+        ))
+    if pg is not None and pg.footer.strip():
+        if "license" in options.keep:
+            found.append(("Project Gutenberg License", list(paragraphs_from_text(pg.footer))))
+        else:
+            skipped.append(Skipped("Project Gutenberg footer and licence", "publisher boilerplate; add "
+                                   "'license' to reading.keep to read it", _words(pg.footer)))
+    if title_hint and found and found[0][0] == _OPENING:
+        found[0] = (title_hint, found[0][1])
+    if len(found) == 1 and found[0][0] == _OPENING:
+        found[0] = (title_hint or path.stem, found[0][1])
+    return finish_document(path, found, [], skipped=tuple(skipped), metadata=metadata)
