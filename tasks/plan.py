@@ -25,6 +25,7 @@ from tasks.structure import (
     part_title,
     split_into_parts,
     spoken_title,
+    without_heading,
 )
 from tasks.text import has_prompt, normalize_text, pack_chunks, split_sentences, strip_prompts
 
@@ -211,7 +212,11 @@ def plan_chapters(
         sections.append(credits_section(OPENING_CREDITS, opening_credits(manifest)))
     limit_s = MAX_PART_SECONDS * ESTIMATE_MARGIN
     for ci, chapter in enumerate(chapters):
-        paragraphs = [p for p in (paragraph_pieces(text) for text in chapter.paragraphs) if p[0]]
+        texts = without_heading(chapter.title, chapter.paragraphs) if manifest.speak_titles else chapter.paragraphs
+        paragraphs = [p for p in (paragraph_pieces(text) for text in texts) if p[0]]
+        if not paragraphs and texts == () and (heading := title_pieces(chapter.title, None)):
+            sections.append((chapter.title, "chapter", heading, 0))  # a heading alone: a part's announcement
+            continue
         if not paragraphs:
             notes.append(f"chapter {ci + 1} ({chapter.title!r}) has nothing to speak and was left out")
             continue

@@ -2,6 +2,7 @@
 
     opening_credits(manifest) / closing_credits(manifest) -> the lines the credits chapters speak
     spoken_title(title, part=None)                         -> a chapter's title as its file opens with it
+    without_heading(title, paragraphs)                     -> the paragraphs, less a heading that repeats the title
     part_title(title, part)                                -> "Chapter Three (Part 2)"
     split_into_parts(costs_s, limit_s)                     -> where a long chapter is cut into parts
 
@@ -82,6 +83,26 @@ def spoken_title(title: str, part: int | None = None) -> str:
     if part is None or not heading:
         return heading
     return f"{heading} Part {num2words(part).capitalize()}."
+
+
+def _letters(text: str) -> str:
+    """Only the letters and digits of `text`, case-folded: "CHAPTER IV." and "Chapter IV" agree."""
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+def without_heading(title: str, paragraphs: tuple[str, ...]) -> tuple[str, ...]:
+    """`paragraphs` less a heading at their start that repeats `title` (EPUB and HTML chapters carry
+    their heading in the text; once the title is spoken it would be heard twice). The heading is the
+    first paragraph, or the first two (a heading set on two lines, "Chapter IV." / "THE STORM"), whose
+    letters and digits are the title's; anything else is left alone. A chapter that is its heading
+    alone (a part's title page) gives ()."""
+    key = _letters(title)
+    if not key:
+        return paragraphs
+    for n in (1, 2):
+        if len(paragraphs) >= n and _letters(" ".join(paragraphs[:n])) == key:
+            return paragraphs[n:]
+    return paragraphs
 
 
 def split_into_parts(costs_s: Sequence[float], limit_s: float) -> list[int]:

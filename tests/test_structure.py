@@ -69,6 +69,62 @@ def test_speak_titles_false_leaves_titles_unspoken(tmp_path: Path) -> None:
     assert [ch.title for ch in book_plan.chapters] == ["Chapter 4: The Storm", "Calm"]
 
 
+def write_epub(path: Path, chapters: list[tuple[str, str]]) -> None:
+    from ebooklib import epub
+
+    doc = epub.EpubBook()
+    doc.set_identifier("structure-test")
+    doc.set_title("The Quiet Village")
+    doc.set_language("en")
+    items = []
+    for i, (title, text) in enumerate(chapters, start=1):
+        item = epub.EpubHtml(title=title, file_name=f"ch{i}.xhtml", lang="en")
+        item.content = f"<html><body><h1>{title}</h1><p>{text}</p></body></html>"
+        doc.add_item(item)
+        items.append(item)
+    doc.toc = [epub.Link(f"ch{i}.xhtml", t, f"ch{i}") for i, (t, _) in enumerate(chapters, start=1)]
+    doc.add_item(epub.EpubNcx())
+    doc.add_item(epub.EpubNav())
+    doc.spine = items
+    epub.write_epub(str(path), doc)
+
+
+@pytest.mark.parametrize("source", ["book.txt", "book.md", "book.epub", None])
+def test_titles_are_spoken_for_every_source_format(tmp_path: Path, source: str | None) -> None:
+    chapters = [("Chapter 1", "The first words."), ("Chapter 2", "The second words.")]
+    if source == "book.txt":
+        (tmp_path / source).write_text("".join(f"{t}\n\n{x}\n\n" for t, x in chapters))
+    elif source == "book.md":
+        (tmp_path / source).write_text("".join(f"# {t}\n\n{x}\n\n" for t, x in chapters))
+    elif source == "book.epub":
+        write_epub(tmp_path / source, chapters)
+    body: dict[str, Any] = {"credits": False}
+    if source is None:
+        body.update(source=None, chapters=[{"title": t, "text": x} for t, x in chapters])
+    else:
+        body.update(source=source)
+    m = manifest(tmp_path, **body)
+    book_plan = plan_of(plan.read_chapters(m)[0], m)
+    assert [texts(ch) for ch in book_plan.chapters] == [
+        [plan.spoken_title("Chapter 1"), "The first words."], [plan.spoken_title("Chapter 2"), "The second words."]]
+    assert plan.spoken_title("Chapter 1").startswith("Chapter")
+
+
+def test_a_heading_repeated_in_the_text_is_spoken_once(tmp_path: Path) -> None:
+    m = manifest(tmp_path, credits=False)
+    chapters = (
+        ChapterText("Chapter IV: The Storm", ("CHAPTER IV.", "THE STORM", "Rain fell.")),  # a two-line heading
+        ChapterText("Part One", ("Part One",)),  # a part's title page: the heading alone
+        ChapterText("Calm", ("Calm seas", "Calm.")),  # not the heading: every word stays
+    )
+    book_plan = plan_of(chapters, m)
+    assert [texts(ch)[1:] for ch in book_plan.chapters] == [["Rain fell."], [], ["Calm seas", "Calm."]]
+    assert [ch.title for ch in book_plan.chapters] == ["Chapter IV: The Storm", "Part One", "Calm"]
+    # Titles unspoken: the text is read as it stands.
+    unspoken = plan_of(chapters, manifest(tmp_path, credits=False, speak_titles=False))
+    assert texts(unspoken.chapters[0]) == ["CHAPTER IV.", "THE STORM", "Rain fell."]
+
+
 def test_credits_open_and_close_the_book(tmp_path: Path) -> None:
     book_plan = plan_of((STORM, CALM), manifest(tmp_path, narrator="Sam Reed."))
     titles = [ch.title for ch in book_plan.chapters]
