@@ -125,7 +125,7 @@ def _raster(data: bytes) -> tuple[_Image | None, str]:
                 return _Image(out.getvalue(), "JPEG", width, height), ""
     except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         return None, str(exc).split(". ")[0] if str(exc) else type(exc).__name__
-    except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for damaged files
+    except Exception as exc:  # Pillow raises many kinds (OSError, ValueError, SyntaxError...) for damaged files
         return None, str(exc) or type(exc).__name__
 
 
@@ -143,7 +143,7 @@ def _image_in_svg(data: bytes) -> bytes | None:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
     try:
         root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError:
+    except (etree.XMLSyntaxError, ValueError):
         return None
     found: list[bytes] = []
     for element in root.iter("{*}image"):
