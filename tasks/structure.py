@@ -90,17 +90,22 @@ def _letters(text: str) -> str:
     return "".join(ch for ch in text.casefold() if ch.isalnum())
 
 
+_MIN_HEADING_END = 8  # letters: shorter text at a title's end may be the story's first words
+
+
 def without_heading(title: str, paragraphs: tuple[str, ...]) -> tuple[str, ...]:
     """`paragraphs` less a heading at their start that repeats `title` (EPUB and HTML chapters carry
     their heading in the text; once the title is spoken it would be heard twice). The heading is the
     first paragraph, or the first two (a heading set on two lines, "Chapter IV." / "THE STORM"), whose
-    letters and digits are the title's; anything else is left alone. A chapter that is its heading
-    alone (a part's title page) gives ()."""
+    letters and digits are the title's, or the end of it when they are at least _MIN_HEADING_END of
+    them (a title with its part before it, "Part One: Chapter IV: The Storm"); anything else is left
+    alone. A chapter that is its heading alone (a part's title page) gives ()."""
     key = _letters(title)
     if not key:
         return paragraphs
-    for n in (1, 2):
-        if len(paragraphs) >= n and _letters(" ".join(paragraphs[:n])) == key:
+    for n in (2, 1):
+        head = _letters(" ".join(paragraphs[:n])) if len(paragraphs) >= n else ""
+        if head and (head == key or (len(head) >= _MIN_HEADING_END and key.endswith(head))):
             return paragraphs[n:]
     return paragraphs
 

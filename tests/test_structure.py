@@ -116,10 +116,13 @@ def test_a_heading_repeated_in_the_text_is_spoken_once(tmp_path: Path) -> None:
         ChapterText("Chapter IV: The Storm", ("CHAPTER IV.", "THE STORM", "Rain fell.")),  # a two-line heading
         ChapterText("Part One", ("Part One",)),  # a part's title page: the heading alone
         ChapterText("Calm", ("Calm seas", "Calm.")),  # not the heading: every word stays
+        ChapterText("Part Two: II: The Flood", ("II", "The Flood", "Water rose.")),  # the part named before it
+        ChapterText("Part Three: The Run", ("Run!", "They ran.")),  # too short to be taken for the heading
     )
     book_plan = plan_of(chapters, m)
-    assert [texts(ch)[1:] for ch in book_plan.chapters] == [["Rain fell."], [], ["Calm seas", "Calm."]]
-    assert [ch.title for ch in book_plan.chapters] == ["Chapter IV: The Storm", "Part One", "Calm"]
+    assert [texts(ch)[1:] for ch in book_plan.chapters] == [
+        ["Rain fell."], [], ["Calm seas", "Calm."], ["Water rose."], ["Run!", "They ran."]]
+    assert [ch.title for ch in book_plan.chapters] == [c.title for c in chapters]
     # Titles unspoken: the text is read as it stands.
     unspoken = plan_of(chapters, manifest(tmp_path, credits=False, speak_titles=False))
     assert texts(unspoken.chapters[0]) == ["CHAPTER IV.", "THE STORM", "Rain fell."]
