@@ -48,6 +48,7 @@ def write_book(folder: Path, chunks: int, chapters: int, name: str = "overhead")
     return common.write_chapters(
         folder, name, [pseudo_sentence(i) for i in range(chunks)], chapters,
         "title: Overhead Bench\nauthor: Bench\nengine: fake\nvoice: anyone\nseed: 1\n"
+        "credits: false\nspeak_titles: false\n"
         "pacing: {sentence_pause_ms: 200, paragraph_pause_ms: 200, chapter_pause_ms: 1000}\n",
     )
 

@@ -13,10 +13,11 @@ distinct clips stored once as FLAC in a temporary chunk cache and reused many ti
 for every chapter (on a thread pool of AUDIOBOOK_WORKERS=2 threads, like the flow's task runner;
 includes reading the clips, trimming, resampling to 44.1 kHz, room tone, gain, limiter, loudness
 stats and streaming the chapter WAV into the chapter cache), then `tasks.book.publish_book` (one MP3
-per chapter + the M4B, ENCODE_WORKERS ffmpeg processes at once). "ffmpeg" is plain ffmpeg doing only
-the encodes of the same chapter WAVs with the same codec settings (libmp3lame CBR 192k 44.1 kHz per
-chapter; AAC 64k `-aac_coder fast` over the concat demuxer into one .m4b), with the same number of
-ffmpeg processes at once. ratio = ours wall / ffmpeg wall.
+per chapter + the M4B + the retail sample, ENCODE_WORKERS ffmpeg processes at once). "ffmpeg" is
+plain ffmpeg doing only the encodes of the same chapter WAVs with the same codec settings (libmp3lame
+CBR 192k 44.1 kHz per chapter and for the sample, the first chapter's first 5 minutes faded out; AAC
+64k `-aac_coder fast` over the concat demuxer into one .m4b), with the same number of ffmpeg
+processes at once. ratio = ours wall / ffmpeg wall.
 Peak memory is the child's VmHWM (the Python process; ffmpeg runs in its own processes, whose peak
 is sampled from /proc while the baseline's encodes run).
 The ffmpeg baseline runs on both books (--no-baseline-large skips the large one: a few minutes).
@@ -145,6 +146,8 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_ffmpeg(spec: dict[str, Any]) -> dict[str, Any]:
     """Child: plain ffmpeg, only the encodes of the same chapter WAVs, same codec settings, serially."""
+    import soundfile as sf
+
     from tasks.encode import ffmpeg_exe
 
     exe = ffmpeg_exe()
@@ -158,6 +161,10 @@ def run_ffmpeg(spec: dict[str, Any]) -> dict[str, Any]:
              "-b:a", "64k", "-f", "ipod", str(out / "book.m4b")]]
     jobs += [[*base, "-i", wav, "-c:a", "libmp3lame", "-b:a", "192k", "-ar", "44100", str(out / f"{i:02d}.mp3")]
              for i, wav in enumerate(wavs)]
+    # The retail sample the pipeline also writes: up to 5 minutes of the first chapter, faded out.
+    sample_s = min(300.0, sf.info(wavs[0]).duration)
+    jobs += [[*base, "-i", wavs[0], "-af", f"atrim=end={sample_s},afade=t=out:st={max(0.0, sample_s - 1)}:d=1",
+              "-c:a", "libmp3lame", "-b:a", "192k", "-ar", "44100", str(out / "sample.mp3")]]
     # As many ffmpeg processes at once as the pipeline runs (ENCODE_WORKERS), the M4B first: the same
     # schedule, so the comparison is of work, not of parallelism.
     from tasks.book import ENCODE_WORKERS

@@ -384,7 +384,8 @@ def write_chapters(folder: Path, name: str, paragraphs: list[str], chapters: int
 def write_piper_book(folder: Path, n_chars: int, chapters: int = 2, name: str = "piperbench", seed: int = 0) -> Path:
     """A manifest for the Piper voice over `n_chars` of unique prose split into `chapters`."""
     return write_chapters(folder, name, prose(n_chars, seed=seed), chapters,
-                          "title: Piper Bench\nauthor: Bench\nengine: piper\nvoice: joe\nseed: 5\n")
+                          "title: Piper Bench\nauthor: Bench\nengine: piper\nvoice: joe\nseed: 5\n"
+                          "credits: false\nspeak_titles: false\n")  # the same text as Piper alone reads
 
 
 def bench_folders(work: Path, *, cache: bool = True) -> None:

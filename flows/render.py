@@ -44,7 +44,7 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
     chapters = assemble_all(plan, results, tail_ms)
     progress.report(1, 1, "encoding")
     with book_lock(out_dir):
-        files, _ = encode_book(the_manifest, chapters, str(out_dir))
+        files, _ = encode_book(the_manifest, chapters, str(out_dir), plan.cover)
         report = book.build_report(
             the_manifest, plan, results, chapters, files, out_dir, wall_seconds=time.perf_counter() - started,
             dollars_per_hour=float(os.environ.get("AUDIOBOOK_DOLLARS_PER_ENGINE_HOUR", "0") or 0),
@@ -154,7 +154,9 @@ def publish_artifacts(report: dict[str, Any], out_dir: Path) -> None:
         f"{report['chunks_cached']} from cache)\n"
         f"- duration: {report['duration_s'] / 60:.1f} min; wall {report['wall_seconds']:.1f} s; "
         f"engine {report['engine_seconds']:.1f} s\n"
-        f"- output: `{out_dir}`\n"
+        + (f"- sample: {report['sample']['duration_s']:.0f} s from {report['sample']['chapter']!r}\n"
+           if report.get("sample") else "")
+        + f"- output: `{out_dir}`\n"
         + "".join(f"- file: {file_link(out_dir.name, f)}\n" for f in [*report["files"], "report.json"])
         + "".join(f"- warning: {w}\n" for w in report["warnings"])
     )

@@ -640,6 +640,7 @@ def assemble_chapter_to_wav(
     fade_ms: int = 8,
     target_rms_dbfs: float = -20.0,
     peak_ceiling_dbfs: float = -3.5,
+    clip_spans: list[tuple[int, int]] | None = None,
 ) -> AudioStats:
     """`assemble_chapter` on clip files, streamed into a PCM_16 WAV at `out_path`, in bounded memory.
 
@@ -657,7 +658,8 @@ def assemble_chapter_to_wav(
 
     The temp file is os.replace'd onto `out_path` at the end: a failure leaves no file (and no temp
     file). Write faults become OutputError (see output_error); unreadable clips raise as read_audio
-    does. Returns the stats of the written signal (before quantisation).
+    does. Returns the stats of the written signal (before quantisation); `clip_spans`, when given,
+    receives each clip's (start, end) in the output, in samples at `out_sr`.
     """
     paths = [Path(p) for p in clip_paths]
     if len(pauses_after_ms) != len(paths):
@@ -729,6 +731,8 @@ def assemble_chapter_to_wav(
     except BaseException:
         sink.discard()
         raise
+    if clip_spans is not None:
+        clip_spans[:] = spans
     return result
 
 

@@ -1,7 +1,7 @@
 """From synthesised chunks to a finished book: chapter audio, encoded files, the report.
 
     assemble_chapter_audio(chapter, results, job, pacing) -> ChapterAudio  (cached by content key)
-    publish_book(manifest, plan, chapters, out_dir)      -> list of written files
+    publish_book(manifest, chapters, out_dir, cover=...) -> list of written files (sample.mp3 included)
     build_report(...) / write_report(...)                 -> report.json
 
 Every output file is written under a temporary name and renamed when complete; files whose inputs
@@ -25,7 +25,7 @@ from tasks.audio import AudioStats, assemble_chapter_to_wav, output_error
 from tasks.cache import AudioCache, atomic_write_bytes, content_key, file_sha256
 from tasks.encode import BookTags, encode_m4b, encode_mp3
 from tasks.manifest import Manifest
-from tasks.plan import BookPlan, ChapterPlan, SynthJob
+from tasks.plan import MAX_PART_SECONDS, BookPlan, ChapterKind, ChapterPlan, SynthJob
 from tasks.synth import ChunkResult
 
 OUTPUT_SAMPLE_RATE_HZ = 44100
@@ -33,6 +33,12 @@ HEAD_MS = 750  # ACX: 0.5-1 s of room tone at the head of each file
 MIN_TAIL_MS, MAX_TAIL_MS = 1000, 5000  # ACX: 1-5 s at the tail; the manifest's chapter pause, clamped
 STATE_FILE = ".render-state.json"
 ENCODE_WORKERS = int(os.environ.get("AUDIOBOOK_ENCODE_WORKERS", os.cpu_count() or 2))  # ffmpeg processes at once
+SAMPLE_NAME = "sample.mp3"
+SAMPLE_MAX_SECONDS = 300.0  # ACX: a retail sample of at most 5 minutes
+SAMPLE_FADE_OUT_MS = 1000
+SAMPLE_TAIL_S = 1.0  # at most this much of the pause after the sample's last chunk
+SAMPLE_PREFER_PARAGRAPH_S = 60.0  # end at a paragraph's end when one is this close to the limit
+PARAGRAPH_GAP_S = 0.6  # a pause this long after a chunk marks a paragraph's end
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class ChapterAudio:
     wav: str
     stats: AudioStats
     cached: bool
+    kind: ChapterKind = "chapter"
+    clip_spans_s: tuple[tuple[float, float], ...] = ()  # (start, end) of each chunk's audio in the file
 
 
 def chapter_tail_ms(manifest: Manifest) -> int:
@@ -65,8 +73,11 @@ def cached_chapter_audio(chapter: ChapterPlan, job: SynthJob, tail_ms: int) -> C
     key = chapter_key(chapter, tail_ms)
     cache = chapter_cache(job)
     hit = cache.lookup(key)
-    if hit is not None and "stats" in (meta := cache.meta(key)):
-        return ChapterAudio(chapter.index, chapter.title, key, str(hit), AudioStats(**meta["stats"]), True)
+    if hit is not None and {"stats", "clip_spans_s"} <= set(meta := cache.meta(key)):
+        spans = tuple((float(a), float(b)) for a, b in meta["clip_spans_s"])
+        return ChapterAudio(
+            chapter.index, chapter.title, key, str(hit), AudioStats(**meta["stats"]), True, chapter.kind, spans
+        )
     return None
 
 
@@ -81,12 +92,45 @@ def assemble_chapter_audio(
     # Streamed clip by clip into the cache's file: memory does not grow with the chapter's length.
     target = cache.path_for(key)
     target.parent.mkdir(parents=True, exist_ok=True)
+    samples: list[tuple[int, int]] = []
     stats = assemble_chapter_to_wav(
         [Path(results[c.key].path) for c in chapter.chunks], [c.pause_after_ms for c in chapter.chunks], target,
-        out_sr=OUTPUT_SAMPLE_RATE_HZ, head_ms=HEAD_MS, tail_ms=tail_ms,
+        out_sr=OUTPUT_SAMPLE_RATE_HZ, head_ms=HEAD_MS, tail_ms=tail_ms, clip_spans=samples,
     )
-    path = cache.adopt(key, stats=asdict(stats))
-    return ChapterAudio(chapter.index, chapter.title, key, str(path), stats, False)
+    spans = tuple((a / OUTPUT_SAMPLE_RATE_HZ, b / OUTPUT_SAMPLE_RATE_HZ) for a, b in samples)
+    path = cache.adopt(key, stats=asdict(stats), clip_spans_s=[list(s) for s in spans])
+    return ChapterAudio(chapter.index, chapter.title, key, str(path), stats, False, chapter.kind, spans)
+
+
+def sample_chapter(chapters: list[ChapterAudio]) -> ChapterAudio | None:
+    """The chapter the retail sample comes from: the first of the book's own (not the credits)."""
+    return next((c for c in chapters if c.kind == "chapter"), None)
+
+
+def sample_end_s(chapter: ChapterAudio, max_s: float | None = None) -> float:
+    """Where the sample cut from the start of `chapter` ends: at most `max_s` (default
+    SAMPLE_MAX_SECONDS), just after a chunk.
+
+    The cut falls after a chunk's audio, in the pause that follows it (at most SAMPLE_TAIL_S of it),
+    never inside speech; it prefers the end of a paragraph (a longer pause) within
+    SAMPLE_PREFER_PARAGRAPH_S of the latest possible cut. A first chunk longer than `max_s` (not
+    met in practice: chunks last seconds) is cut at `max_s`.
+    """
+    max_s = SAMPLE_MAX_SECONDS if max_s is None else max_s
+    duration = chapter.stats.duration_s
+    spans = chapter.clip_spans_s
+    cuts: list[tuple[float, bool]] = []  # (cut, after a paragraph)
+    for i, (_, end) in enumerate(spans):
+        gap_end = spans[i + 1][0] if i + 1 < len(spans) else duration
+        cut = min(gap_end, end + SAMPLE_TAIL_S)
+        if cut > max_s:
+            break
+        cuts.append((cut, gap_end - end >= PARAGRAPH_GAP_S))
+    if not cuts:
+        return min(max_s, duration)
+    latest = cuts[-1][0]
+    paragraph = [cut for cut, at_paragraph in cuts if at_paragraph and cut >= latest - SAMPLE_PREFER_PARAGRAPH_S]
+    return paragraph[-1] if paragraph else latest
 
 
 def book_tags(manifest: Manifest) -> BookTags:
@@ -126,10 +170,11 @@ def _remove_stale_temp_files(out_dir: Path) -> None:
 
 
 def publish_book(
-    manifest: Manifest, chapters: list[ChapterAudio], out_dir: Path
+    manifest: Manifest, chapters: list[ChapterAudio], out_dir: Path, *, cover: Path | None = None
 ) -> tuple[list[Path], int]:
     """Encode the book's files into `out_dir`; returns (the files, how many were encoded anew).
 
+    `cover` is the image to embed (the plan's, see tasks.cover), or None for none.
     A file is kept from an earlier render only when its inputs are unchanged and its size and sha256
     match what was recorded when it was written (a truncated or altered file is encoded again). When
     encoding fails, the files this call wrote are removed: no partial book is left behind.
@@ -140,7 +185,6 @@ def publish_book(
     except OSError as exc:
         raise output_error(exc, out_dir) from exc
     tags = book_tags(manifest)
-    cover = manifest.cover_path
     cover_key = content_key("cover", sha=_file_digest(cover)) if cover else None
     state = _load_state(out_dir)
     files: list[Path] = []
@@ -207,6 +251,13 @@ def _publish_files(
         jobs.append((name, key, functools.partial(
             encode_m4b, [Path(c.wav) for c in chapters], [c.title for c in chapters], out_dir / name, tags=tags,
             cover=cover)))
+    if (source := sample_chapter(chapters)) is not None:
+        end_s = sample_end_s(source)
+        key = content_key("sample", audio=source.key, end_s=round(end_s, 4), fade_ms=SAMPLE_FADE_OUT_MS,
+                          tags=asdict(tags), cover=cover_key)
+        jobs.append((SAMPLE_NAME, key, functools.partial(
+            encode_mp3, Path(source.wav), out_dir / SAMPLE_NAME, tags=tags, chapter_title="Sample", track=1,
+            total_tracks=1, cover=cover, until_s=end_s, fade_out_ms=SAMPLE_FADE_OUT_MS)))
     files.extend(out_dir / name for name, _, _ in jobs)
     # The M4B is the longest job: start it first so the chapter MP3s fill the other core(s).
     todo = sorted((job for job in jobs if not fresh(job[0], job[1])), key=lambda job: not job[0].endswith(".m4b"))
@@ -238,6 +289,12 @@ def build_report(
     synthesized = sum(1 for r in chunk_results if not r.cached)
     engine_seconds = sum(r.engine_seconds for r in results.values())
     bad = [c.label + f": {results[c.key].bad_take}" for c in plan.chunks if results[c.key].bad_take]
+    source = sample_chapter(chapters)
+    long_files = [
+        f"{c.title!r} lasts {c.stats.duration_s / 60:.1f} min, over the {MAX_PART_SECONDS / 60:.0f} min ACX "
+        "allows per file (its estimate was under the limit: the voice speaks slower than estimated)"
+        for c in chapters if c.stats.duration_s > MAX_PART_SECONDS
+    ]
     return {
         "title": manifest.title,
         "author": manifest.author,
@@ -268,11 +325,17 @@ def build_report(
                 "lufs": round(c.stats.lufs, 2),
                 "noise_floor_dbfs": round(c.stats.noise_floor_dbfs, 2),
                 "chunks": len(plan.chapters[c.index].chunks),
+                "kind": c.kind,
+                "words": (words := plan.chapters[c.index].words),
+                "words_per_minute": round(words / (c.stats.duration_s / 60), 1) if c.stats.duration_s else 0.0,
             }
             for c in chapters
         ],
+        "sample": {
+            "file": SAMPLE_NAME, "chapter": source.title, "duration_s": round(sample_end_s(source), 3),
+        } if source is not None and any(f.name == SAMPLE_NAME for f in files) else None,
         "files": [str(f.relative_to(out_dir)) for f in files],
-        "warnings": list(plan.warnings),
+        "warnings": [*plan.warnings, *long_files],
     }
 
 

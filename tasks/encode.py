@@ -155,8 +155,14 @@ def encode_mp3(
     track: int,
     total_tracks: int,
     cover: Path | None = None,
+    until_s: float | None = None,
+    fade_out_ms: int = 0,
 ) -> Path:
-    """Encode one chapter WAV to MP3 (CBR 192 kbps, 44.1 kHz) with ID3v2.4 tags and cover. Returns out."""
+    """Encode one chapter WAV to MP3 (CBR 192 kbps, 44.1 kHz) with ID3v2.4 tags and cover. Returns out.
+
+    With `until_s`, only the WAV's first `until_s` seconds are encoded (cut at that sample), the last
+    `fade_out_ms` of them faded out: a retail sample.
+    """
     from mutagen.id3 import (
         APIC,
         COMM,
@@ -175,6 +181,12 @@ def encode_mp3(
 
     _check_input(wav)
     cover_mime = _cover_mime(cover) if cover is not None else None
+    trim: list[str] = []
+    if until_s is not None:
+        rate = _wav_info(wav).samplerate
+        end = max(1, round(until_s * rate))
+        fade = min(end, round(fade_out_ms * rate / 1000))
+        trim = ["-af", f"atrim=end_sample={end},afade=t=out:ss={end - fade}:ns={fade}" if fade else f"atrim=end_sample={end}"]
 
     def write(tmp: Path) -> None:
         # ffmpeg writes the audio to a side file; the final file is the ID3 tag followed by that audio,
@@ -196,6 +208,7 @@ def encode_mp3(
                 "0:a:0",
                 "-map_metadata",
                 "-1",
+                *trim,
                 "-c:a",
                 "libmp3lame",
                 "-b:a",

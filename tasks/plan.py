@@ -10,17 +10,34 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tasks.cache import chunk_key
-from tasks.documents import ChapterText, ReadOptions, read_document
+from tasks.documents import ChapterText, Metadata, ReadOptions, read_document
 from tasks.engines.base import EngineInfo
 from tasks.errors import SourceError, UserError
 from tasks.manifest import Manifest
+from tasks.structure import (
+    END_CREDITS,
+    OPENING_CREDITS,
+    closing_credits,
+    opening_credits,
+    part_title,
+    split_into_parts,
+    spoken_title,
+    without_heading,
+)
 from tasks.text import has_prompt, normalize_text, pack_chunks, split_sentences, strip_prompts
 
 # Speech rate used for estimates and take checks: about 14 characters of English per second.
 CHARS_PER_SECOND = 14.0
+# ACX: at most 120 minutes per file. A chapter is split into parts before synthesis, on its estimate;
+# the estimate must stay under this share of the limit, as real speech rates vary around the estimate.
+MAX_PART_SECONDS = 120 * 60
+ESTIMATE_MARGIN = 0.85
+TITLE_PAUSE_FACTOR = 1.5  # the pause after a spoken chapter title, in paragraph pauses
+
+ChapterKind = Literal["chapter", "credits"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,21 @@ class ChapterPlan:
     title: str
     chunks: tuple[Chunk, ...]
     sentences: int
+    kind: ChapterKind = "chapter"  # "credits": the opening or closing credits, not the book's text
+
+    @property
+    def words(self) -> int:
+        """Words spoken in this file, its title included."""
+        return sum(len(c.text.split()) for c in self.chunks)
+
+    @property
+    def estimated_seconds(self) -> float:
+        return sum(estimate_seconds(c.text, c.pause_after_ms) for c in self.chunks)
+
+
+def estimate_seconds(text: str, pause_after_ms: int) -> float:
+    """How long a chunk and the pause after it take, at CHARS_PER_SECOND."""
+    return len(text) / CHARS_PER_SECOND + pause_after_ms / 1000
 
 
 @dataclass(frozen=True)
@@ -67,6 +99,7 @@ class BookPlan:
     engine_info: EngineInfo
     warnings: tuple[str, ...] = field(default=())
     prompts_dropped: int = 0
+    cover: str | None = None  # the cover image to embed (JPEG or PNG), see tasks.cover
 
     @property
     def chunks(self) -> tuple[Chunk, ...]:
@@ -74,7 +107,7 @@ class BookPlan:
 
     @property
     def estimated_seconds(self) -> float:
-        return sum(len(c.text) / CHARS_PER_SECOND + c.pause_after_ms / 1000 for c in self.chunks)
+        return sum(ch.estimated_seconds for ch in self.chapters)
 
 
 def read_options(manifest: Manifest) -> ReadOptions:
@@ -88,6 +121,13 @@ def read_options(manifest: Manifest) -> ReadOptions:
 
 def read_chapters(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[str, ...]]:
     """The manifest's chapters as text: from its one `source`, or from its explicit `chapters` list."""
+    chapters, warnings, _ = read_book(manifest)
+    return chapters, warnings
+
+
+def read_book(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[str, ...], Metadata]:
+    """read_chapters, and the metadata of the source document (of the first chapter file that has a
+    cover, for a `chapters` list)."""
     from tasks.documents import paragraphs_from_text
 
     options = read_options(manifest)
@@ -95,9 +135,10 @@ def read_chapters(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[st
         document = read_document(
             manifest.resolve(manifest.source, "source"), title_hint=manifest.title, options=options
         )
-        return document.chapters, document.warnings
+        return document.chapters, document.warnings, document.metadata
     chapters: list[ChapterText] = []
     warnings: list[str] = []
+    metadata: Metadata | None = None
     for i, spec in enumerate(manifest.chapters or ()):
         if spec.file:
             document = read_document(
@@ -105,6 +146,8 @@ def read_chapters(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[st
             )
             warnings.extend(document.warnings)
             paragraphs = tuple(p for ch in document.chapters for p in ch.paragraphs)
+            if metadata is None and document.metadata.cover:
+                metadata = document.metadata
         else:
             paragraphs = paragraphs_from_text(spec.text or "")
         if not paragraphs:
@@ -113,61 +156,110 @@ def read_chapters(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[st
                 fix="give it text, or remove the chapter",
             )
         chapters.append(ChapterText(title=spec.title, paragraphs=paragraphs))
-    return tuple(chapters), tuple(warnings)
+    return tuple(chapters), tuple(warnings), metadata or Metadata()
+
+
+Piece = tuple[str, int]  # (text the engine speaks, pause after it in ms)
 
 
 def plan_chapters(
     chapters: tuple[ChapterText, ...], manifest: Manifest, info: EngineInfo, job: SynthJob, voice_fingerprint: str,
-    warnings: tuple[str, ...] = (), *, prompts_usable: bool | None = None,
+    warnings: tuple[str, ...] = (), *, prompts_usable: bool | None = None, cover: str | None = None,
 ) -> BookPlan:
-    """Split every chapter into sentences and pack them into keyed chunks within the engine's limit."""
+    """Split every chapter into sentences and pack them into keyed chunks within the engine's limit.
+
+    The book's spoken structure (tasks.structure) is laid out here: opening credits first and closing
+    credits last (`credits`), each chapter's title spoken first in its file (`speak_titles`), and a
+    chapter estimated longer than MAX_PART_SECONDS * ESTIMATE_MARGIN split into parts between
+    paragraphs. A chapter with nothing to speak is left out with a warning; the others keep their
+    titles.
+    """
     pacing = manifest.pacing
     use_prompts = info.supports_prompts if prompts_usable is None else prompts_usable
-    planned: list[ChapterPlan] = []
     dropped = 0
     notes = list(warnings)
+
+    def pieces(sentences: list[str], last_pause_ms: int) -> list[Piece]:
+        packed = pack_chunks(sentences, info.max_chars)
+        return [(p, last_pause_ms if i == len(packed) - 1 else pacing.sentence_pause_ms) for i, p in enumerate(packed)]
+
+    def paragraph_pieces(paragraph: str) -> tuple[list[Piece], int]:
+        """One paragraph's chunks and its number of sentences."""
+        nonlocal dropped
+        text = normalize_text(paragraph)
+        if not use_prompts and has_prompt(text):
+            dropped += 1
+            text = normalize_text(strip_prompts(text))
+        if not text:
+            return [], 0
+        sentences = split_sentences(text)
+        return pieces(sentences, pacing.paragraph_pause_ms), len(sentences)
+
+    def title_pieces(title: str, part: int | None) -> list[Piece]:
+        if not manifest.speak_titles:
+            return []
+        text = spoken_title(title, part)
+        if not use_prompts and has_prompt(text):
+            text = normalize_text(strip_prompts(text))
+        return pieces(split_sentences(text), round(pacing.paragraph_pause_ms * TITLE_PAUSE_FACTOR)) if text else []
+
+    def credits_section(title: str, lines: tuple[str, ...]) -> tuple[str, ChapterKind, list[Piece], int]:
+        spoken = [paragraph_pieces(line) for line in lines]
+        return title, "credits", [c for chunks, _ in spoken for c in chunks], sum(n for _, n in spoken)
+
+    sections: list[tuple[str, ChapterKind, list[Piece], int]] = []  # (title, kind, chunks, sentences)
+    if manifest.credits:
+        sections.append(credits_section(OPENING_CREDITS, opening_credits(manifest)))
+    limit_s = MAX_PART_SECONDS * ESTIMATE_MARGIN
     for ci, chapter in enumerate(chapters):
-        chunks: list[Chunk] = []
-        sentence_count = 0
-        for paragraph in chapter.paragraphs:
-            text = normalize_text(paragraph)
-            if not use_prompts and has_prompt(text):
-                dropped += 1
-                text = normalize_text(strip_prompts(text))
-            if not text:
-                continue
-            sentences = split_sentences(text)
-            sentence_count += len(sentences)
-            packed = pack_chunks(sentences, info.max_chars)
-            for pi, piece in enumerate(packed):
-                last = pi == len(packed) - 1
-                key = chunk_key(
-                    text=piece, voice_fingerprint=voice_fingerprint, engine=info.name,
-                    engine_version=info.version, settings=job.settings, seed=job.seed,
-                )
-                pause = pacing.paragraph_pause_ms if last else pacing.sentence_pause_ms
-                chunks.append(Chunk(ci, len(chunks), piece, pause, key))
-        if not chunks:
+        texts = without_heading(chapter.title, chapter.paragraphs) if manifest.speak_titles else chapter.paragraphs
+        paragraphs = [p for p in (paragraph_pieces(text) for text in texts) if p[0]]
+        if not paragraphs and texts == () and (heading := title_pieces(chapter.title, None)):
+            sections.append((chapter.title, "chapter", heading, 0))  # a heading alone: a part's announcement
+            continue
+        if not paragraphs:
             notes.append(f"chapter {ci + 1} ({chapter.title!r}) has nothing to speak and was left out")
             continue
-        planned.append(ChapterPlan(len(planned), chapter.title, tuple(chunks), sentence_count))
-    if not planned:
+        costs = [sum(estimate_seconds(*c) for c in chunks) for chunks, _ in paragraphs]
+        bounds = [0, *split_into_parts(costs, limit_s), len(paragraphs)]
+        parts = len(bounds) - 1
+        if parts > 1:
+            notes.append(
+                f"chapter {chapter.title!r} is estimated at {sum(costs) / 60:.0f} min, over the "
+                f"{limit_s / 60:.0f} min planned per file; it is split into {parts} parts between paragraphs"
+            )
+        for k in range(parts):
+            part = k + 1 if parts > 1 else None
+            group = paragraphs[bounds[k]:bounds[k + 1]]
+            chunks = title_pieces(chapter.title, part) + [c for p, _ in group for c in p]
+            title = part_title(chapter.title, k + 1) if part else chapter.title
+            sections.append((title, "chapter", chunks, sum(n for _, n in group)))
+    if not sections or all(kind == "credits" for _, kind, _, _ in sections):
         raise SourceError(
             "the book has no text to speak", file=manifest.path, field="source" if manifest.source else "chapters",
             fix="check that the source documents contain text (bracketed prompts alone are not spoken)",
         )
-    # Re-number chapter indexes on chunks when an empty chapter was left out, keeping titles aligned.
-    fixed = tuple(
-        ChapterPlan(ch.index, ch.title, tuple(Chunk(ch.index, c.index, c.text, c.pause_after_ms, c.key)
-                                              for c in ch.chunks), ch.sentences)
-        for ch in planned
+    if manifest.credits:
+        sections.append(credits_section(END_CREDITS, closing_credits(manifest)))
+
+    def keyed(ci: int, j: int, text: str, pause_ms: int) -> Chunk:
+        key = chunk_key(
+            text=text, voice_fingerprint=voice_fingerprint, engine=info.name, engine_version=info.version,
+            settings=job.settings, seed=job.seed,
+        )
+        return Chunk(ci, j, text, pause_ms, key)
+
+    # Chapters are numbered as the files are, credits included, after empty chapters were left out.
+    planned = tuple(
+        ChapterPlan(ci, title, tuple(keyed(ci, j, *piece) for j, piece in enumerate(chunks)), sentences, kind)
+        for ci, (title, kind, chunks, sentences) in enumerate(sections)
     )
     if dropped:
         notes.append(
             f"{dropped} paragraph(s) hold bracketed prompts; engine {info.name!r} cannot use prompts here, "
             "so they are left out and not spoken"
         )
-    return BookPlan(manifest.title, fixed, job, info, tuple(notes), dropped)
+    return BookPlan(manifest.title, planned, job, info, tuple(notes), dropped, cover)
 
 
 def check_sources_exist(manifest: Manifest) -> None:
@@ -198,6 +290,7 @@ def check_sources_exist(manifest: Manifest) -> None:
 
 def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, voices_dir: Path) -> BookPlan:
     """Everything up to synthesis: the engine and voice checked, the sources read, chunks keyed."""
+    from tasks.cover import prepare_cover
     from tasks.engines import get_engine
 
     name = engine_name or manifest.engine
@@ -208,7 +301,9 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     except UserError as exc:  # name the manifest and field for the user
         raise type(exc)(exc.reason, file=manifest.path, field=field_name, fix=exc.fix) from None
     check_sources_exist(manifest)
-    chapters, warnings = read_chapters(manifest)
+    chapters, warnings, metadata = read_book(manifest)
+    cover, cover_notes = prepare_cover(manifest, metadata, cache_dir / "covers")
+    warnings = (*warnings, *cover_notes)
     settings = {**engine.settings_for(manifest.quality), "sentence_pause_ms": manifest.pacing.sentence_pause_ms}
     job = SynthJob(
         engine=name, voice=manifest.voice, settings=settings, seed=manifest.seed, voices_dir=str(voices_dir),
@@ -220,4 +315,7 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     usable = engine.info.supports_prompts
     if usable and any(has_prompt(p) for ch in chapters for p in ch.paragraphs):
         usable = getattr(engine, "prompt_mode", "redact") == "redact"
-    return plan_chapters(chapters, manifest, engine.info, job, fingerprint, warnings, prompts_usable=usable)
+    return plan_chapters(
+        chapters, manifest, engine.info, job, fingerprint, warnings, prompts_usable=usable,
+        cover=str(cover) if cover else None,
+    )

@@ -46,5 +46,7 @@ def assemble_chapter(
 
 
 @task(name="encode-book", **_COMMON)
-def encode_book(manifest: Manifest, chapters: list[book.ChapterAudio], out_dir: str) -> tuple[list[Path], int]:
-    return book.publish_book(manifest, chapters, Path(out_dir))
+def encode_book(
+    manifest: Manifest, chapters: list[book.ChapterAudio], out_dir: str, cover: str | None = None
+) -> tuple[list[Path], int]:
+    return book.publish_book(manifest, chapters, Path(out_dir), cover=Path(cover) if cover else None)

@@ -58,7 +58,9 @@ def plan_of(manifest: Manifest, info: EngineInfo = PIPER_LIKE) -> BookPlan:
 
 
 def manifest_in(folder: Path, body: dict[str, Any], name: str = "book.yaml") -> Manifest:
-    return validate_manifest({"title": "Bad Input", "author": "A", "engine": "fake", **body}, folder / name)
+    # Reading and chunking only: the spoken structure (titles, credits) is tested in test_structure.py.
+    base = {"title": "Bad Input", "author": "A", "engine": "fake", "credits": False, "speak_titles": False}
+    return validate_manifest({**base, **body}, folder / name)
 
 
 def plan_or_own_error(make: Any) -> BookPlan | AudiobookError:
@@ -174,7 +176,8 @@ def write(folder: Path, name: str, content: str | bytes) -> Path:
 
 
 def book_yaml(source: str, engine: str = "fake") -> str:
-    return f"title: Bad Input\nauthor: A\nengine: {engine}\nvoice: {'joe' if engine == 'piper' else 'v'}\n{source}"
+    return (f"title: Bad Input\nauthor: A\nengine: {engine}\nvoice: {'joe' if engine == 'piper' else 'v'}\n"
+            f"credits: false\nspeak_titles: false\n{source}")
 
 
 def test_invalid_utf8_in_manifest_and_sources(tmp_path: Path) -> None:

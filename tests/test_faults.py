@@ -62,7 +62,7 @@ def book(workdirs: dict[str, Path]) -> Path:
         (folder / f"ch{n}.txt").write_text(chapter_text(n))
     chapters = "".join(f'  - {{title: "{t}", file: ch{n}.txt}}\n' for n, t in enumerate(TITLES))
     return write_manifest(folder, f"title: Fault Book\nauthor: Test Author\nengine: fake\nvoice: anyone\n"
-                                  f"seed: 3\nchapters:\n{chapters}")
+                                  f"seed: 3\ncredits: false\nspeak_titles: false\nchapters:\n{chapters}")
 
 
 def render(manifest: Path, **kwargs: Any) -> dict[str, Any]:
@@ -274,7 +274,7 @@ def test_altered_output_file_with_fresh_state_is_encoded_again(
 
 
 def one_chunk_book(folder: Path) -> Path:
-    return write_manifest(folder, "title: Tiny\nauthor: A\nengine: fake\nvoice: v\n"
+    return write_manifest(folder, "title: Tiny\nauthor: A\nengine: fake\nvoice: v\ncredits: false\nspeak_titles: false\n"
                                   "chapters:\n  - {title: Only, text: 'A single short sentence.'}\n", "tiny.yaml")
 
 
@@ -299,7 +299,8 @@ def test_transient_faults_get_tries_per_chunk_and_a_batch_resumes_after_exhausti
     fake.transient_failures = 4
     texts = ["First paragraph here.", "Second paragraph here.", "Third paragraph here."]
     (workdirs["book"] / "flaky.txt").write_text("\n\n".join(texts))
-    manifest = write_manifest(workdirs["book"], "title: Flaky\nauthor: A\nengine: fake\nvoice: v\nchapters:\n"
+    manifest = write_manifest(workdirs["book"], "title: Flaky\nauthor: A\nengine: fake\nvoice: v\ncredits: false\n"
+                              "speak_titles: false\nchapters:\n"
                               "  - {title: Only, file: flaky.txt}\n", "flaky.yaml")
     plan = the_plan(manifest, workdirs["cache"])
     assert [c.text for c in plan.chunks] == texts

@@ -69,14 +69,15 @@ def test_render_writes_book_and_report(book: Path, fake: FakeEngine, workdirs: d
     assert report["chunks_total"] == report["chunks_synthesized"] > 2
     assert report["chunks_cached"] == 0
     assert report["engine"] == "fake" and report["engine_seconds"] >= 0 and report["wall_seconds"] > 0
-    assert [c["title"] for c in report["chapters"]] == ["Opening", "Second: The End"]
+    titles = ["Opening Credits", "Opening", "Second: The End", "End Credits"]  # credits: on by default
+    assert [c["title"] for c in report["chapters"]] == titles
     for chapter in report["chapters"]:
         assert -23 <= chapter["rms_dbfs"] <= -18 and chapter["peak_dbfs"] <= -3.0
     chapters = read_m4b_chapters(out / "book.m4b")
-    assert [t for t, _ in chapters] == ["Opening", "Second: The End"]
+    assert [t for t, _ in chapters] == titles
     assert chapters[1][1] == pytest.approx(report["chapters"][0]["duration_s"], abs=0.05)
     mp3s = sorted((out / "mp3").glob("*.mp3"))
-    assert [p.name[:3] for p in mp3s] == ["01-", "02-"]
+    assert [p.name[:3] for p in mp3s] == ["01-", "02-", "03-", "04-"]
     assert MP3(mp3s[1]).info.sample_rate == 44100
     assert json.loads((out / "report.json").read_text())["chunks_total"] == report["chunks_total"]
     assert not [p for p in out.rglob("*") if "partial" in p.name]
@@ -157,8 +158,9 @@ def test_unknown_voice_and_missing_source_fail_before_synthesis(book: Path, fake
 def test_outputs_option_and_output_dir(book: Path, fake: FakeEngine, tmp_path: Path) -> None:
     book.write_text(book.read_text() + "outputs: [mp3]\n")
     report = render(book, output_dir=str(tmp_path / "elsewhere"))
-    assert report["files"] == ["mp3/01-opening.mp3", "mp3/02-second-the-end.mp3"]
-    assert (tmp_path / "elsewhere" / "book" / "mp3" / "01-opening.mp3").exists()
+    assert report["files"] == ["mp3/01-opening-credits.mp3", "mp3/02-opening.mp3", "mp3/03-second-the-end.mp3",
+                               "mp3/04-end-credits.mp3", "sample.mp3"]
+    assert (tmp_path / "elsewhere" / "book" / "mp3" / "02-opening.mp3").exists()
     assert not (tmp_path / "elsewhere" / "book" / "book.m4b").exists()
 
 

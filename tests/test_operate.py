@@ -27,6 +27,8 @@ author: Test Author
 engine: {engine}
 voice: {voice}
 quality: draft
+credits: false
+speak_titles: false
 chapters:
   - {{title: Only Chapter, text: "A short line, read aloud. And one more."}}
 """
@@ -159,7 +161,8 @@ def test_render_on_a_local_dask_cluster_of_two_workers(
     monkeypatch.setenv("AUDIOBOOK_FAKE_DELAY_S", "0.1")  # so both workers get batches
     text = "\n\n".join(f"Paragraph {i} begins here. It has two sentences." for i in range(40))
     (workdirs["book"] / "long.txt").write_text(text)
-    manifest = write_manifest(workdirs["book"], "title: D\nauthor: X\nengine: fake\nvoice: v\nsource: long.txt\n")
+    manifest = write_manifest(workdirs["book"], "title: D\nauthor: X\nengine: fake\nvoice: v\ncredits: false\n"
+                                                  "speak_titles: false\nsource: long.txt\n")
     runner = DaskTaskRunner(cluster_kwargs={
         "n_workers": 2, "threads_per_worker": 1, "processes": True, "resources": {"GPU": 1},
     })

@@ -50,6 +50,8 @@ engine: tortoise
 voice: narrator
 quality: draft
 seed: 3
+credits: false
+speak_titles: false
 source: book.txt
 """)
     report = render_book(str(manifest))
