@@ -154,6 +154,12 @@ class PiperEngine:
         options.log_severity_level = 3
         return options
 
+    @staticmethod
+    def _noise(noise: piper_graph.NoiseInput, seed: tuple[int, ...], frames: int) -> np.ndarray:
+        """`frames` frames of one random op's noise, time-major: a longer draw extends a shorter one."""
+        values = np.random.default_rng(list(seed)).standard_normal(frames * noise.channels, dtype=np.float32)
+        return values * noise.scale + noise.mean if (noise.scale, noise.mean) != (1.0, 0.0) else values
+
     def _run(self, voice: _Voice, ids: list[int], scales: np.ndarray, sid: int | None,
              seed: tuple[int, ...]) -> np.ndarray:
         """One sentence through the graph, its noise drawn from `seed` (time-major, so the values a
@@ -166,11 +172,9 @@ class PiperEngine:
             feeds["sid"] = np.array([sid], dtype=np.int64)
         frames = [int(len(ids) * FRAMES_PER_ID_GUESS * max(1.0, float(scales[1]))) + 64] * len(voice.noise)
         outputs = ["output", *(n.shape_output for n in voice.noise)]
-        for _ in range(3):
+        for _ in range(len(voice.noise) + 1):  # a later op's size may depend on an earlier op's noise
             for k, (noise, n) in enumerate(zip(voice.noise, frames, strict=True)):
-                rng = np.random.default_rng([*seed, k])
-                values = rng.standard_normal(n * noise.channels, dtype=np.float32)
-                feeds[noise.name] = values * noise.scale + noise.mean if (noise.scale, noise.mean) != (1, 0) else values
+                feeds[noise.name] = self._noise(noise, (*seed, k), n)
             audio, *shapes = voice.session.run(outputs, feeds)
             needed = [int(np.prod(s)) // n.channels for s, n in zip(shapes, voice.noise, strict=True)]
             if all(need <= have for need, have in zip(needed, frames, strict=True)):
