@@ -101,7 +101,7 @@ def prefect_server(workdir: Path, timeout_s: float = 120.0) -> Iterator[dict[str
         startup = time.perf_counter() - started
         os.environ["PREFECT_API_URL"] = url
         os.environ["PREFECT_HOME"] = str(home)
-        yield {"url": url, "startup_s": round(startup, 2)}
+        yield {"url": url, "startup_s": round(startup, 2), "pid": proc.pid}
     finally:
         if "prefect.logging.handlers" in sys.modules:  # send queued run logs before the server goes
             with contextlib.suppress(Exception):

@@ -27,7 +27,7 @@ import numpy as np
 from tasks import paths
 from tasks.engines import piper_graph
 from tasks.engines.base import Clip, EngineInfo
-from tasks.errors import EngineError, VoiceError
+from tasks.errors import EngineError, OutputError, VoiceError
 
 # 2: noise drawn by numpy and fed to an edited graph, one session per process (audio differs from 1)
 ADAPTER_VERSION = f"2-graph{piper_graph.EDIT_VERSION}"
@@ -128,18 +128,26 @@ class PiperEngine:
 
             if not path.is_file() or not Path(f"{path}.json").is_file():
                 raise VoiceError(
-                    f"the Piper model {path} (or its {path.name}.json) is missing", file=path,
-                    fix="restore the model file and its .json beside it (for 'joe': run 'make setup')",
+                    f"the Piper model (or its {path.name}.json beside it) is missing", file=path,
+                    fix="restore the model file and its .json (for 'joe': run 'make setup')",
                 )
-            config = PiperConfig.from_dict(json.loads(Path(f"{path}.json").read_text(encoding="utf-8")))
+            try:
+                config = PiperConfig.from_dict(json.loads(Path(f"{path}.json").read_text(encoding="utf-8")))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise VoiceError(f"not a Piper voice config: {exc}", file=f"{path}.json",
+                                 fix="use the .json that came with the model") from exc
+            cache = paths.cache_dir()
             try:
                 graph, noise = piper_graph.noise_graph(path, self.voice_fingerprint_path(path),
-                                                       config.phoneme_id_map, paths.cache_dir())
+                                                       config.phoneme_id_map, cache)
             except piper_graph.GraphEditError as exc:
-                raise VoiceError(f"the Piper model {path} cannot be used: {exc}", file=path,
+                raise VoiceError(f"this model cannot be used: {exc}", file=path,
                                  fix="use a Piper VITS voice model (*.onnx exported by piper)") from exc
+            except OSError as exc:
+                raise OutputError(f"cannot write the voice's noise-input model: {exc}", file=cache,
+                                  fix="make the cache folder writable, or set AUDIOBOOK_CACHE_DIR") from exc
             except Exception as exc:  # onnx and onnxruntime raise plain exceptions on a damaged file
-                raise VoiceError(f"the Piper model {path} is not a readable ONNX model: {exc}", file=path,
+                raise VoiceError(f"not a readable ONNX model: {exc}", file=path,
                                  fix="download the voice again") from exc
             session = onnxruntime.InferenceSession(str(graph), self.session_options(),
                                                    providers=["CPUExecutionProvider"])
