@@ -122,7 +122,6 @@ class PiperEngine:
     def _load(self, path: Path) -> _Voice:
         """The voice at `path`, loaded once per process: its noise-input graph in one ONNX session."""
         if path not in self._voices:
-            import onnxruntime
             from piper import PiperVoice
             from piper.config import PiperConfig
 
@@ -137,9 +136,14 @@ class PiperEngine:
                 raise VoiceError(f"not a Piper voice config: {exc}", file=f"{path}.json",
                                  fix="use the .json that came with the model") from exc
             cache = paths.cache_dir()
+            fingerprint = self.voice_fingerprint_path(path)
             try:
-                graph, noise = piper_graph.noise_graph(path, self.voice_fingerprint_path(path),
-                                                       config.phoneme_id_map, cache)
+                graph = piper_graph.noise_graph(path, fingerprint, config.phoneme_id_map, cache)
+                try:
+                    session, noise = self._session(graph)
+                except Exception:  # a damaged or foreign file in the cache: write it again
+                    graph = piper_graph.noise_graph(path, fingerprint, config.phoneme_id_map, cache, rebuild=True)
+                    session, noise = self._session(graph)
             except piper_graph.GraphEditError as exc:
                 raise VoiceError(f"this model cannot be used: {exc}", file=path,
                                  fix="use a Piper VITS voice model (*.onnx exported by piper)") from exc
@@ -149,10 +153,14 @@ class PiperEngine:
             except Exception as exc:  # onnx and onnxruntime raise plain exceptions on a damaged file
                 raise VoiceError(f"not a readable ONNX model: {exc}", file=path,
                                  fix="download the voice again") from exc
-            session = onnxruntime.InferenceSession(str(graph), self.session_options(),
-                                                   providers=["CPUExecutionProvider"])
             self._voices[path] = _Voice(PiperVoice(session=session, config=config), session, noise, graph)
         return self._voices[path]
+
+    def _session(self, graph: Path) -> tuple[Any, list[piper_graph.NoiseInput]]:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(graph), self.session_options(), providers=["CPUExecutionProvider"])
+        return session, piper_graph.noise_inputs(session)
 
     def session_options(self) -> Any:
         """The onnxruntime options of this process's sessions (a subclass may limit the threads)."""

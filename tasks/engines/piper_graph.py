@@ -138,24 +138,25 @@ def _probe_channels(model_bytes: bytes, added: list[tuple[str, str, float, float
     return channels
 
 
-def read_noise_inputs(model: Any) -> list[NoiseInput]:
-    meta = {p.key: p.value for p in model.metadata_props}
+def noise_inputs(session: Any) -> list[NoiseInput]:
+    """The noise inputs of an onnxruntime session over a graph that `noise_graph` wrote (its metadata)."""
+    meta = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in meta:
         raise GraphEditError(f"no {METADATA_KEY} metadata (not a graph written by noise_graph)")
-    return [NoiseInput(**entry) for entry in json.loads(meta[METADATA_KEY])]
+    inputs = [NoiseInput(**entry) for entry in json.loads(meta[METADATA_KEY])]
+    if {i.name for i in inputs} - {i.name for i in session.get_inputs()}:
+        raise GraphEditError("the graph lacks the noise inputs its metadata names")
+    return inputs
 
 
 def noise_graph(model_path: Path, fingerprint: str, phoneme_id_map: Mapping[str, Sequence[int]],
-                cache_root: Path) -> tuple[Path, list[NoiseInput]]:
-    """The edited copy of `model_path` (written once, then reused) and its noise inputs."""
+                cache_root: Path, *, rebuild: bool = False) -> Path:
+    """The edited copy of `model_path`: written on first use (or when `rebuild`), else the cached file."""
     import onnx
 
     target = cached_graph_path(cache_root, fingerprint)
-    if target.exists():
-        try:
-            return target, read_noise_inputs(onnx.load(str(target), load_external_data=False))
-        except Exception:  # noqa: S110 (a damaged cache file: rebuilt below)
-            pass
+    if target.exists() and not rebuild:
+        return target
     model = onnx.load(str(model_path))
     added = edit_model(model)
     channels = _probe_channels(model.SerializeToString(), added, probe_ids(phoneme_id_map))
@@ -167,4 +168,4 @@ def noise_graph(model_path: Path, fingerprint: str, phoneme_id_map: Mapping[str,
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     onnx.save(model, str(partial))
     os.replace(partial, target)
-    return target, inputs
+    return target
