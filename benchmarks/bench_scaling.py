@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         plan = make_plan(load_manifest(manifest), engine_name=None, cache_dir=work / "plan", voices_dir=work / "voices")
         batches = [len(b) for b in batch_chunks(plan.chunks)]
-        get_engine("piper").synthesize("Warm up.", "joe", {}, 0)  # builds the optimised model file once
+        get_engine("piper").synthesize("Warm up.", "joe", {}, 0)  # writes the noise-input model file once
         reset_engines()
         runs: dict[str, dict[str, Any]] = {}
         with common.prefect_server(work) as server:

@@ -101,7 +101,7 @@ def prefect_server(workdir: Path, timeout_s: float = 120.0) -> Iterator[dict[str
         startup = time.perf_counter() - started
         os.environ["PREFECT_API_URL"] = url
         os.environ["PREFECT_HOME"] = str(home)
-        yield {"url": url, "startup_s": round(startup, 2)}
+        yield {"url": url, "startup_s": round(startup, 2), "pid": proc.pid}
     finally:
         if "prefect.logging.handlers" in sys.modules:  # send queued run logs before the server goes
             with contextlib.suppress(Exception):
@@ -347,19 +347,15 @@ def init_single_thread_piper() -> None:
 
 
 def single_thread_piper() -> Any:
-    """A PiperEngine whose seeded ONNX sessions use one intra-op and one inter-op thread."""
+    """A PiperEngine whose ONNX session uses one intra-op and one inter-op thread."""
     from tasks.engines.piper import PiperEngine
 
     class SingleThreadPiper(PiperEngine):
-        def _seeded_session(self, optimised: str, seed: int) -> Any:
-            import onnxruntime
-
-            options = onnxruntime.SessionOptions()
-            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        def session_options(self) -> Any:
+            options = super().session_options()
             options.intra_op_num_threads = 1
             options.inter_op_num_threads = 1
-            onnxruntime.set_seed(seed)
-            return onnxruntime.InferenceSession(optimised, options, providers=["CPUExecutionProvider"])
+            return options
 
     return SingleThreadPiper()
 

@@ -56,7 +56,8 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         for key in ("overhead_ms_per_chunk", "total_ms_per_chunk", "cached_rerender_fraction", "definition", "sizes"):
             out[key if key not in ("definition", "sizes") else f"overhead_{key}"] = over[key]
     if pipe := results.get("pipeline_cpu"):
-        for key in ("pipeline_overhead_vs_piper", "pipeline_overhead_vs_piper_engine", "seeded_session_ms_per_chunk"):
+        for key in ("pipeline_overhead_vs_piper", "pipeline_overhead_vs_piper_engine", "noise_ms_per_chunk",
+                    "adapter_overhead_vs_stock_piper", "pipeline_cpu_overhead_vs_piper"):
             out[key] = pipe[key]
         out["pipeline_sizes"] = pipe["sizes"]
     if scal := results.get("scaling"):
