@@ -191,4 +191,9 @@ def _read_epub(path: Path, title_hint: str | None) -> tuple[list[tuple[str, list
 def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Document:
     """An .epub file -> Document."""
     found, extra = _chapters_from_epub(path, title_hint)
-    return finish_document(path, found, extra)
+    from tasks.documents.epub_package import read_package
+    from tasks.documents.xmlsafe import open_zip
+
+    with open_zip(path, kind="an EPUB", fix="re-export the book as EPUB") as archive:
+        package = read_package(archive, path)
+    return finish_document(path, found, extra + package.warnings, metadata=package.metadata)
