@@ -262,6 +262,10 @@ def _build_manifest(fields: dict[str, str], contents: list[Upload], folder: Path
     if not author:
         raise Refusal(422, f"field 'author': {document.filename!r} names no author: fill in the author")
     engine = fields.get("engine") or "piper"
+    from tasks.engines import ENGINES
+
+    if engine not in ENGINES:
+        raise Refusal(422, f"field 'engine': unknown engine {engine[:40]!r}: use one of {', '.join(sorted(ENGINES))}")
     voice = fields.get("voice") or ("joe" if engine == "piper" else "")
     if not voice:
         raise Refusal(422, f"field 'voice': choose a voice for {engine}")
