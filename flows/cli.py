@@ -180,7 +180,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_prefect_environment(probe=False)
     from flows.serve import serve
 
-    serve(host=args.host, port=args.port, prefect_port=args.prefect_port, cron=args.cron, timezone=args.timezone)
+    serve(host=args.host, port=args.port, prefect_port=args.prefect_port, cron=args.cron, timezone=args.timezone,
+          concurrent_books=args.concurrent_books)
     return 0
 
 
@@ -313,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the nightly schedule (default '0 2 * * *', or AUDIOBOOK_NIGHTLY_CRON)")
     serve.add_argument("--timezone", default=os.environ.get("AUDIOBOOK_TIMEZONE", "UTC"),
                        help="time zone of the schedule (default UTC, or AUDIOBOOK_TIMEZONE)")
+    serve.add_argument("--concurrent-books", type=int, default=int(os.environ.get("AUDIOBOOK_CONCURRENT_BOOKS", "1")),
+                       help="books rendered at once; the others wait in Prefect's queue (default 1, or "
+                       "AUDIOBOOK_CONCURRENT_BOOKS)")
     serve.set_defaults(func=cmd_serve)
 
     submit = sub.add_parser("submit", help="send a book (a manifest and its files, or a document) to a running "

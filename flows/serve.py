@@ -6,14 +6,20 @@
     HTTP service        --host/--port (default 127.0.0.1:8080): submit manifests, download books
 
 Flow runs started by the deployments run as child processes of this one (Prefect's runner), so a
-crash in one render never takes the service down.
+crash in one render never takes the service down. At most `--concurrent-books` render at once; the
+others wait in Prefect as scheduled runs. On start, runs a stopped `serve` left running are put back
+in the queue, so every book that was queued or rendering finishes (from the cache: nothing is lost).
+
+Never an open server by accident: listening on an address other than loopback needs a token.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -22,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import paths
-from tasks.errors import DependencyError
+from tasks.errors import DependencyError, UserError
 
 RENDER_DEPLOYMENT = "render-book/render-book"
 NIGHTLY_DEPLOYMENT = "nightly/nightly"
@@ -91,11 +97,33 @@ def build_deployments(cron: str, timezone: str) -> list[Any]:
     ]
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether every address `host` names is a loopback one (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    if token is None and not is_loopback_host(host):
+        raise UserError(
+            f"refusing to listen on {host} without a token: anyone who can reach it could submit books",
+            field="--host", fix="set AUDIOBOOK_TOKEN (or AUDIOBOOK_TOKEN_FILE), or listen on 127.0.0.1",
+        )
+
+
 def http_service(host: str, port: int, ui_url: str | None) -> Any:
     """The HTTP service, to run in a background thread (`with http_service(...):`)."""
     from flows.service import PrefectRunBackend, ServerThread, ServiceConfig, create_app
 
     config = ServiceConfig.from_env()
+    check_exposure(host, config.token)
     if ui_url and not config.prefect_ui_url:
         config = dataclasses.replace(config, prefect_ui_url=ui_url)
     try:
@@ -105,7 +133,10 @@ def http_service(host: str, port: int, ui_url: str | None) -> Any:
                               fix="is the port in use? choose another with --port") from None
 
 
-def serve(*, host: str, port: int, prefect_port: int, cron: str, timezone: str) -> None:
+def serve(*, host: str, port: int, prefect_port: int, cron: str, timezone: str, concurrent_books: int = 1) -> None:
+    from flows.service import PrefectRunBackend, ServiceConfig
+
+    check_exposure(host, ServiceConfig.from_env().token)  # before anything starts
     os.chdir(paths.project_root())  # deployments name their flows by paths relative to the checkout
     with prefect_server(prefect_port) as api_url:
         from prefect import serve as prefect_serve
@@ -115,8 +146,12 @@ def serve(*, host: str, port: int, prefect_port: int, cron: str, timezone: str) 
         deployments = build_deployments(cron, timezone)
         for deployment in deployments:  # registered before the HTTP service accepts a submission
             deployment.apply()
+        resumed = PrefectRunBackend(ServiceConfig.from_env()).resume_interrupted()
         with http_service(host, port, ui_url) as http:
             print(f"Prefect UI:   {ui_url}", flush=True)
             print(f"HTTP service: {http.url}/", flush=True)
-            print(f"Deployments:  {RENDER_DEPLOYMENT}, {NIGHTLY_DEPLOYMENT} (cron '{cron}', {timezone})", flush=True)
-            prefect_serve(*deployments, print_starting_message=False)
+            print(f"Deployments:  {RENDER_DEPLOYMENT}, {NIGHTLY_DEPLOYMENT} (cron '{cron}', {timezone}); "
+                  f"{concurrent_books} book(s) at once", flush=True)
+            if resumed:
+                print(f"Requeued after a restart: {', '.join(resumed)}", flush=True)
+            prefect_serve(*deployments, print_starting_message=False, limit=concurrent_books)
