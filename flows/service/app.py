@@ -82,7 +82,7 @@ def create_app(config: ServiceConfig, runs: RunBackend) -> FastAPI:
             "author": str((report or {}).get("author") or meta.get("author") or ""),
             **status,
             "files": [library.download_url(name, f) for f in library.book_files(config, name)],
-            "cover_url": f"/books/{quoted}/cover" if library.cover_file(config, name) else None,
+            "cover_url": f"/books/{quoted}/cover" if library.cover_file(config, name, meta) else None,
             "page_url": f"/book/{quoted}",
         }
         if detail:

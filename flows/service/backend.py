@@ -122,7 +122,7 @@ def _one_line(text: str | None) -> str | None:
     if not text:
         return None
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:500] if lines else None
+    return lines[0][:500] if lines else None
 
 
 class PrefectRunBackend:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -89,15 +90,31 @@ def report_summary(report: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+_PARSED: dict[Path, tuple[tuple[int, int], dict[str, Any] | None]] = {}  # path -> ((size, mtime_ns), data)
+_PARSED_LOCK = threading.Lock()
+
+
 def manifest_data(config: ServiceConfig, name: str) -> dict[str, Any] | None:
+    """The book's manifest as a mapping (unvalidated; for titles and the cover), or None. Parsed once
+    per version of the file: a listing of hundreds of books does not parse hundreds of YAML files."""
     path = manifest_path(config, name)
     try:
-        if path is None or path.stat().st_size > DEFAULT_MAX_UPLOAD_BYTES:
+        if path is None or (stat := path.stat()).st_size > DEFAULT_MAX_UPLOAD_BYTES:
             return None
+        version = (stat.st_size, stat.st_mtime_ns)
+        with _PARSED_LOCK:
+            hit = _PARSED.get(path)
+        if hit is not None and hit[0] == version:
+            return hit[1]
         data = parse_yaml(path.read_bytes(), path)
     except (OSError, UserError):
         return None
-    return data if isinstance(data, dict) else None
+    result = data if isinstance(data, dict) else None
+    with _PARSED_LOCK:
+        if len(_PARSED) > 10_000:
+            _PARSED.clear()
+        _PARSED[path] = (version, result)
+    return result
 
 
 def manifest_title(config: ServiceConfig, name: str) -> str | None:
@@ -106,9 +123,10 @@ def manifest_title(config: ServiceConfig, name: str) -> str | None:
     return str(title) if isinstance(title, str | int | float) else None
 
 
-def cover_file(config: ServiceConfig, name: str) -> Path | None:
-    """The book's cover image (JPEG or PNG inside its manifest folder), or None."""
-    data = manifest_data(config, name)
+def cover_file(config: ServiceConfig, name: str, data: dict[str, Any] | None = None) -> Path | None:
+    """The book's cover image (JPEG or PNG inside its manifest folder), or None. `data`: the manifest
+    as read already (else it is read here)."""
+    data = manifest_data(config, name) if data is None else data
     manifest = manifest_path(config, name)
     cover = data.get("cover") if data else None
     if manifest is None or not isinstance(cover, str) or Path(cover).suffix.lower() not in IMAGE_TYPES:
