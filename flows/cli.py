@@ -181,7 +181,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from flows.serve import serve
 
     serve(host=args.host, port=args.port, prefect_port=args.prefect_port, cron=args.cron, timezone=args.timezone,
-          concurrent_books=args.concurrent_books)
+          concurrent_books=args.concurrent_books, engine_workers=args.engine_workers)
     return 0
 
 
@@ -317,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--concurrent-books", type=int, default=int(os.environ.get("AUDIOBOOK_CONCURRENT_BOOKS", "1")),
                        help="books rendered at once; the others wait in Prefect's queue (default 1, or "
                        "AUDIOBOOK_CONCURRENT_BOOKS)")
+    serve.add_argument("--engine-workers", type=int, default=int(os.environ.get("AUDIOBOOK_ENGINE_WORKERS", "1")),
+                       help="long-lived engine worker processes (a local Dask cluster) shared by every render, so a "
+                       "model loads once per server; 0: each render loads its own (default 1, or "
+                       "AUDIOBOOK_ENGINE_WORKERS)")
     serve.set_defaults(func=cmd_serve)
 
     submit = sub.add_parser("submit", help="send a book (a manifest and its files, or a document) to a running "

@@ -73,6 +73,7 @@ class Serve:
             "PREFECT_HOME": str(tmp_path / "prefect-home"),
             "AUDIOBOOK_MANIFESTS_DIR": str(workdirs["book"]),
             "AUDIOBOOK_TOKEN": TOKEN,
+            "PREFECT_RUNNER_POLL_FREQUENCY": "2",  # queued runs start within 2 s (default 10)
             **env,
         }
         self.env.pop("PREFECT_API_URL", None)
@@ -304,6 +305,10 @@ def test_restart_mid_render_resumes_and_the_queued_book_finishes(workdirs: dict[
         second.kill(signal.SIGTERM)
     report = json.loads((workdirs["output"] / "alpha" / "report.json").read_text())
     assert report["chunks_total"] == 60 and report["chunks_cached"] >= cached_at_kill - 1 > 0
+    # Resident engines: every chunk, of both books, was synthesised by the server's one long-lived worker
+    # process per start (its model loaded once per server), never in a render's own process.
+    pids = [json.loads(p.read_text())["worker_pid"] for p in (workdirs["cache"] / "chunks").rglob("*.json")]
+    assert len(pids) == 64 and len(set(pids)) == 2, set(pids)  # one worker before the kill, one after
     assert alpha["run_id"] == a["run_id"]  # the same Prefect run, picked up again
     for name in ("alpha", "beta"):
         assert [t for t, _ in read_m4b_chapters(workdirs["output"] / name / f"{name}.m4b")] == [name.title()]
