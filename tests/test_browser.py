@@ -71,7 +71,7 @@ def test_upload_render_play_and_download_in_chromium(browser: Any, workdirs: dic
         # Sign in once: the server sets the cookie; the page's script cannot read it.
         browser.find_element(By.ID, "token").send_keys(TOKEN)
         browser.find_element(By.CSS_SELECTOR, "#sign-in button").click()
-        wait.until(lambda d: d.find_elements(By.ID, "upload"))
+        wait.until(lambda d: d.get_cookie("audiobook_token") and not d.find_elements(By.ID, "sign-in"))
         cookie = browser.get_cookie("audiobook_token")
         assert cookie is not None and cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
         assert "audiobook_token" not in browser.execute_script("return document.cookie")
