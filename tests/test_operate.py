@@ -275,7 +275,8 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
 @pytest.mark.server
 def test_restart_mid_render_resumes_and_the_queued_book_finishes(workdirs: dict[str, Path], tmp_path: Path) -> None:
     """Two books submitted at once: one renders, one waits in Prefect's queue. `serve` is killed mid-render
-    (SIGKILL to its whole process group) and started again: both finish, the first from its cache."""
+    (SIGKILL to its whole process group) and started again: both finish, the first from its cache, both
+    on the server's resident engine worker, taking turns."""
     first = Serve(workdirs, tmp_path, "--concurrent-books", "1", AUDIOBOOK_FAKE_DELAY_S="0.3").start()
     try:
         a = submit_text(first.http, "alpha", paragraphs(60, "alpha"))
@@ -295,7 +296,9 @@ def test_restart_mid_render_resumes_and_the_queued_book_finishes(workdirs: dict[
     cached_at_kill = len(list((workdirs["cache"] / "chunks").rglob("*.json")))
     assert cached_at_kill < 60 and not (workdirs["output"] / "alpha" / "report.json").exists()
 
-    second = Serve(workdirs, tmp_path, "--concurrent-books", "1", AUDIOBOOK_FAKE_DELAY_S="0.05").start()
+    # Started again with room for both at once: they share the one resident worker batch by batch, so
+    # beta (one batch) does not wait behind the rest of alpha (four batches).
+    second = Serve(workdirs, tmp_path, "--concurrent-books", "2", AUDIOBOOK_FAKE_DELAY_S="0.3").start()
     try:
         alpha = second.wait_for("alpha")
         beta = second.wait_for("beta")
@@ -309,6 +312,9 @@ def test_restart_mid_render_resumes_and_the_queued_book_finishes(workdirs: dict[
     # process per start (its model loaded once per server), never in a render's own process.
     pids = [json.loads(p.read_text())["worker_pid"] for p in (workdirs["cache"] / "chunks").rglob("*.json")]
     assert len(pids) == 64 and len(set(pids)) == 2, set(pids)  # one worker before the kill, one after
+    finished = {n: (workdirs["output"] / n / "report.json").stat().st_mtime for n in ("alpha", "beta")}
+    print(f"\nbeta finished {finished['alpha'] - finished['beta']:.1f} s before alpha")
+    assert finished["beta"] + 5 < finished["alpha"], finished  # taking turns (first come, first served: ~2 s)
     assert alpha["run_id"] == a["run_id"]  # the same Prefect run, picked up again
     for name in ("alpha", "beta"):
         assert [t for t, _ in read_m4b_chapters(workdirs["output"] / name / f"{name}.m4b")] == [name.title()]
