@@ -211,8 +211,7 @@ def test_epub_chapters_from_nav(tmp_path: Path) -> None:
     )
     doc = read_document(path)
     assert _titles(doc) == ["Chapter One", "Chapter Two", "Chapter Three"]
-    assert doc.chapters[0].paragraphs == (
-        "Chapter One",
+    assert doc.chapters[0].paragraphs == (  # the heading is the title, not text
         "It was a dark night.",
         "Rain fell.",
         "Untitled interlude.",
@@ -254,8 +253,8 @@ def test_epub_toc_fragments_split_one_file(tmp_path: Path) -> None:
     doc = read_document(path, title_hint="Frag")
     assert [(c.title, c.paragraphs) for c in doc.chapters] == [
         ("Frag", ("Title page.",)),  # before the first toc entry
-        ("Part 1: One", ("One", "First text.")),  # the footnote reference is not read
-        ("Two", ("Two", "Second.")),
+        ("Part 1: One", ("First text.",)),  # the footnote reference is not read
+        ("Part 1: Two", ("Second.",)),  # "Part 1" holds both chapters
     ]
 
 

@@ -5,7 +5,9 @@
     paragraphs_from_text(text)                                  -> tuple of paragraphs
 
 Modules: `model` (Document, ChapterText, Skipped, Metadata, ReadOptions), `files` (safe reading),
-`plain` (.txt), `markdown` (.md), `epub` (.epub). Paragraphs come out markup-free but not yet
+`plain` (.txt), `markdown` (.md), `epub` (.epub; its package in `epub_package`), `html_reader`
+(.html/.htm/.xhtml), `docx_reader` (.docx). EPUB and HTML content share `xhtml` (content -> blocks)
+and `assemble` (blocks + table of contents -> chapters); `xmlsafe` parses XML and zips safely. Paragraphs come out markup-free but not yet
 normalised (tasks.text does that). Every problem the user can fix is a SourceError naming the file
 and the fix. Chapters without text are dropped with a warning; every other chapter keeps its title.
 """
@@ -41,6 +43,10 @@ READERS = {
     ".md": "markdown",
     ".markdown": "markdown",
     ".epub": "epub",
+    ".html": "html_reader",
+    ".htm": "html_reader",
+    ".xhtml": "html_reader",
+    ".docx": "docx_reader",
 }
 SUFFIXES = tuple(READERS)
 

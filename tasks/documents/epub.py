@@ -1,199 +1,184 @@
-"""EPUB -> chapters of paragraphs, from its navigation and spine."""
+"""EPUB 2 and 3 -> chapters of paragraphs, from its navigation and spine.
+
+The package (OPF, nav or NCX, guide, metadata, cover) is read by tasks.documents.epub_package; each
+spine document becomes blocks (tasks.documents.xhtml); the table of contents places chapter starts
+on those blocks and tasks.documents.assemble turns them into chapters. Spine documents that the
+table of contents does not name join the chapter before them, unless they open with a heading of
+their own (then they are a chapter titled by it). Non-linear spine documents are not read.
+"""
 
 from __future__ import annotations
 
 import posixpath
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from urllib.parse import unquote
 
+from tasks.documents.assemble import Node, assemble
+from tasks.documents.epub_package import FIX, NavEntry, Package, read_package, resolve
 from tasks.documents.files import MAX_EPUB_BYTES, _check_file
-from tasks.documents.model import OPENING as _OPENING
-from tasks.documents.model import Document, ReadOptions, finish_document
+from tasks.documents.model import OPENING, Document, ReadOptions, Skipped, finish_document
+from tasks.documents.xhtml import PUBLISHER, Block, Page, parse_document, walk
+from tasks.documents.xmlsafe import open_zip, read_member
 from tasks.errors import SourceError
 
-_BLOCK_TAGS = frozenset(
-    "p div h1 h2 h3 h4 h5 h6 li ul ol dl dt dd blockquote section article aside header footer "
-    "figure figcaption pre table tr td th caption nav main address hr body".split()
-)
-_SKIP_TAGS = frozenset("script style head title svg math template noscript iframe object".split())
-_SKIP_EPUB_TYPES = ("noteref", "pagebreak")
-
-
-def _html_parser() -> str:
-    try:
-        import lxml  # noqa: F401
-    except ImportError:
-        return "html.parser"
-    return "lxml"
-
-
-def _flatten_toc(toc: Iterable[object]) -> Iterator[tuple[str, str]]:
-    """ebooklib's nested toc (Link, or (Section, children)) -> (title, href) in reading order."""
-    for entry in toc:
-        if isinstance(entry, tuple | list):
-            if not entry:
-                continue
-            head, children = entry[0], entry[1] if len(entry) > 1 else []
-            href = getattr(head, "href", None)
-            if href:
-                yield " ".join(str(getattr(head, "title", "") or "").split()), str(href)
-            yield from _flatten_toc(children)
-        else:
-            href = getattr(entry, "href", None)
-            if href:
-                yield " ".join(str(getattr(entry, "title", "") or "").split()), str(href)
-
-
-def _split_href(href: str) -> tuple[str, str]:
-    path, _, fragment = unquote(href).partition("#")
-    return posixpath.normpath(path) if path else "", fragment
-
-
-class _Chapters:
-    """Collects paragraphs into chapters as an EPUB is walked in reading order."""
-
-    def __init__(self) -> None:
-        self.found: list[tuple[str, list[str]]] = []
-        self.inline: list[str] = []
-
-    def start(self, title: str) -> None:
-        self.flush()
-        self.found.append((title, []))
-
-    def flush(self) -> None:
-        text = " ".join("".join(self.inline).split())
-        self.inline.clear()
-        if text:
-            if not self.found:
-                self.found.append(("", []))  # text before any toc entry; titled later
-            self.found[-1][1].append(text)
-
-
-def _walk(node: object, anchors: dict[str, str], out: _Chapters) -> None:
-    """Depth-first over a BeautifulSoup node: block elements end paragraphs; an element whose id a
-    toc entry points at starts that entry's chapter."""
-    from bs4 import Comment, NavigableString, Tag
-    from bs4.element import Declaration, Doctype, ProcessingInstruction
-
-    for child in getattr(node, "children", ()):
-        if isinstance(child, Comment | Doctype | Declaration | ProcessingInstruction):
-            continue
-        if isinstance(child, NavigableString):
-            out.inline.append(str(child))
-            continue
-        if not isinstance(child, Tag):
-            continue
-        name = (child.name or "").lower().rpartition(":")[2]
-        if name in _SKIP_TAGS:
-            continue
-        epub_type = str(child.get("epub:type") or "")
-        if any(t in epub_type for t in _SKIP_EPUB_TYPES):
-            continue
-        ident = child.get("id")
-        if isinstance(ident, str) and ident in anchors:
-            out.start(anchors.pop(ident))
-        if name == "br":
-            out.inline.append(" ")
-            continue
-        block = name in _BLOCK_TAGS
-        if block:
-            out.flush()
-        _walk(child, anchors, out)
-        if block:
-            out.flush()
-        elif name in ("td", "th"):
-            out.inline.append(" ")
-
-
-def _chapters_from_epub(path: Path, title_hint: str | None) -> tuple[list[tuple[str, list[str]]], list[str]]:
-    """Chapters from the EPUB's navigation (EPUB3 nav, else NCX), flattened, mapped onto the spine.
-
-    Spine documents not in the navigation join the chapter before them (text before the first
-    navigation entry is a chapter titled title_hint or "Opening"). Without navigation each spine
-    document is a chapter titled by its first heading. Non-linear spine items are skipped.
-    """
-    _check_file(path, MAX_EPUB_BYTES)
-    fix = "re-export the book as EPUB (e.g. with Calibre), or convert it to .txt or .md"
-    if not zipfile.is_zipfile(path):
-        raise SourceError("is not an EPUB (it is not a zip archive)", file=path, fix=fix)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ebooklib and bs4 warn (UserWarning, FutureWarning, XML-as-HTML)
-            return _read_epub(path, title_hint)
-    except SourceError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a damaged archive fails in zipfile, lxml or ebooklib in many ways
-        raise SourceError(
-            f"is not a readable EPUB ({type(exc).__name__}: {exc})", file=path, fix=fix
-        ) from exc
-
-
-def _read_epub(path: Path, title_hint: str | None) -> tuple[list[tuple[str, list[str]]], list[str]]:
-    import ebooklib
-    from bs4 import BeautifulSoup
-    from ebooklib import epub
-
-    book = epub.read_epub(str(path), options={"ignore_ncx": True})
-    notes: list[str] = []
-    spine: list[tuple[str, object]] = []  # (normalised name, item) of linear documents, in reading order
-    for entry in book.spine:
-        idref, linear = (
-            (entry, "yes") if isinstance(entry, str) else (entry[0], entry[1] if len(entry) > 1 else "yes")
-        )
-        item = book.get_item_with_id(idref)
-        if item is None or item.get_type() != ebooklib.ITEM_DOCUMENT or isinstance(item, epub.EpubNav):
-            continue
-        if str(linear).lower() == "no":
-            continue
-        spine.append((posixpath.normpath(unquote(item.get_name())), item))
-    names = {name for name, _ in spine}
-    by_base: dict[str, str] = {}
-    for name in names:
-        by_base.setdefault(posixpath.basename(name), name)
-
-    # toc entries per spine document: fragment ("" = the whole document) -> title, in toc order
-    targets: dict[str, dict[str, str]] = {}
-    for title, href in _flatten_toc(book.toc):
-        doc, fragment = _split_href(href)
-        doc = doc if doc in names else by_base.get(posixpath.basename(doc), "")
-        if not doc:
-            continue
-        entries = targets.setdefault(doc, {})
-        if fragment in entries:  # "Part One" and its "Chapter 1" both open the same page
-            entries[fragment] = f"{entries[fragment]}: {title}" if title else entries[fragment]
-        else:
-            entries[fragment] = title
-
-    out = _Chapters()
-    parser = _html_parser()
-    for n, (name, item) in enumerate(spine, start=1):
-        soup = BeautifulSoup(item.get_content(), parser)  # type: ignore[attr-defined]
-        body = soup.body or soup
-        entries = targets.get(name, {})
-        if not targets:  # no navigation: one chapter per document, titled by its first heading
-            heading = body.find(["h1", "h2", "h3", "h4", "h5", "h6"])
-            title = " ".join(heading.get_text(" ").split()) if heading else ""
-            out.start(title or f"Chapter {n}")
-        elif "" in entries:
-            out.start(entries.pop("") or f"Chapter {len(out.found) + 1}")
-        anchors = {frag: title or f"Chapter {len(out.found) + 1}" for frag, title in entries.items()}
-        _walk(body, anchors, out)
-        out.flush()
-        for title in anchors.values():  # a toc entry whose anchor is not in the page: keep its title
-            notes.append(f"{path}: navigation entry {title!r} points at a missing anchor in {name}")
-    found = [(title or title_hint or _OPENING, paragraphs) for title, paragraphs in out.found]
-    return found, notes
+# guide / landmarks types -> what a whole document is, when its own markup does not say
+_GUIDE_MATTER = {
+    "cover": "titlepage", "title-page": "titlepage", "titlepage": "titlepage", "toc": "toc",
+    "copyright-page": "copyright", "colophon": "colophon", "imprint": "imprint", "halftitlepage": "halftitle",
+    "loi": "toc", "lot": "toc", "index": "toc", "notes": "notes", "endnotes": "notes", "footnotes": "notes",
+}  # fmt: skip
+_GUIDE_FRONT = frozenset({"preface", "dedication", "epigraph", "foreword", "introduction", "acknowledgements"})
 
 
 def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Document:
-    """An .epub file -> Document."""
-    found, extra = _chapters_from_epub(path, title_hint)
-    from tasks.documents.epub_package import read_package
-    from tasks.documents.xmlsafe import open_zip
+    """An .epub file -> Document (chapters, warnings, skipped parts, metadata)."""
+    _check_file(path, MAX_EPUB_BYTES)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with open_zip(path, kind="an EPUB", fix=FIX) as archive:
+                package = read_package(archive, path)
+                found, skipped, notes = _Book(archive, package, path, options).chapters(title_hint)
+    except SourceError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged archive fails in zipfile, zlib or lxml in many ways
+        raise SourceError(f"is not a readable EPUB ({type(exc).__name__}: {exc})", file=path, fix=FIX) from exc
+    return finish_document(
+        path, found, package.warnings + notes, skipped=skipped, metadata=package.metadata
+    )
 
-    with open_zip(path, kind="an EPUB", fix="re-export the book as EPUB") as archive:
-        package = read_package(archive, path)
-    return finish_document(path, found, extra + package.warnings, metadata=package.metadata)
+
+class _Book:
+    def __init__(self, archive: zipfile.ZipFile, package: Package, path: Path, options: ReadOptions) -> None:
+        self.archive = archive
+        self.package = package
+        self.path = path
+        self.options = options
+        self.pages: dict[str, Page] = {}
+        self.offsets: dict[str, int] = {}
+        self.blocks: list[Block] = []
+        self.warnings: list[str] = []
+        self.skipped: list[Skipped] = []
+
+    def _page(self, member: str) -> Page:
+        if member not in self.pages:
+            root = parse_document(read_member(self.archive, member), xml_first=True)
+            page = walk(root, source=posixpath.basename(member), image_alt=self.options.image_alt)
+            kind = _GUIDE_MATTER.get(self.package.landmarks.get(member, ""))
+            front = self.package.landmarks.get(member, "")
+            for block in page.blocks:
+                if kind and block.matter is None:
+                    block.matter, block.token = kind, self.package.landmarks[member]
+                if front in _GUIDE_FRONT and block.front is None:
+                    block.front = front
+            self.pages[member] = page
+        return self.pages[member]
+
+    def chapters(self, title_hint: str | None) -> tuple[list[tuple[str, list[str]]], tuple[Skipped, ...], list[str]]:
+        for member, linear in self.package.spine:
+            if member == self.package.nav_doc and not linear:
+                continue
+            page = self._page(member)
+            if not linear:
+                words = sum(b.words for b in page.blocks if b.matter is None)
+                if words:
+                    self.skipped.append(Skipped(
+                        what=f"{posixpath.basename(member)} (non-linear)",
+                        reason="marked non-linear in the spine (outside the reading order)",
+                        words=words,
+                    ))
+                continue
+            if member in self.offsets:
+                continue  # a document listed twice in the spine is read once
+            self.offsets[member] = len(self.blocks)
+            self.blocks.extend(page.blocks)
+
+        roots = self._place(self.package.toc, 0)
+        roots = self._add_unlisted(roots, title_hint or OPENING)
+        found, skipped = assemble(
+            self.blocks,
+            roots,
+            options=self.options,
+            book_title=self.package.metadata.title,
+            pre_title=title_hint or OPENING,
+            note_text=self._note_text,
+        )
+        return found, tuple(self.skipped) + skipped, self.warnings
+
+    def _place(self, entries: list[NavEntry], depth: int) -> list[Node]:
+        """ToC entries -> nodes at block positions; entries outside the reading order lend their
+        sub-entries to their parent."""
+        out: list[Node] = []
+        for entry in entries:
+            children = self._place(entry.children, depth + 1) if depth < 8 else []
+            if entry.doc not in self.offsets:
+                out.extend(children)
+                continue
+            page = self.pages[entry.doc]
+            pos, mid = self.offsets[entry.doc], False
+            if entry.fragment:
+                span = page.spans.get(entry.fragment)
+                if span is None:
+                    self.warnings.append(
+                        f"{self.path}: navigation entry {entry.label!r} points at a missing anchor "
+                        f"#{entry.fragment} in {entry.doc}; it starts at the top of that file"
+                    )
+                else:
+                    pos, mid = pos + span[0], span[0] > 0
+            out.append(Node(label=entry.label, pos=pos, doc=entry.doc, mid_file=mid, children=children))
+        return out
+
+    def _add_unlisted(self, roots: list[Node], opening: str) -> list[Node]:
+        """Spine documents the ToC does not name: their own chapter when they open with a heading (or
+        come before any listed one), else part of the chapter before them."""
+        listed: set[str] = set()
+        stack = list(roots)
+        flat: list[Node] = []
+        while stack:
+            node = stack.pop()
+            listed.add(node.doc)
+            flat.append(node)
+            stack.extend(node.children)
+        first = min((n.pos for n in flat), default=len(self.blocks) + 1)
+        no_toc = not flat
+        for member, start in self.offsets.items():
+            if member in listed:
+                continue
+            page_blocks = [b for b in self.pages[member].blocks if b.matter is None]
+            if not page_blocks:
+                continue
+            opens_with_heading = page_blocks[0].heading > 0
+            if not opens_with_heading and (start >= first or (no_toc and len(flat) > 0)):
+                continue  # no heading of its own: it continues the chapter before it
+            before = [n for n in flat if n.pos <= start]
+            sibling = max(before, key=lambda n: n.pos) if before and start >= first else None
+            node = Node(label="", pos=start, doc=member, fallback=opening if start < first else "")
+            if sibling is not None and sibling.parent is not None:
+                node.parent = sibling.parent
+                sibling.parent.children.append(node)
+                sibling.parent.children.sort(key=lambda n: n.pos)
+            else:
+                roots.append(node)
+                roots.sort(key=lambda n: n.pos)
+            flat.append(node)
+        return roots
+
+    def _note_text(self, block: Block, href: str) -> list[str]:
+        """The paragraphs of the note an href points at (in any spine document)."""
+        base = next((m for m in self.pages if posixpath.basename(m) == block.source), "")
+        doc, fragment = resolve(base, href)
+        if not doc or not fragment:
+            return []
+        try:
+            page = self._page(doc)
+        except (KeyError, ValueError):
+            return []
+        span = page.spans.get(fragment)
+        if span is None:
+            return []
+        start, end = span
+        return [b.text for b in page.blocks[start : max(end, start + 1)]]
+
+
+__all__ = ["PUBLISHER", "read"]

@@ -144,7 +144,7 @@ def read_package(archive: zipfile.ZipFile, path: Path) -> Package:
         try:
             toc = _nav_entries(archive, nav_doc, path, landmarks)
         except SourceError as exc:
-            warnings.append(f"{path}: its navigation document could not be read ({exc.message}); the NCX was used")
+            warnings.append(f"{path}: its navigation document could not be read ({exc.reason}); the NCX was used")
     if not toc:
         ncx_id = spine_el.get("toc") if spine_el is not None else None
         ncx = manifest.get(ncx_id or "") or next(

@@ -83,7 +83,10 @@ def open_zip(path: Path, *, kind: str, fix: str) -> zipfile.ZipFile:
     """Open a zip archive after checking it is one, and that its members and unpacked size are sane."""
     if not zipfile.is_zipfile(path):
         raise SourceError(f"is not {kind} (it is not a zip archive)", file=path, fix=fix)
-    archive = zipfile.ZipFile(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise SourceError(f"is not {kind} (a damaged zip archive: {exc})", file=path, fix=fix) from exc
     members = archive.infolist()
     total = sum(info.file_size for info in members)
     if len(members) > MAX_ZIP_MEMBERS or total > MAX_UNPACKED_BYTES:
