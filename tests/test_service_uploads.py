@@ -330,3 +330,42 @@ def test_uploads_need_the_token(svc: Service) -> None:
         assert svc.client.post("/inspect", files={"file": ("s.txt", b"x")}, headers=headers).status_code == 401
     assert list(svc.config.manifests_dir.iterdir()) == []
     assert json.loads(svc.client.get("/engines").text)[0]["name"] == "piper"
+
+
+# -- audiobook submit ---------------------------------------------------------------------------------
+
+
+def run_submit(svc: Service, *args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AUDIOBOOK_TOKEN": TOKEN}
+    return subprocess.run([sys.executable, "-m", "flows.cli", "submit", *args, "--server", svc.base],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_submit_sends_a_manifest_with_its_files_or_a_bare_document(svc: Service, tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    (folder / "text").mkdir(parents=True)
+    (folder / "text" / "one.txt").write_text("The first room was blue.")
+    (folder / "front.png").write_bytes(PNG)
+    (folder / "unrelated.txt").write_text("not named by the manifest: not sent")
+    (folder / "rooms.yaml").write_text("title: Rooms\nauthor: B\ncover: front.png\n"
+                                      "chapters:\n  - {title: First, file: text/one.txt}\n")
+    done = run_submit(svc, str(folder / "rooms.yaml"))
+    assert done.returncode == 0, done.stderr
+    assert "submitted rooms: run fake-1" in done.stdout and "/books/rooms" in done.stdout
+    stored = svc.config.manifests_dir / "rooms"
+    assert sorted(str(p.relative_to(stored)) for p in stored.rglob("*") if p.is_file()) == [
+        "front.png", "rooms.yaml", "text/one.txt"]
+
+    epub = tmp_path / "lamp.epub"
+    epub.write_bytes(make_epub())
+    done = run_submit(svc, str(epub), "--quality", "draft", "--name", "lamp")
+    assert done.returncode == 0, done.stderr
+    assert "quality: draft" in (svc.config.manifests_dir / "lamp" / "lamp.yaml").read_text()
+
+    again = run_submit(svc, str(epub), "--name", "lamp")
+    assert again.returncode == 2 and "409" in again.stderr and "overwrite" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
