@@ -144,6 +144,10 @@ def test_a_manifest_with_its_files(svc: Service) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["front.png", "one.txt", "rooms.yaml", "two.txt"]
     assert (folder / "rooms.yaml").read_bytes() == manifest
     assert r.json()["manifest_built"] is False
+    # The manifest may also come as one of the files.
+    r = post_book(svc, [("file", ("rooms2.yaml", manifest)), ("file", ("one.txt", b"Blue.")),
+                        ("file", ("two.txt", b"Green.")), ("file", ("front.png", PNG))])
+    assert r.status_code == 202 and r.json()["name"] == "rooms2", r.text
 
 
 def test_a_zip_of_a_manifest_folder(svc: Service) -> None:

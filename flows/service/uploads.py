@@ -179,6 +179,12 @@ def stage_book(form: Form, staging: Path, config: ServiceConfig) -> tuple[Staged
     folder.mkdir()
     files = [u for u in form.files if u.field == "file"]
     manifest_upload = next((u for u in form.files if u.field == "manifest"), None)
+    yamls = [u for u in files if Path(u.filename).suffix.lower() in (".yaml", ".yml")]
+    if yamls and (manifest_upload is not None or form.manifest_text is not None or len(yamls) > 1):
+        raise Refusal(400, "field 'file': send one manifest (.yaml), in the 'manifest' field or as a file")
+    if yamls:  # a manifest sent as one of the files
+        manifest_upload = yamls[0]
+        files.remove(manifest_upload)
     manifest_yaml = form.manifest_text if manifest_upload is None else manifest_upload.path.read_bytes()
     name_hint = Path(manifest_upload.filename).stem if manifest_upload else None
     zips = [u for u in files if u.kind == "zip"]
