@@ -50,13 +50,16 @@ def test_nightly_renders_changed_books_and_skips_unchanged(workdirs: dict[str, P
     for name in ("a", "b"):
         write_manifest(manifests, f"title: {name}\nauthor: X\nengine: fake\nvoice: v\nsource: {name}.txt\n",
                        name=f"{name}.yaml")
+    (manifests / "c").mkdir()  # a book in its own folder, as POST /books stores it
+    (manifests / "c" / "c.txt").write_text("Gamma text. Short too.")
+    write_manifest(manifests / "c", "title: c\nauthor: X\nengine: fake\nvoice: v\nsource: c.txt\n", name="c.yaml")
     first = nightly(manifests_dir=str(manifests))
-    assert sorted(first["rendered"]) == ["a", "b"] and first["skipped"] == []
+    assert sorted(first["rendered"]) == ["a", "b", "c"] and first["skipped"] == []
     second = nightly(manifests_dir=str(manifests))
-    assert second["rendered"] == [] and sorted(second["skipped"]) == ["a", "b"]
+    assert second["rendered"] == [] and sorted(second["skipped"]) == ["a", "b", "c"]
     (manifests / "b.txt").write_text("Beta text, edited. Also short.")
     third = nightly(manifests_dir=str(manifests))
-    assert third["rendered"] == ["b"] and third["skipped"] == ["a"]
+    assert third["rendered"] == ["b"] and third["skipped"] == ["a", "c"]
     report = json.loads((workdirs["output"] / "b" / "report.json").read_text())
     assert report["chunks_synthesized"] == 1  # only the edited text
 
@@ -269,7 +272,7 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "--host" in lines[0] and "AUDIOBOOK_TOKEN" in lines[0] and host in lines[0]
-    assert not (tmp_path / "prefect-home").exists()  # refused before anything started
+    assert not (tmp_path / "prefect-home" / "server.log").exists()  # refused before a Prefect server started
 
 
 @pytest.mark.server
