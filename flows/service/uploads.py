@@ -192,13 +192,13 @@ def stage_book(form: Form, staging: Path, config: ServiceConfig) -> tuple[Staged
         if len(files) != 1 or manifest_yaml is not None:
             raise Refusal(400, "field 'file': send a .zip of a manifest folder on its own, without other files")
         extract_zip(zips[0].path, folder, limits_of(config), zips[0].filename)
-        yamls = [p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()]
-        if len(yamls) > 1:
-            raise Refusal(422, f"file {zips[0].filename!r}: {len(yamls)} manifests at the top of the archive: "
+        top_yamls = [p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()]
+        if len(top_yamls) > 1:
+            raise Refusal(422, f"file {zips[0].filename!r}: {len(top_yamls)} manifests at the top of the archive: "
                                "keep exactly one .yaml there")
-        if yamls:
-            manifest_yaml, name_hint = yamls[0].read_bytes(), yamls[0].stem
-            yamls[0].unlink()
+        if top_yamls:
+            manifest_yaml, name_hint = top_yamls[0].read_bytes(), top_yamls[0].stem
+            top_yamls[0].unlink()
         contents = [Upload("file", str(p.relative_to(folder)), p, expected_kind(p.name) or "")
                     for p in sorted(folder.rglob("*")) if p.is_file()]
         for upload in contents:  # every unpacked file is checked by content as an upload is
