@@ -27,14 +27,14 @@ $(TORTOISE_STAMP): $(STAMP) requirements-tortoise.txt
 	$(PIP) install --quiet -r requirements-tortoise.txt
 	touch $@
 
-# Debian's Chromium for the browser test of the service page (installed when we are root with apt-get;
-# elsewhere that one test is skipped and says why).
+# Debian's Chromium and its WebDriver for the browser test of the service page (Selenium drives it;
+# installed when we are root with apt-get; elsewhere that test is skipped and says why).
 setup-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	      || echo "could not install chromium: the browser test will be skipped"; \
-	  else echo "chromium not installed (needs root and apt-get): the browser test will be skipped"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "could not install chromium and chromium-driver: the browser test will be skipped"; \
+	  else echo "chromium/chromium-driver not installed (needs root and apt-get): the browser test will be skipped"; fi; }
 
 setup: $(STAMP)            ## the CPU pipeline (Prefect, ffmpeg, Piper and its voice); no torch
 setup-test: $(TEST_STAMP)

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import sys
-import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -181,41 +180,73 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_prefect_environment(probe=False)
     from flows.serve import serve
 
-    serve(host=args.host, port=args.port, prefect_port=args.prefect_port, cron=args.cron, timezone=args.timezone)
+    serve(host=args.host, port=args.port, prefect_port=args.prefect_port, cron=args.cron, timezone=args.timezone,
+          concurrent_books=args.concurrent_books, engine_workers=args.engine_workers)
     return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    import urllib.error
+    """Send one book to a running service (POST /books): a manifest with the files it names (packed
+    into one .zip, paths kept), or a bare document with the title, author, ... options."""
+    import httpx
 
-    path = Path(args.manifest)
+    path = Path(args.path)
     if not path.is_file():
-        raise UserError("no such file", file=path, fix="give the path to a manifest")
-    url = f"{args.server.rstrip('/')}/manifests?name={urllib.parse.quote(path.stem)}"
+        raise UserError("no such file", file=path, fix="give the path to a manifest or a document")
+    fields = {k: v for k, v in {"name": args.name, "title": args.title, "author": args.author,
+                                "narrator": args.narrator, "engine": args.engine, "voice": args.voice,
+                                "quality": args.quality}.items() if v}
     if args.overwrite:
-        url += "&overwrite=true"
-    request = urllib.request.Request(url, data=path.read_bytes(), method="POST",
-                                     headers={"Content-Type": "application/yaml"})
-    if token := os.environ.get("AUDIOBOOK_TOKEN"):
-        request.add_header("Authorization", f"Bearer {token}")
+        fields["overwrite"] = "true"
+    if path.suffix.lower() in (".yaml", ".yml"):
+        upload = (f"{path.stem}.zip", pack_manifest_folder(path), "application/zip")
+    else:
+        upload = (path.name, path.read_bytes(), "application/octet-stream")
+    headers = {"Authorization": f"Bearer {token}"} if (token := os.environ.get("AUDIOBOOK_TOKEN")) else {}
+    server = args.server.rstrip("/")
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - a URL the user gave
-            answer = json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        try:
-            reason = json.loads(exc.read()).get("error", exc.reason)
-        except ValueError:
-            reason = exc.reason
-        raise UserError(f"the server refused it ({exc.code}): {reason}", file=path,
-                        fix="see the reason; set AUDIOBOOK_TOKEN for a server that needs one") from None
-    except OSError as exc:
+        response = httpx.post(f"{server}/books", files=[("file", upload)], data=fields, headers=headers,
+                              timeout=600)
+    except httpx.HTTPError as exc:
         raise UserError(f"cannot reach {args.server}: {exc}", field="--server",
                         fix="start 'audiobook serve' or give the right --server URL") from None
-    print(f"submitted {answer.get('name', path.stem)}: run {answer.get('run_id')}")
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    if response.status_code >= 400:
+        reason = answer.get("error") if isinstance(answer, dict) else None
+        raise UserError(f"the server refused it ({response.status_code}): {reason or response.reason_phrase}",
+                        file=path, fix="see the reason; set AUDIOBOOK_TOKEN for a server that needs one")
+    print(f"submitted {answer.get('name')}: run {answer.get('run_id')}")
     if answer.get("ui_url"):
         print(answer["ui_url"])
-    print(f"status: {args.server.rstrip('/')}{answer.get('status_url', '/books/' + path.stem)}")
+    print(f"status: {server}{answer.get('status_url', '')}")
     return 0
+
+
+def pack_manifest_folder(manifest_path: Path) -> bytes:
+    """The manifest and every file it names (sources, chapter files, cover), zipped with their paths
+    relative to the manifest's folder; the manifest is checked first, as `audiobook check` would."""
+    import io
+    import zipfile
+
+    from tasks.manifest import load_manifest
+    from tasks.plan import check_sources_exist
+
+    manifest = load_manifest(manifest_path)
+    check_sources_exist(manifest)
+    named = [manifest.source] if manifest.source else [c.file for c in manifest.chapters or () if c.file]
+    if manifest.cover:
+        named.append(manifest.cover)
+    folder = manifest.folder.resolve()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.write(manifest_path, f"{manifest_path.stem}.yaml")
+        for rel in dict.fromkeys(n for n in named if n):
+            real = manifest.resolve(rel, "source")
+            archive.write(real, real.relative_to(folder).as_posix())
+    return buffer.getvalue()
 
 
 class terminal_progress:
@@ -283,12 +314,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the nightly schedule (default '0 2 * * *', or AUDIOBOOK_NIGHTLY_CRON)")
     serve.add_argument("--timezone", default=os.environ.get("AUDIOBOOK_TIMEZONE", "UTC"),
                        help="time zone of the schedule (default UTC, or AUDIOBOOK_TIMEZONE)")
+    serve.add_argument("--concurrent-books", type=int, default=int(os.environ.get("AUDIOBOOK_CONCURRENT_BOOKS", "1")),
+                       help="books rendered at once; the others wait in Prefect's queue (default 1, or "
+                       "AUDIOBOOK_CONCURRENT_BOOKS)")
+    serve.add_argument("--engine-workers", type=int, default=int(os.environ.get("AUDIOBOOK_ENGINE_WORKERS", "1")),
+                       help="long-lived engine worker processes (a local Dask cluster) shared by every render, so a "
+                       "model loads once per server; 0: each render loads its own (default 1, or "
+                       "AUDIOBOOK_ENGINE_WORKERS)")
     serve.set_defaults(func=cmd_serve)
 
-    submit = sub.add_parser("submit", help="upload a manifest to a running service and start its render")
-    submit.add_argument("manifest")
+    submit = sub.add_parser("submit", help="send a book (a manifest and its files, or a document) to a running "
+                            "service and queue its render")
+    submit.add_argument("path", help="a manifest (its files go with it) or a document (.epub, .docx, .txt, .md)")
     submit.add_argument("--server", default=os.environ.get("AUDIOBOOK_SERVER", "http://127.0.0.1:8080"))
     submit.add_argument("--overwrite", action="store_true", help="replace a book of the same name")
+    for option in ("name", "title", "author", "narrator", "engine", "voice", "quality"):
+        submit.add_argument(f"--{option}", help=f"the book's {option}, for a document without a manifest")
     submit.set_defaults(func=cmd_submit)
 
     doctor = sub.add_parser("doctor", help="check device, ffmpeg, weights and a one-sentence test render")

@@ -26,7 +26,8 @@ def due_books(manifests_dir: Path, output_dir: Path, voices_dir: Path) -> tuple[
     due: list[Path] = []
     unchanged: list[Path] = []
     invalid: dict[str, str] = {}
-    for path in sorted(manifests_dir.glob("*.yaml")):
+    books = [*manifests_dir.glob("*.yaml"), *(p for p in manifests_dir.glob("*/*.yaml") if p.stem == p.parent.name)]
+    for path in sorted(books, key=lambda p: p.stem):  # flat manifests and book folders (POST /books)
         try:
             digest = book_inputs_digest(load_manifest(path), voices_dir)
         except AudiobookError as exc:

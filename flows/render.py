@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,10 @@ def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
         100.0 * cached / max(total, 1), description=f"Synthesising {total} chunks of {plan.title!r} ({cached} cached)"
     )
     with tts_placement():
-        futures = [synthesize_chunks.submit(b, plan.job, len(b)) for b in batches]
+        futures = []
+        for i, chunks in enumerate(batches):
+            with fair_share(i):
+                futures.append(synthesize_chunks.submit(chunks, plan.job, len(chunks)))
     failures: list[ChunkFailure] = []
     done = cached
     progress.report(done, total, "synthesising")
@@ -121,6 +125,17 @@ def tts_placement() -> contextlib.AbstractContextManager[Any]:
     import dask
 
     return dask.annotate(resources={resource: 1})
+
+
+def fair_share(batch_index: int) -> contextlib.AbstractContextManager[Any]:
+    """On Dask (shared workers, e.g. `audiobook serve`'s resident ones), the i-th batch of every book
+    gets the same priority, so books rendering at once take turns batch by batch instead of the later
+    book waiting for all of the earlier one's. Threads in one process: nothing to share."""
+    if "dask" not in sys.modules:
+        return contextlib.nullcontext()
+    import dask
+
+    return dask.annotate(priority=-batch_index)
 
 
 def with_cluster(cluster: str | None) -> Any:

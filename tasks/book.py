@@ -14,6 +14,8 @@ import functools
 import json
 import os
 import re
+import shutil
+import tempfile
 import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +26,7 @@ from typing import Any
 from tasks.audio import AudioStats, assemble_chapter_to_wav, output_error
 from tasks.cache import AudioCache, atomic_write_bytes, content_key, file_sha256
 from tasks.encode import BookTags, encode_m4b, encode_mp3
+from tasks.errors import UserError
 from tasks.manifest import Manifest
 from tasks.plan import MAX_PART_SECONDS, BookPlan, ChapterKind, ChapterPlan, SynthJob
 from tasks.synth import ChunkResult
@@ -167,6 +170,8 @@ def _remove_stale_temp_files(out_dir: Path) -> None:
     for folder in (out_dir, out_dir / "mp3"):
         for stale in folder.glob(".*.partial*"):
             stale.unlink(missing_ok=True)
+    for stage in out_dir.glob(".staging-*"):
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def publish_book(
@@ -176,8 +181,8 @@ def publish_book(
 
     `cover` is the image to embed (the plan's, see tasks.cover), or None for none.
     A file is kept from an earlier render only when its inputs are unchanged and its size and sha256
-    match what was recorded when it was written (a truncated or altered file is encoded again). When
-    encoding fails, the files this call wrote are removed: no partial book is left behind.
+    match what was recorded when it was written (a truncated or altered file is encoded again). New
+    files are staged and swapped in together: when encoding fails, the book folder is left as it was.
     """
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -188,9 +193,8 @@ def publish_book(
     cover_key = content_key("cover", sha=_file_digest(cover)) if cover else None
     state = _load_state(out_dir)
     files: list[Path] = []
-    encoded = 0
     wanted: dict[str, dict[str, Any]] = {}
-    written: list[Path] = []
+    written: list[str] = []
 
     def fresh(name: str, key: str) -> bool:
         record = state.get(name)
@@ -208,21 +212,42 @@ def publish_book(
         return intact
 
     def wrote(name: str, key: str) -> None:
-        path = out_dir / name
-        written.append(path)
-        stat = path.stat()
+        path = stage / name
+        written.append(name)
+        stat = path.stat()  # os.replace keeps size and modification time
         wanted[name] = {"key": key, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(path)}
 
+    # New files are encoded into a staging folder and swapped in only when every one is written, so a
+    # render that fails part-way leaves the previous complete book as it was.
     try:
-        encoded = _publish_files(manifest, chapters, out_dir, tags, cover, cover_key, files, fresh, wrote)
+        stage = Path(tempfile.mkdtemp(dir=out_dir, prefix=".staging-"))
+    except OSError as exc:
+        raise output_error(exc, out_dir) from exc
+    try:
+        encoded = _publish_files(manifest, chapters, stage, tags, cover, cover_key, files, fresh, wrote)
+        for name in written:
+            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / name, out_dir / name)
+        files[:] = [out_dir / f.relative_to(stage) for f in files]
+        if "mp3" in manifest.outputs:
+            _remove_renamed_chapters(out_dir, {f.name for f in files if f.parent.name == "mp3"})
         atomic_write_bytes(out_dir / STATE_FILE, json.dumps(wanted, indent=1, sort_keys=True).encode())
-    except BaseException as exc:
-        for path in written:  # a book is published whole or not at all
-            path.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise output_error(exc, out_dir) from exc
+    except OSError as exc:
+        raise output_error(exc, out_dir) from exc
+    except UserError as exc:  # name the book's folder, not the staging folder inside it
+        if exc.file is not None and exc.file.startswith(str(stage)):
+            raise type(exc)(exc.reason, file=out_dir, field=exc.field, fix=exc.fix) from exc
         raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return files, encoded
+
+
+def _remove_renamed_chapters(out_dir: Path, keep: set[str]) -> None:
+    """MP3s of chapters renamed or removed since the last render (after the new ones are in place)."""
+    for old in (out_dir / "mp3").glob("*.mp3") if (out_dir / "mp3").is_dir() else ():
+        if old.name not in keep:
+            old.unlink()
 
 
 def _publish_files(
@@ -230,14 +255,12 @@ def _publish_files(
     cover_key: str | None, files: list[Path], fresh: Callable[[str, str], bool],
     wrote: Callable[[str, str], None],
 ) -> int:
-    """Encode what is not fresh, several ffmpeg processes at once (each encoder uses one core)."""
+    """Encode what is not fresh into `out_dir` (the staging folder), several ffmpeg processes at once
+    (each encoder uses one core); `fresh` looks at the published book, `wrote` records a new file."""
     jobs: list[tuple[str, str, Callable[[], object]]] = []  # (name, key, encode)
     if "mp3" in manifest.outputs:
         (out_dir / "mp3").mkdir(exist_ok=True)
         names = [f"mp3/{mp3_name(ch, len(chapters))}" for ch in chapters]
-        for old in (out_dir / "mp3").glob("*.mp3"):  # chapters renamed or removed since the last render
-            if f"mp3/{old.name}" not in names:
-                old.unlink()
         for ch, name in zip(chapters, names, strict=True):
             key = content_key("mp3", audio=ch.key, tags=asdict(tags), title=ch.title, track=ch.index,
                               total=len(chapters), cover=cover_key)

@@ -1,125 +1,136 @@
-"""The service's page in a real browser: Debian's headless Chromium loads `/` from uvicorn on a loopback
-port and must show each book, its status and its download links; the links serve a real M4B and MP3.
+"""The service's page in a real browser: Debian's Chromium driven by Selenium (chromium-driver) against
+a real `audiobook serve` (Prefect, the Piper voice, ffmpeg). Sign in once (the cookie is HttpOnly),
+pick an EPUB (its title and author fill in), render it, watch the list reach "completed" without a
+reload, play a chapter (the audio element reports a duration), download the M4B and read its chapters.
 
-Skipped when Chromium is not installed (`apt-get install -y chromium`; `make test` installs it)."""
+Skipped when Chromium or its driver is not installed (`make setup-browser`)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
+import time
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import httpx
-import numpy as np
 import pytest
 
-from flows.service import FakeRunBackend, ServerThread, ServiceConfig, create_app
-from tasks.audio import write_wav_atomic
-from tasks.encode import BookTags, encode_m4b, encode_mp3
+from tasks.encode import ffmpeg_exe, read_m4b_chapters
+from tests.test_operate import TOKEN, Serve
+from tests.test_service_uploads import make_epub
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install -y chromium)")
-
-TOKEN = "browser-token"
-TITLE = "The <Quiet> Village & Co"
-
-
-class Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.hrefs: list[str] = []
-        self.rows: dict[str, str] = {}
-        self._row: str | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag == "a" and a.get("href"):
-            self.hrefs.append(str(a["href"]))
-        if tag == "tr" and a.get("data-book"):
-            self._row, self._text = str(a["data-book"]), []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "tr" and self._row is not None:
-            self.rows[self._row] = " ".join(t.strip() for t in self._text if t.strip())
-            self._row = None
-
-    def handle_data(self, data: str) -> None:
-        if self._row is not None:
-            self._text.append(data)
+DRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
+                       reason="Chromium and its driver are not installed (make setup-browser)"),
+    pytest.mark.server,
+]
 
 
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServiceConfig, FakeRunBackend]]:
-    root = tmp_path_factory.mktemp("service")
-    config = ServiceConfig(manifests_dir=root / "manifests", output_dir=root / "output", token=TOKEN)
-    config.manifests_dir.mkdir()
-    book = config.output_dir / "quiet"
-    sr = 44_100
-    t = np.arange(int(sr * 1.5)) / sr
-    wav = write_wav_atomic(root / "tone.wav", (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr)
-    tags = BookTags(title=TITLE, author="Jane Doe")
-    encode_mp3(wav, book / "mp3" / "01-the-storm.mp3", tags=tags, chapter_title="The Storm", track=1, total_tracks=1)
-    encode_m4b([wav], ["The Storm"], book / "quiet.m4b", tags=tags)
-    (book / "report.json").write_text(f'{{"title": "{TITLE}", "engine": "piper", "chunks_total": 1}}')
-    (config.manifests_dir / "pending.yaml").write_text("title: Pending Book\nauthor: A\nsource: x.txt\n")
-    runs = FakeRunBackend(config.output_dir)
-    runs.set_state("pending", "running")
-    yield config, runs
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--autoplay-policy=no-user-gesture-required", "--window-size=390,844"):  # a phone's screen
+        options.add_argument(flag)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(options=options, service=DriverService(executable_path=str(DRIVER)))
+    driver.downloads = downloads
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
-def chromium(*args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM is not None
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
-        return subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args],
-            capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": profile},
-        )
+def real_jpeg(path: Path) -> Path:
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=navy:s=96x128", "-frames:v", "1",
+                    str(path)], check=True, timeout=60)
+    return path
 
 
-def test_the_page_lists_books_status_and_downloads(library: tuple[ServiceConfig, FakeRunBackend],
-                                                   tmp_path: Path) -> None:
-    config, runs = library
-    with ServerThread(create_app(config, runs)) as server:
-        result = chromium("--dump-dom", f"{server.url}/")
-        assert result.returncode == 0, result.stderr[-2000:]
-        dom = result.stdout
-        page = Links()
-        page.feed(dom)
-        assert set(page.rows) == {"quiet", "pending"}, dom[:2000]
-        assert TITLE in page.rows["quiet"] and "completed" in page.rows["quiet"]
-        assert "Pending Book" in page.rows["pending"] and "running" in page.rows["pending"]
-        assert "<Quiet>" not in dom.split("<body", 1)[1].replace("&lt;Quiet&gt;", "")  # escaped, not markup
-        downloads = [h for h in page.hrefs if "/download/" in h]
-        assert downloads == [
-            "/books/quiet/download/quiet.m4b",
-            "/books/quiet/download/mp3/01-the-storm.mp3",
-            "/books/quiet/download/report.json",
-        ]
+def test_upload_render_play_and_download_in_chromium(browser: Any, workdirs: dict[str, Path], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
-        shot = tmp_path / "page.png"
-        result = chromium("--screenshot=" + str(shot), "--window-size=1100,700", f"{server.url}/")
-        assert result.returncode == 0, result.stderr[-2000:]
-        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 1000
+    epub = tmp_path / "lamp.epub"
+    epub.write_bytes(make_epub(cover=real_jpeg(tmp_path / "cover.jpg").read_bytes()))
+    server = Serve(workdirs, tmp_path).start()
+    try:
+        wait = WebDriverWait(browser, 60)
+        browser.get(server.http + "/")
+        # Sign in once: the server sets the cookie; the page's script cannot read it.
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.CSS_SELECTOR, "#sign-in button").click()
+        wait.until(lambda d: d.get_cookie("audiobook_token") and not d.find_elements(By.ID, "sign-in"))
+        cookie = browser.get_cookie("audiobook_token")
+        assert cookie is not None and cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+        assert "audiobook_token" not in browser.execute_script("return document.cookie")
+        # Usable on a phone: nothing wider than the screen.
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
 
-        # The links serve the real files, whole and in ranges, to a client with the token.
-        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-            for href, rel, ctype in ((downloads[0], "quiet.m4b", "audio/mp4"),
-                                     (downloads[1], "mp3/01-the-storm.mp3", "audio/mpeg")):
-                data = (config.output_dir / "quiet" / rel).read_bytes()
-                r = client.get(href)
-                assert r.status_code == 200 and r.content == data and r.headers["content-type"] == ctype
-                r = client.get(href, headers={"Range": "bytes=4-11"})
-                assert r.status_code == 206 and r.content == data[4:12]
-            assert client.get(downloads[0], headers={"Authorization": ""}).status_code == 401
-        from mutagen.mp4 import MP4
+        # Pick the document: its own title and author fill in.
+        browser.find_element(By.ID, "document").send_keys(str(epub))
+        wait.until(lambda d: d.find_element(By.ID, "title").get_attribute("value") == "The Lamp Keeper")
+        assert browser.find_element(By.ID, "author").get_attribute("value") == "Ada Quill"
+        engines = [o.get_attribute("value") for o in Select(browser.find_element(By.ID, "engine")).options]
+        assert "piper" in engines
+        Select(browser.find_element(By.ID, "engine")).select_by_value("piper")
+        Select(browser.find_element(By.ID, "quality")).select_by_value("draft")
+        browser.execute_script("window.notReloaded = true")
+        browser.find_element(By.ID, "submit").click()
+        wait.until(lambda d: "queued the-lamp-keeper" in d.find_element(By.ID, "upload-result").text)
 
-        info: Any = MP4(str(config.output_dir / "quiet" / "quiet.m4b")).info
-        assert info.length > 1.0
+        # The list follows the render without a reload, to "completed", with the cover as a thumbnail.
+        row = '#books li[data-book="the-lamp-keeper"]'
+        WebDriverWait(browser, 300).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} .status")
+            and d.find_element(By.CSS_SELECTOR, f"{row} .status").text in ("completed", "failed"))
+        assert browser.find_element(By.CSS_SELECTOR, f"{row} .status").text == "completed", server.log_text()
+        assert browser.execute_script("return window.notReloaded === true")
+        thumb = browser.find_element(By.CSS_SELECTOR, f"{row} img.thumb")
+        wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", thumb) == 96)
+
+        # The book's page: chapters, a player per chapter, the M4B.
+        browser.find_element(By.CSS_SELECTOR, f"{row} a.title").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "audio.chapter"))
+        titles = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".chapter-title")]
+        assert titles == ["The Harbour"]
+        duration = browser.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            const audio = document.querySelector("audio.chapter");
+            audio.muted = true;
+            audio.play().then(() => setTimeout(() => done([audio.duration, audio.currentTime, audio.paused]), 700),
+                              (e) => done(["play failed: " + e]));
+        """)
+        assert isinstance(duration[0], float) and duration[0] > 1.0, duration
+        assert duration[1] > 0 and duration[2] is False  # it is playing
+        m4b_duration = browser.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            const audio = document.getElementById("m4b");
+            if (audio.readyState >= 1) done(audio.duration);
+            else audio.addEventListener("loadedmetadata", () => done(audio.duration));
+        """)
+        assert m4b_duration > 1.0
+
+        # Download the M4B through the page (the cookie goes with it) and read its chapters.
+        browser.find_element(By.LINK_TEXT, "Download the M4B").click()
+        target = browser.downloads / "the-lamp-keeper.m4b"
+        deadline = time.monotonic() + 60
+        while not target.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert target.exists(), list(browser.downloads.iterdir())
+        chapters = read_m4b_chapters(target)
+        assert [t for t, _ in chapters] == ["The Harbour"]
+        assert target.read_bytes() == (workdirs["output"] / "the-lamp-keeper" / "the-lamp-keeper.m4b").read_bytes()
+    finally:
+        server.kill()

@@ -450,7 +450,7 @@ def test_index_page_escapes_user_text(svc: Service) -> None:
     page = svc.client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<script>alert" not in page.text
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; Co" in page.text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; Co" in page.text
     assert 'href="/books/xss/download/xss.m4b"' in page.text
 
 
@@ -519,3 +519,59 @@ def test_prefect_backend_starts_the_deployment_and_maps_states(prefect_harness: 
     old = backend.status("old")
     assert old is not None and old.state == "completed"
     assert backend.status("never") is None
+
+
+@pytest.mark.server
+def test_listing_500_books_asks_prefect_a_bounded_number_of_times(prefect_harness: None, tmp_path: Path) -> None:
+    """/books over 500 books recorded in Prefect: one filtered query (in pages of Prefect's 200-row
+    limit) for every state and one for the progress of those running; not one per book."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Completed, Failed, Running
+
+    from flows.render import render_book
+
+    deployment_id = cast_any(render_book.to_deployment(name="listing")).apply()
+    config = make_config(tmp_path)
+    runs: dict[str, str] = {}
+    with get_client(sync_client=True) as prefect:
+        for i in range(500):
+            flow_run = prefect.create_flow_run_from_deployment(deployment_id, name=f"book{i:03d}", parameters={"manifest": "x"})
+            runs[f"book{i:03d}"] = str(flow_run.id)
+            if i % 5 == 1:
+                prefect.set_flow_run_state(flow_run.id, Completed(), force=True)
+            elif i % 5 == 2:
+                prefect.set_flow_run_state(flow_run.id, Failed(message="chapter 2 failed\nTraceback..."), force=True)
+            elif i % 5 == 3:
+                prefect.set_flow_run_state(flow_run.id, Running(), force=True)
+        running = runs["book003"]
+    (config.output_dir / ".runs.json").write_text(json.dumps(runs))
+    for name in runs:
+        (config.manifests_dir / f"{name}.yaml").write_text(f"title: Title {name}\nauthor: A\nsource: x.txt\n")
+    from uuid import UUID
+
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    with get_client(sync_client=True) as prefect:  # what render-book's progress artifact holds
+        prefect.create_artifact(ArtifactCreate(type="progress", data=25.0, flow_run_id=UUID(running),
+                                               description="Synthesising 80 chunks of 'Title book003' (0 cached)"))
+    backend = PrefectRunBackend(config)
+    with ServerThread(create_app(config, backend)) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        client.get("/books")  # warm: Prefect's client and settings
+        backend.requests = 0
+        started = time.perf_counter()
+        listing = client.get("/books").json()
+        seconds = time.perf_counter() - started
+    assert len(listing) == 500
+    assert backend.requests == 4, backend.requests  # 3 pages of runs + 1 of progress artifacts
+    states = {b["name"]: b for b in listing}
+    assert states["book000"]["status"] == "queued" and states["book001"]["status"] == "completed"
+    assert states["book002"]["status"] == "failed" and states["book002"]["message"] == "chapter 2 failed"
+    assert states["book003"]["progress"]["chunks_total"] == 80 and states["book003"]["progress"]["chunks_done"] == 20
+    assert UUID(states["book003"]["run_id"])
+    print(f"\nGET /books, 500 books: {seconds * 1000:.0f} ms, {backend.requests} Prefect requests")
+
+
+def cast_any(value: Any) -> Any:
+    return value
