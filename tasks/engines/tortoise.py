@@ -1,16 +1,20 @@
 """Tortoise TTS behind the engine interface, with its models resident on one device.
 
-    synthesize(text, voice, settings, seed)
+    synthesize_many(requests)  (synthesize(text, ...) is a batch of one)
       -> conditioning latents of `voice`      computed once per voice, cached on disk (`compute_latents`)
-      -> N autoregressive candidates          sampled in batches of `autoregressive_batch_size`
-      -> CLVP re-ranking                      the candidate whose codes best match the text wins
-      -> AR latents of the best               the diffusion model's conditioning
-      -> diffusion (mel) -> UnivNet vocoder   24 kHz mono float32
+      -> N autoregressive candidates          one decode for K chunks x N candidates (tortoise_batch)
+      -> CLVP re-ranking                      per chunk: the candidate whose codes best match the text wins
+      -> AR latents of the winners            the diffusion model's conditioning, K in one pass
+      -> diffusion (mel) -> UnivNet vocoder   per chunk (DDPM or DDIM) -> K at once; 24 kHz mono float32
+
+Chunks are grouped by voice and settings, sorted by token length, and rendered `batch_capacity` at a time
+(rows = chunks x candidates, from the device's memory); out of memory halves the batch and goes on. A
+chunk's audio does not depend on its batch-mates (own generators seeded from its seed).
 
 This mirrors `tortoise.api.TextToSpeech.tts()` but keeps every model on the worker's device (stock
 `tts()` moves each model CPU<->GPU on every call), runs fp16 autocast + kv_cache on a GPU, computes
 voice latents once with a fixed crop (stock crops a random window per call, so the voice drifts between
-chunks), and seeds every RNG (torch, CUDA, numpy, python `random`) from `seed` before each call.
+chunks). `decoder: per-chunk` (AUDIOBOOK_TORTOISE_BATCHED=0) keeps adapter 1's path (tortoise_pipeline).
 
 Model bundles (tortoise_models.py): AUDIOBOOK_TORTOISE_MODELS=pretrained (default; the real weights from
 TORTOISE_MODELS_DIR, offline) | tiny (random tiny models: tests, CI) | random-full (benchmarks).
@@ -18,7 +22,9 @@ TORTOISE_MODELS_DIR, offline) | tiny (random tiny models: tests, CI) | random-fu
 Environment knobs (tests and operators; settings_for folds the first three into the settings, so they
 are part of every cache key):
     AUDIOBOOK_TORTOISE_SAMPLES, AUDIOBOOK_TORTOISE_DIFFUSION_STEPS, AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS
-    AUDIOBOOK_TORTOISE_AR_BATCH   candidates per AR batch (default: from free GPU memory; 4 on CPU)
+    AUDIOBOOK_TORTOISE_BATCH_ROWS AR rows (chunks x candidates) per batch (default: from GPU memory; 32 on CPU)
+    AUDIOBOOK_TORTOISE_BATCHED    0: the per-chunk path of adapter 1 (benchmark baseline)
+    AUDIOBOOK_TORTOISE_AR_BATCH   per-chunk path only: candidates per AR call (default: from GPU memory)
     AUDIOBOOK_TORTOISE_DEVICE     cuda | cpu (default: cuda when available)
     AUDIOBOOK_TORTOISE_HALF       1 | 0 (default: 1 on cuda, always 0 on cpu)
     AUDIOBOOK_TORTOISE_REDACTION  0 turns the wav2vec prompt redaction off (prompts are then dropped)
@@ -42,19 +48,21 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tasks.engines.base import Clip, EngineInfo
+from tasks.engines.base import Clip, EngineInfo, SynthRequest
 from tasks.errors import EngineError, TransientEngineError, UserError, VoiceError
 
 log = logging.getLogger(__name__)
 
-ADAPTER_VERSION = "1"
+# 2: batched decode with mel positions 0, 1, 2, ... (adapter 1 had kv_cache=True's k+1), per-chunk
+# generators for every stage, a vocoder tail pad of 24 frames, the re-tuned quality table.
+ADAPTER_VERSION = "2"
 LATENTS_FORMAT = "1"  # bump when the latent computation below changes
 SAMPLE_RATE_HZ = 24000  # the vocoder's output rate
 REFERENCE_RATE_HZ = 22050  # Tortoise reads reference clips at 22.05 kHz
@@ -62,28 +70,45 @@ CLIP_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 MAX_TEXT_TOKENS = 400  # Tortoise rejects longer text (its assert in tts())
 COND_SAMPLES = 132300  # the AR conditioning window: 6 s at 22.05 kHz (format_conditioning's default)
 DIFFUSION_COND_SAMPLES = 102400  # the diffusion conditioning window at 24 kHz (as get_conditioning_latents)
-CALM_TOKEN = 83  # the AR code for silence (fix_autoregressive_output pads with it)
 _PROMPT_RE = re.compile(r"\[[^\[\]]*\]")
 
-# quality -> generation settings, mirroring Tortoise's presets (tts_with_preset):
-# draft = ultra_fast, standard = fast, high = standard. The shared knobs are Tortoise's tuned defaults.
+# quality -> generation settings, in one table. Evidence (README "Tortoise on GPUs"): Tortoise's own
+# presets (ultra_fast 16 candidates / 30 steps, fast 96 / 80, standard 256 / 200) and its docs on
+# conditioning-free guidance, and DDIM at a fraction of DDPM's steps. draft and standard use DDIM.
 _COMMON: dict[str, Any] = {
     "temperature": 0.8, "top_p": 0.8, "length_penalty": 1.0, "repetition_penalty": 2.0,
     "cond_free_k": 2.0, "diffusion_temperature": 1.0, "max_mel_tokens": 500,
 }
 QUALITY_SETTINGS: dict[str, dict[str, Any]] = {
-    "draft": {**_COMMON, "num_autoregressive_samples": 16, "diffusion_iterations": 30, "cond_free": False},
-    "standard": {**_COMMON, "num_autoregressive_samples": 96, "diffusion_iterations": 80, "cond_free": True},
-    "high": {**_COMMON, "num_autoregressive_samples": 256, "diffusion_iterations": 200, "cond_free": True},
+    "draft": {**_COMMON, "num_autoregressive_samples": 4, "diffusion_iterations": 20,
+              "diffusion_sampler": "ddim", "cond_free": False},
+    "standard": {**_COMMON, "num_autoregressive_samples": 16, "diffusion_iterations": 30,
+                 "diffusion_sampler": "ddim", "cond_free": True},
+    "high": {**_COMMON, "num_autoregressive_samples": 96, "diffusion_iterations": 80,
+             "diffusion_sampler": "p", "cond_free": True},
 }
 _ENV_OVERRIDES = {
     "AUDIOBOOK_TORTOISE_SAMPLES": "num_autoregressive_samples",
     "AUDIOBOOK_TORTOISE_DIFFUSION_STEPS": "diffusion_iterations",
     "AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS": "max_mel_tokens",
 }
+DECODERS = ("batched", "per-chunk")
+DIFFUSION_SAMPLERS = ("p", "ddim")  # stock's DDPM (p_sample) or DDIM (eta 0)
+TRAINED_DIFFUSION_STEPS = 4000
 # Also accepted: the pipeline's `sentence_pause_ms` (Tortoise speaks a chunk's sentences with its own
-# prosody, so it is ignored here) and the AR batch size, which changes which candidates are sampled.
-SETTING_KEYS = frozenset(QUALITY_SETTINGS["standard"]) | {"autoregressive_batch_size", "sentence_pause_ms"}
+# prosody, so it is ignored here), `decoder`, and for the per-chunk decoder the AR batch size, which
+# changes which candidates it samples.
+SETTING_KEYS = frozenset(QUALITY_SETTINGS["standard"]) | {"autoregressive_batch_size", "sentence_pause_ms",
+                                                           "decoder"}
+KV_BYTES_PER_TOKEN_ROW = 2 * 30 * 1024 * 2  # keys + values, 30 layers x 1024, fp16: 120 KiB
+ROW_TOKENS = 402 + 3 + 500  # the longest prefix plus the longest decode
+MAX_ROWS_GPU = 256  # beyond ~64 rows a step is bound by reading the KV cache: more rows gain little
+MAX_ROWS_CPU = 32
+
+
+def ddim_steps_ok(steps: int) -> bool:
+    """Whether DDIM can take exactly `steps` of the 4,000 trained steps at an integer stride."""
+    return any(len(range(0, TRAINED_DIFFUSION_STEPS, i)) == steps for i in range(1, TRAINED_DIFFUSION_STEPS))
 
 
 def _version(package: str) -> str:
@@ -230,6 +255,8 @@ class TortoiseEngine:
         self._prompt_mode: str | None = None
         self.latents_computed = 0  # how many times latents were computed (not read from the cache)
         self.last_timings: dict[str, float] = {}
+        self.decode_stats: dict[str, Any] = {}  # decode steps and rows, summed (benchmarks)
+        self._row_limit = 0  # lowered after an out-of-memory (0: none)
 
         # The identity is cheap to know without loading (and fails fast when weights are missing).
         if models is not None:
@@ -297,9 +324,17 @@ class TortoiseEngine:
             value = _env_int(env)
             if value is not None:
                 settings[key] = value
-        # The batch size changes which candidates are sampled, so it is part of the settings (and of
-        # every chunk's cache key): chosen from free GPU memory unless AUDIOBOOK_TORTOISE_AR_BATCH says.
-        settings["autoregressive_batch_size"] = self._ar_batch_size({})
+        if settings["diffusion_sampler"] == "ddim" and not ddim_steps_ok(int(settings["diffusion_iterations"])):
+            raise UserError(
+                f"DDIM cannot take {settings['diffusion_iterations']} of Tortoise's 4000 diffusion steps at an "
+                "even stride", field="AUDIOBOOK_TORTOISE_DIFFUSION_STEPS", fix="use e.g. 10, 16, 20, 25, 30, 40 or 50")
+        if os.environ.get("AUDIOBOOK_TORTOISE_BATCHED", "1") == "0":
+            # The per-chunk decoder's batch size changes which candidates are sampled, so it is part of
+            # the settings (and of every chunk's cache key). The batched decoder's batch changes nothing.
+            settings["decoder"] = "per-chunk"
+            settings["autoregressive_batch_size"] = self._ar_batch_size({})
+        else:
+            settings["decoder"] = "batched"
         return settings
 
     def check_voice(self, voice: str, voices_dir: str | None) -> None:
@@ -310,24 +345,10 @@ class TortoiseEngine:
 
     def synthesize(self, text: str, voice: str, settings: Mapping[str, Any], seed: int, *,
                    voices_dir: str | None = None) -> Clip:
-        unknown = set(settings) - SETTING_KEYS
-        if unknown:
-            raise EngineError(f"unknown Tortoise settings {sorted(unknown)}; known: {sorted(SETTING_KEYS)}")
-        merged = {**QUALITY_SETTINGS["standard"], **settings}
-        import torch
-
-        with self._lock:
-            try:
-                return self._synthesize(text, voice, merged, seed, voices_dir)
-            except UserError:
-                raise
-            except torch.cuda.OutOfMemoryError as exc:
-                torch.cuda.empty_cache()
-                raise TransientEngineError(f"tortoise ran out of GPU memory: {exc}") from exc
-            except EngineError:
-                raise
-            except Exception as exc:
-                raise EngineError(f"tortoise failed on {text[:60]!r}: {type(exc).__name__}: {exc}") from exc
+        outcome = self.synthesize_many([SynthRequest(text, voice, settings, seed, voices_dir)])[0]
+        if isinstance(outcome, EngineError):
+            raise outcome
+        return outcome
 
     # -- latents ---------------------------------------------------------------------------------------
     def _latents_key(self, voice: str, voices_dir: str | Path | None) -> str:
@@ -453,16 +474,9 @@ class TortoiseEngine:
                 else contextlib.nullcontext():
             yield
 
-    def _synthesize(self, text: str, voice: str, s: Mapping[str, Any], seed: int,
-                    voices_dir: str | Path | None) -> Clip:
-        import torch
-        import torch.nn.functional as F
-
-        api = self._tm._tortoise()
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        m = self.models
-        timings["load_s"] = time.perf_counter() - t0
+    def _prepare(self, text: str, seed: int) -> Any:
+        """The chunk as the models take it, or EngineError (empty once prompts go, too many tokens)."""
+        from tasks.engines.tortoise_pipeline import Prepared
 
         redact = False
         if "[" in text:
@@ -472,81 +486,126 @@ class TortoiseEngine:
                 text = split_prompts(text)[1]
         if not text.strip():
             raise EngineError("nothing to speak: the text is empty once prompts are removed")
-
-        t = time.perf_counter()
-        ar_latent, diffusion_latent = self._voice_latents(voice, voices_dir)
-        timings["latents_s"] = time.perf_counter() - t
-
-        self._seed_everything(seed)
-        tokens = torch.IntTensor(m.tokenizer.encode(text)).unsqueeze(0).to(self.device)
-        tokens = F.pad(tokens, (0, 1))  # as tts() does
-        if tokens.shape[-1] >= MAX_TEXT_TOKENS:
-            raise EngineError(f"text is {tokens.shape[-1]} tokens, Tortoise's limit is {MAX_TEXT_TOKENS}: "
+        tokens = (*self.models.tokenizer.encode(text), 0)  # the trailing 0 tts() appends
+        if len(tokens) >= MAX_TEXT_TOKENS:
+            raise EngineError(f"text is {len(tokens)} tokens, Tortoise's limit is {MAX_TEXT_TOKENS}: "
                               "split it into shorter chunks")
-        n_samples = int(s["num_autoregressive_samples"])
-        batch = max(1, min(self._ar_batch_size(s), n_samples))
-        max_mel = int(s["max_mel_tokens"])
-        ar = m.autoregressive
-        stop = ar.stop_mel_token
+        return Prepared(text, tokens, seed, redact)
 
-        with torch.no_grad():
-            # 1. AR candidates: n_samples code sequences, each (max_mel,) padded with the stop token.
-            t = time.perf_counter()
-            candidates = []
-            with self._autocast():
-                for start in range(0, n_samples, batch):
-                    codes = ar.inference_speech(
-                        ar_latent, tokens, do_sample=True, top_p=s["top_p"], temperature=s["temperature"],
-                        num_return_sequences=min(batch, n_samples - start), length_penalty=s["length_penalty"],
-                        repetition_penalty=s["repetition_penalty"], max_generate_length=max_mel)
-                    candidates.append(F.pad(codes, (0, max_mel - codes.shape[1]), value=stop))
-            timings["autoregressive_s"] = time.perf_counter() - t
+    def _render_group(self, voice: str, voices_dir: str | None, s: Mapping[str, Any],
+                      items: list[tuple[int, Any]], outcomes: dict[int, Clip | EngineError]) -> None:
+        """Render chunks that share voice and settings, `batch_capacity` at a time in token-length order.
+        Out of memory halves the batch (remembered for the rest of this worker's life) and goes on; a
+        single chunk that does not fit is a transient fault of that chunk."""
+        import torch
 
-            # 2. CLVP ranks the candidates against the text; keep the best one.
-            t = time.perf_counter()
-            scores = []
-            with self._autocast():
-                for codes in candidates:
-                    for i in range(codes.shape[0]):
-                        codes[i] = api.fix_autoregressive_output(codes[i], stop, complain=False)
-                    scores.append(m.clvp(tokens.repeat(codes.shape[0], 1), codes, return_loss=False))
-            all_codes = torch.cat(candidates, dim=0)
-            best = all_codes[torch.argmax(torch.cat(scores, dim=0))].unsqueeze(0)  # (1, max_mel)
-            timings["clvp_s"] = time.perf_counter() - t
+        from tasks.engines import tortoise_pipeline as tp
 
-            # 3. The AR model's last hidden states for the best codes condition the diffusion model.
-            t = time.perf_counter()
-            with self._autocast():
-                latents = ar(ar_latent, tokens, torch.tensor([tokens.shape[-1]], device=tokens.device), best,
-                             torch.tensor([best.shape[-1] * ar.mel_length_compression], device=tokens.device),
-                             return_latent=True, clip_inputs=False)  # (1, max_mel, d_ar)
-            calm_run = 0  # trim after 8 silence codes, which leaves the diffusion model room to end speech
-            for k in range(best.shape[-1]):
-                calm_run = calm_run + 1 if int(best[0, k]) == CALM_TOKEN else 0
-                if calm_run > 8:
-                    latents = latents[:, :k]
-                    break
-            timings["ar_latents_s"] = time.perf_counter() - t
+        latents = self._voice_latents(voice, voices_dir)
+        clock = tp.StageClock(self.device)
+        items = sorted(items, key=lambda item: len(item[1].tokens))
+        if s.get("decoder") == "per-chunk":
+            for index, prepared in items:
+                outcomes[index] = tp.render_one(self, prepared, s, latents, clock)
+            self.last_timings = clock.seconds
+            return
+        size = self.batch_capacity(s)
+        queue = [items[i:i + size] for i in range(0, len(items), size)]
+        while queue:
+            part = queue.pop(0)
+            try:
+                clips = tp.render_batch(self, [p for _, p in part], s, latents, clock)
+            except torch.cuda.OutOfMemoryError as exc:
+                torch.cuda.empty_cache()
+                if len(part) == 1:
+                    for index, _ in part:
+                        outcomes[index] = TransientEngineError(f"tortoise ran out of GPU memory: {exc}")
+                    continue
+                half = len(part) // 2
+                self._row_limit = half * int(s["num_autoregressive_samples"])
+                log.warning("tortoise: out of memory at %d chunks per batch; going on with %d", len(part), half)
+                queue[:0] = [part[:half], part[half:]]
+                continue
+            for (index, _), clip in zip(part, clips, strict=True):
+                outcomes[index] = clip
+        self.last_timings = clock.seconds
 
-            # 4. Diffusion to a 24 kHz mel (fp32, as stock), then the vocoder.
-            t = time.perf_counter()
-            diffuser = api.load_discrete_vocoder_diffuser(
-                desired_diffusion_steps=int(s["diffusion_iterations"]), cond_free=bool(s["cond_free"]),
-                cond_free_k=s["cond_free_k"])
-            mel = api.do_spectrogram_diffusion(m.diffusion, diffuser, latents.float(), diffusion_latent,
-                                               temperature=s["diffusion_temperature"], verbose=False)
-            timings["diffusion_s"] = time.perf_counter() - t
-            t = time.perf_counter()
-            wav = m.vocoder.inference(mel)  # (1, 1, samples) in [-1, 1]
-            if redact:
-                wav = self._aligner.redact(wav.squeeze(1), text).unsqueeze(1)
-            timings["vocoder_s"] = time.perf_counter() - t
+    def synthesize_many(self, requests: Sequence[SynthRequest]) -> list[Clip | EngineError]:
+        """Clips for many chunks; one outcome per request, in order (see base.BatchEngine)."""
+        import torch
 
-        samples = wav.squeeze().float().cpu().numpy().astype(np.float32)
-        timings["total_s"] = time.perf_counter() - t0
-        timings["audio_s"] = samples.size / SAMPLE_RATE_HZ
-        self.last_timings = timings
-        return Clip(np.clip(samples, -1.0, 1.0), SAMPLE_RATE_HZ)
+        outcomes: dict[int, Clip | EngineError] = {}
+        groups: dict[str, tuple[SynthRequest, dict[str, Any], list[tuple[int, Any]]]] = {}
+        with self._lock:
+            started = time.perf_counter()
+            for index, r in enumerate(requests):
+                try:
+                    merged = self._merged_settings(r.settings)
+                    prepared = self._prepare(r.text, r.seed)
+                except UserError:
+                    raise
+                except EngineError as exc:
+                    outcomes[index] = exc
+                    continue
+                key = json.dumps([r.voice, r.voices_dir, merged], sort_keys=True, default=str)
+                groups.setdefault(key, (r, merged, []))[2].append((index, prepared))
+            for first, merged, items in groups.values():
+                try:
+                    self._render_group(first.voice, first.voices_dir, merged, items, outcomes)
+                except (UserError, EngineError):
+                    raise
+                except torch.cuda.OutOfMemoryError as exc:  # the per-chunk decoder, or latents
+                    torch.cuda.empty_cache()
+                    raise TransientEngineError(f"tortoise ran out of GPU memory: {exc}") from exc
+                except Exception as exc:
+                    error = EngineError(f"tortoise failed: {type(exc).__name__}: {exc}")
+                    for index, prepared in items:
+                        outcomes.setdefault(index, EngineError(
+                            f"tortoise failed on {prepared.text[:60]!r}: {type(exc).__name__}: {exc}"))
+                    log.debug("tortoise batch failed", exc_info=error)
+            self.last_timings = {**self.last_timings, "total_s": time.perf_counter() - started}
+        done = [outcomes[i] for i in range(len(requests))]
+        self.last_timings["audio_s"] = sum(o.duration_s for o in done if isinstance(o, Clip))
+        return done
+
+    def _merged_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = set(settings) - SETTING_KEYS
+        if unknown:
+            raise EngineError(f"unknown Tortoise settings {sorted(unknown)}; known: {sorted(SETTING_KEYS)}")
+        merged = {"decoder": "batched", **QUALITY_SETTINGS["standard"], **settings}
+        if merged["decoder"] not in DECODERS:
+            raise EngineError(f"unknown Tortoise decoder {merged['decoder']!r}; known: {', '.join(DECODERS)}")
+        if merged["diffusion_sampler"] not in DIFFUSION_SAMPLERS:
+            raise EngineError(f"unknown diffusion sampler {merged['diffusion_sampler']!r}; "
+                              f"known: {', '.join(DIFFUSION_SAMPLERS)}")
+        if merged["diffusion_sampler"] == "ddim" and not ddim_steps_ok(int(merged["diffusion_iterations"])):
+            raise EngineError(f"DDIM cannot take {merged['diffusion_iterations']} of Tortoise's 4000 diffusion "
+                              "steps at an even stride: use e.g. 10, 16, 20, 25, 30, 40, 50 or 80")
+        return merged
+
+    def _max_rows(self) -> int:
+        """AR rows (chunks x candidates) one decode holds: env, else from the card's total memory (not its
+        free memory, so the choice is stable), else MAX_ROWS_CPU. Lowered for good after an out-of-memory."""
+        env = _env_int("AUDIOBOOK_TORTOISE_BATCH_ROWS")
+        if env:
+            rows = env
+        elif self.device.startswith("cuda"):
+            import torch
+
+            total = torch.cuda.mem_get_info()[1]
+            budget = total - 8 * 2**30  # resident models (~4 GiB) and the other stages' activations
+            per_row = KV_BYTES_PER_TOKEN_ROW * ROW_TOKENS * (1 if self.half else 2)
+            rows = max(1, min(MAX_ROWS_GPU, budget // per_row))
+        else:
+            rows = MAX_ROWS_CPU
+        return min(rows, self._row_limit) if self._row_limit else rows
+
+    def batch_capacity(self, settings: Mapping[str, Any]) -> int:
+        """Chunks one call renders together at `settings` (rows // candidates, at least 1)."""
+        merged = {**QUALITY_SETTINGS["standard"], **settings}
+        if merged.get("decoder") == "per-chunk":
+            return 1
+        return max(1, self._max_rows() // max(1, int(merged["num_autoregressive_samples"])))
 
 
 # -- module-level front doors (the CLI calls these) ------------------------------------------------------

@@ -169,7 +169,8 @@ def decode(ar: Any, prefixes: Sequence[Prefix], sampling: Sampling, *, mel_posit
     causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
     allowed = causal[None] & real[:, None, :]
     bias = torch.zeros(allowed.shape, dtype=bias_dtype, device=device).masked_fill(~allowed, neg)[:, None]
-    dtype = torch.float16 if torch.is_autocast_enabled() and device.type == "cuda" else prefix.dtype
+    autocast = device.type == "cuda" and torch.is_autocast_enabled("cuda")
+    dtype = torch.float16 if autocast else prefix.dtype
     decoder = _Decoder(ar.gpt, total, length + sampling.max_mel, dtype, device)
     hidden = decoder.forward(prefix, 0, bias, rows=chunk_of_row)[:, -1:]  # the start token's state, per chunk
     logits = ar.mel_head(ar.final_norm(hidden))[:, 0].float().index_select(0, chunk_of_row)

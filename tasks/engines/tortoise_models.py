@@ -146,6 +146,10 @@ def _finish(
     vocoder.eval(inference=True)  # removes weight norm: after loading, the checkpoint has it
     for module in (ar, diffusion, clvp, vocoder):
         module.to(device)
+    # Every call runs under torch.no_grad. The models run under fp16 autocast (AR, CLVP) keep
+    # requires_grad on: autocast caches its fp16 copy of a weight only for leaves that require grad, so
+    # each weight is cast once per autocast region instead of at every call (every decode step).
+    for module in (diffusion, vocoder):
         for p in module.parameters():
             p.requires_grad_(False)
     return TortoiseModels(ar, diffusion, clvp, vocoder, tokenizer, device, identity, size,
