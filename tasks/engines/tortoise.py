@@ -38,14 +38,10 @@ Importing this module does not import torch: the CPU quickstart has no torch ins
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib.util
 import json
 import logging
 import os
 import random
-import re
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -56,21 +52,26 @@ from typing import Any
 import numpy as np
 
 from tasks.engines.base import Clip, EngineInfo, SynthRequest
-from tasks.errors import EngineError, TransientEngineError, UserError, VoiceError
+from tasks.engines.tortoise_latents import LATENTS_FORMAT, VoiceLatents  # noqa: F401 - re-exported
+from tasks.engines.tortoise_voices import (  # noqa: F401 - re-exported: the CLI and tests use them here
+    CLIP_EXTENSIONS,
+    REFERENCE_RATE_HZ,
+    bundled_voices_dir,
+    clips_digest,
+    list_voices,
+    load_clip_22k,
+    split_prompts,
+    voice_clips,
+)
+from tasks.errors import EngineError, TransientEngineError, UserError
 
 log = logging.getLogger(__name__)
 
 # 2: batched decode with mel positions 0, 1, 2, ... (adapter 1 had kv_cache=True's k+1), per-chunk
 # generators for every stage, a vocoder tail pad of 24 frames, the re-tuned quality table.
 ADAPTER_VERSION = "2"
-LATENTS_FORMAT = "1"  # bump when the latent computation below changes
 SAMPLE_RATE_HZ = 24000  # the vocoder's output rate
-REFERENCE_RATE_HZ = 22050  # Tortoise reads reference clips at 22.05 kHz
-CLIP_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 MAX_TEXT_TOKENS = 400  # Tortoise rejects longer text (its assert in tts())
-COND_SAMPLES = 132300  # the AR conditioning window: 6 s at 22.05 kHz (format_conditioning's default)
-DIFFUSION_COND_SAMPLES = 102400  # the diffusion conditioning window at 24 kHz (as get_conditioning_latents)
-_PROMPT_RE = re.compile(r"\[[^\[\]]*\]")
 
 # quality -> generation settings, in one table. Evidence (README "Tortoise on GPUs"): Tortoise's own
 # presets (ultra_fast 16 candidates / 30 steps, fast 96 / 80, standard 256 / 200) and its docs on
@@ -131,92 +132,6 @@ def _env_int(name: str) -> int | None:
     return value
 
 
-# -- voices (no torch needed) ----------------------------------------------------------------------------
-def _default_voices_dir() -> Path:
-    from tasks.paths import voices_dir
-
-    return voices_dir()
-
-
-def bundled_voices_dir() -> Path | None:
-    """The voices folder shipped inside the tortoise package, found without importing it."""
-    spec = importlib.util.find_spec("tortoise")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations))) / "voices"
-    return folder if folder.is_dir() else None
-
-
-def _clips_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CLIP_EXTENSIONS)
-
-
-def list_voices(voices_dir: str | Path | None = None) -> list[str]:
-    """Voices this engine can speak: folders of reference clips in `voices_dir`, then Tortoise's bundled ones."""
-    names: set[str] = set()
-    for root in (Path(voices_dir) if voices_dir else _default_voices_dir(), bundled_voices_dir()):
-        if root is not None and root.is_dir():
-            names.update(d.name for d in root.iterdir() if d.is_dir() and _clips_in(d))
-    return sorted(names)
-
-
-def voice_clips(voice: str, voices_dir: str | Path | None = None) -> list[Path]:
-    """The reference clips of `voice` (sorted by name): ours first, then Tortoise's bundled voice."""
-    root = Path(voices_dir) if voices_dir else _default_voices_dir()
-    bundled = bundled_voices_dir()
-    if not voice or "/" in voice or "\\" in voice or voice.startswith("."):
-        raise VoiceError(f"bad voice name {voice!r}", field="voice", fix="use a folder name under voices/")
-    for folder in (root / voice, bundled / voice if bundled else None):
-        if folder is not None and folder.is_dir():
-            clips = _clips_in(folder)
-            if clips:
-                return clips
-            raise VoiceError(
-                f"voice folder {folder} holds no reference clips", file=folder, field="voice",
-                fix=f"add 2-5 clips of 6-10 s each ({', '.join(CLIP_EXTENSIONS)})",
-            )
-    available = list_voices(root)
-    raise VoiceError(
-        f"unknown Tortoise voice {voice!r}: no folder {root / voice}", field="voice",
-        fix=f"add reference clips to {root / voice}/ or use one of: {', '.join(available) or '(none)'}",
-    )
-
-
-def clips_digest(clips: list[Path]) -> list[tuple[str, str]]:
-    """(name, sha256 of bytes) per clip, in name order."""
-    return [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(clips, key=lambda p: p.name)]
-
-
-def load_clip_22k(path: Path) -> np.ndarray:
-    """One reference clip as float32 mono at 22.05 kHz, shape (n,). Any rate; wav/flac/ogg/mp3."""
-    try:
-        import soundfile
-
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        audio = data.mean(axis=1)
-    except Exception:  # an mp3 libsndfile cannot read: librosa -> audioread -> ffmpeg
-        try:
-            import librosa
-
-            audio, rate = librosa.load(str(path), sr=None, mono=True)
-        except Exception as exc:
-            raise VoiceError(f"cannot read reference clip {path}: {exc}", file=path,
-                             fix="convert it to WAV or FLAC") from exc
-    if audio.size < rate // 2:
-        raise VoiceError(f"reference clip {path} is shorter than 0.5 s", file=path, fix="use clips of 6-10 s")
-    if rate != REFERENCE_RATE_HZ:
-        import soxr
-
-        audio = soxr.resample(audio, rate, REFERENCE_RATE_HZ)
-    return np.clip(audio.astype(np.float32), -1.0, 1.0)
-
-
-def split_prompts(text: str) -> tuple[str, str]:
-    """("[I am sad,] Hello." ) -> (text with prompts, text without them), whitespace collapsed."""
-    spoken = " ".join(_PROMPT_RE.sub(" ", text).split())
-    return text, spoken
-
-
 # -- the engine ------------------------------------------------------------------------------------------
 def _models_mode() -> str:
     mode = os.environ.get("AUDIOBOOK_TORTOISE_MODELS", "pretrained").strip().lower()
@@ -226,7 +141,7 @@ def _models_mode() -> str:
     return mode
 
 
-class TortoiseEngine:
+class TortoiseEngine(VoiceLatents):
     """Tortoise with resident models. Thread-safe: one synthesis at a time per process (one GPU)."""
 
     def __init__(self, *, models: Any = None, models_dir: str | Path | None = None, device: str | None = None,
@@ -349,97 +264,6 @@ class TortoiseEngine:
         if isinstance(outcome, EngineError):
             raise outcome
         return outcome
-
-    # -- latents ---------------------------------------------------------------------------------------
-    def _latents_key(self, voice: str, voices_dir: str | Path | None) -> str:
-        clips = voice_clips(voice, voices_dir)
-        payload = {
-            "clips": clips_digest(clips), "models": self.model_identity, "precision": "fp32",
-            "format": LATENTS_FORMAT,
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-    def latents_path(self, voice: str, voices_dir: str | Path | None = None,
-                     cache_dir: str | Path | None = None) -> Path:
-        """Compute (or find) the conditioning latents of `voice`; returns the cached file."""
-        key = self._latents_key(voice, voices_dir)
-        path = self._latents_file(voice, key, cache_dir)
-        with self._lock:
-            if not path.exists():
-                self._compute_and_store(voice, voices_dir, path)
-        return path
-
-    def _latents_file(self, voice: str, key: str, cache_dir: str | Path | None) -> Path:
-        if cache_dir is None:
-            cache_dir = self._cache_dir
-        if cache_dir is None:
-            from tasks.paths import cache_dir as default_cache_dir
-
-            cache_dir = default_cache_dir()
-        return Path(cache_dir) / "latents" / f"{voice}-{key[:24]}.pt"
-
-    def _compute_and_store(self, voice: str, voices_dir: str | Path | None, path: Path) -> tuple[Any, Any]:
-        import torch
-
-        ar_latent, diffusion_latent = self._compute_latents(voice_clips(voice, voices_dir))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"autoregressive": ar_latent.cpu(), "diffusion": diffusion_latent.cpu(),
-                        "models": self.model_identity, "format": LATENTS_FORMAT}, tmp)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; other workers read this cache
-            os.replace(tmp, path)  # a crash never leaves a half file that looks like a hit
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return ar_latent, diffusion_latent
-
-    def _compute_latents(self, clips: list[Path]) -> tuple[Any, Any]:
-        """(AR latent (1, d_ar), diffusion latent (1, 2*d_diff)) from the clips, deterministically, in fp32.
-
-        Mirrors TextToSpeech.get_conditioning_latents, except that each clip is cropped to its centre 6 s
-        window instead of a random one (format_conditioning then sees no gap, so uses no randomness)."""
-        import torch
-        import torchaudio
-
-        api = self._tm._tortoise()
-        m = self.models
-        self.latents_computed += 1
-        random.seed(0)  # belt and braces: format_conditioning only draws from `random` on a gap
-        with torch.no_grad():
-            auto_conds, diffusion_conds = [], []
-            for path in clips:
-                wav = torch.from_numpy(load_clip_22k(path)).unsqueeze(0)  # (1, n) at 22.05 kHz
-                gap = wav.shape[-1] - COND_SAMPLES
-                centred = wav[:, gap // 2: gap // 2 + COND_SAMPLES] if gap > 0 else wav
-                auto_conds.append(api.format_conditioning(centred, device=self.device))  # (1, 80, frames)
-                wav24 = torchaudio.functional.resample(wav, REFERENCE_RATE_HZ, 24000)
-                wav24 = api.pad_or_truncate(wav24, DIFFUSION_COND_SAMPLES).to(self.device)
-                diffusion_conds.append(m.univnet_stft().mel_spectrogram(wav24))  # (1, 100, frames)
-            ar_latent = m.autoregressive.get_conditioning(torch.stack(auto_conds, dim=1))
-            diffusion_latent = m.diffusion.get_conditioning(torch.stack(diffusion_conds, dim=1))
-        return ar_latent, diffusion_latent
-
-    def _voice_latents(self, voice: str, voices_dir: str | Path | None) -> tuple[Any, Any]:
-        import torch
-
-        key = self._latents_key(voice, voices_dir)
-        if key in self._latents:
-            return self._latents[key]
-        path = self._latents_file(voice, key, None)
-        latents: tuple[Any, Any] | None = None
-        if path.exists():
-            try:
-                stored = torch.load(str(path), map_location="cpu", weights_only=True)
-                latents = (stored["autoregressive"], stored["diffusion"])
-            except Exception as exc:  # a corrupt cache file is recomputed, never trusted
-                log.warning("tortoise: unreadable latents %s (%s); recomputing", path, exc)
-        if latents is None:
-            latents = self._compute_and_store(voice, voices_dir, path)
-        latents = (latents[0].to(self.device), latents[1].to(self.device))
-        self._latents[key] = latents
-        return latents
 
     # -- generation ------------------------------------------------------------------------------------
     def _seed_everything(self, seed: int) -> None:

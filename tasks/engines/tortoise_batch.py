@@ -228,7 +228,7 @@ def _spans(live: list[int], starts: list[int], counts: list[int]) -> list[tuple[
     """Per chunk: (first, end) batch positions of its rows still in the batch, and their candidate numbers."""
     spans, pos = [], 0
     for start, count in zip(starts, counts, strict=True):
-        local = []
+        local: list[int] = []
         while pos + len(local) < len(live) and live[pos + len(local)] < start + count:
             local.append(live[pos + len(local)] - start)
         spans.append((pos, pos + len(local), local))
