@@ -63,6 +63,14 @@ SIZES["tiny"] = {
              "text_heads": 2, "speech_enc_depth": 1, "speech_heads": 2},
     "vocoder": {"channel_size": 8},  # full UnivNet (32) costs ~2 s per second of audio on CPU
 }
+# Between the two, for CPU benchmarks: an AR model big enough (6 x 256) that a decode step costs real
+# matrix work, so batching shows there; the other networks stay small.
+SIZES["small"] = {
+    "autoregressive": {**SIZES["full"]["autoregressive"], "layers": 6, "model_dim": 256, "heads": 4},
+    "diffusion": {**SIZES["tiny"]["diffusion"], "in_latent_channels": 256},
+    "clvp": SIZES["tiny"]["clvp"],
+    "vocoder": SIZES["tiny"]["vocoder"],
+}
 
 
 def _tortoise() -> Any:
