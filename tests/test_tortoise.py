@@ -104,7 +104,7 @@ def test_settings_table_and_env_overrides(engine: tt.TortoiseEngine, monkeypatch
     draft, standard, high = (engine.settings_for(q) for q in ("draft", "standard", "high"))
     table = [(q["num_autoregressive_samples"], q["diffusion_iterations"], q["diffusion_sampler"], q["cond_free"])
              for q in (draft, standard, high)]
-    assert table == [(4, 20, "ddim", False), (16, 30, "ddim", True), (96, 80, "p", True)]
+    assert table == [(4, 16, "ddim", True), (16, 30, "ddim", True), (96, 80, "p", True)]
     assert {q["decoder"] for q in (draft, standard, high)} == {"batched"} and "autoregressive_batch_size" not in draft
     monkeypatch.setenv("AUDIOBOOK_TORTOISE_BATCHED", "0")  # adapter 1's per-chunk path: its batch size is keyed
     legacy = engine.settings_for("draft")
@@ -309,10 +309,13 @@ def test_benchmark_runs_at_tiny_size(tmp_path: Path, env: dict[str, str]) -> Non
     finally:
         sys.path.pop(0)
     out = tmp_path / "bench.json"
-    result = bench_tortoise.main(["--size", "tiny", "--device", "cpu", "--chunks", "1", "--samples", "2",
-                                  "--steps", "2", "--tokens", "20", "--out", str(out)])
+    result = bench_tortoise.main(["--size", "tiny", "--device", "cpu", "--chunks", "2", "--samples", "2",
+                                  "--steps", "2", "--tokens", "10", "--no-table", "--out", str(out)])
     assert json.loads(out.read_text()) == result
-    assert result["stock"]["audio_s"] > 0 and result["ours"]["audio_s"] > 0 and result["speedup"] > 0
+    assert all(result[side]["audio_s"] > 0 for side in ("stock", "per_chunk", "batched"))
+    assert result["batched"]["audio_s"] == result["per_chunk"]["audio_s"]  # the same chunks, the same lengths
+    assert result["speedup_batched_vs_per_chunk"] > 0 and result["speedup_batched_vs_stock"] > 0
+    assert result["batched"]["chunks_per_call"] >= 2 and result["per_chunk"]["chunks_per_call"] == 1
 
 
 @pytest.mark.gpu

@@ -81,8 +81,8 @@ _COMMON: dict[str, Any] = {
     "cond_free_k": 2.0, "diffusion_temperature": 1.0, "max_mel_tokens": 500,
 }
 QUALITY_SETTINGS: dict[str, dict[str, Any]] = {
-    "draft": {**_COMMON, "num_autoregressive_samples": 4, "diffusion_iterations": 20,
-              "diffusion_sampler": "ddim", "cond_free": False},
+    "draft": {**_COMMON, "num_autoregressive_samples": 4, "diffusion_iterations": 16,
+              "diffusion_sampler": "ddim", "cond_free": True},
     "standard": {**_COMMON, "num_autoregressive_samples": 16, "diffusion_iterations": 30,
                  "diffusion_sampler": "ddim", "cond_free": True},
     "high": {**_COMMON, "num_autoregressive_samples": 96, "diffusion_iterations": 80,
