@@ -164,13 +164,13 @@ def run_stock(models_dir: Path, clips: list[Any], args: argparse.Namespace, chun
     api.do_spectrogram_diffusion = stages.wrap("diffusion_s", original_diffusion)
     audio_s, total = 0.0, 0.0
     try:
-        for text in chunks:
+        for i, text in enumerate(chunks):
             t = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):  # stock prints "No stop tokens found" per candidate
                 wav = tts.tts_with_preset(
-                    text, preset=args.preset, voice_samples=clips, use_deterministic_seed=args.seed, verbose=False,
-                    num_autoregressive_samples=args.samples, diffusion_iterations=args.steps,
-                    max_mel_tokens=args.tokens)
+                    text, preset=args.preset, voice_samples=clips, use_deterministic_seed=args.seed + i,
+                    verbose=False, num_autoregressive_samples=args.samples, diffusion_iterations=args.steps,
+                    cond_free=args.cond_free, max_mel_tokens=args.tokens)
             total += time.perf_counter() - t
             audio_s += wav.shape[-1] / 24000
     finally:
@@ -198,11 +198,10 @@ def run_engine(models_dir: Path, voices: Path, cache: Path, args: argparse.Names
     t = time.perf_counter()
     engine.latents_path("bench", voices)
     latents_s = time.perf_counter() - t
-    samples, steps, cond_free = PRESETS[args.preset]
-    settings: dict[str, Any] = {**engine.settings_for(PRESET_TO_QUALITY[args.preset]), "decoder": decoder,
+    settings: dict[str, Any] = {**engine.settings_for(args.quality), "decoder": decoder,
                                 "num_autoregressive_samples": args.samples, "max_mel_tokens": args.tokens}
     if not table:  # the preset's own diffusion, as stock runs it
-        settings.update(diffusion_iterations=args.steps, diffusion_sampler="p", cond_free=cond_free)
+        settings.update(diffusion_iterations=args.steps, diffusion_sampler="p", cond_free=args.cond_free)
     if decoder == "per-chunk":
         settings["autoregressive_batch_size"] = args.batch
     requests = [SynthRequest(text, "bench", settings, args.seed + i, str(voices)) for i, text in enumerate(chunks)]
@@ -238,7 +237,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", choices=("tiny", "small", "full"), default="tiny",
                    help="small: between tiny and full, where batching shows on a CPU")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
-    p.add_argument("--preset", choices=tuple(PRESET_TO_QUALITY), default="ultra_fast")
+    p.add_argument("--preset", choices=tuple(PRESET_TO_QUALITY), default="ultra_fast",
+                   help="stock's preset: its candidates, steps and guidance on every side")
+    p.add_argument("--quality", choices=tuple(PRESET_TO_QUALITY.values()), default=None,
+                   help="instead of --preset: our quality table's candidates, steps and guidance on every side "
+                        "(DDPM steps, which stock can run; batched_table adds the table's DDIM)")
     p.add_argument("--chunks", type=int, default=len(CHUNKS), help=f"how many of the {len(CHUNKS)} chunks")
     p.add_argument("--samples", type=int, default=None, help="AR candidates (default: 2 tiny, preset's on full)")
     p.add_argument("--steps", type=int, default=None, help="diffusion steps (default: 4 tiny, preset's on full)")
@@ -253,7 +256,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=REPO / "output" / "bench" / "tortoise.json")
     args = p.parse_args(argv)
-    preset = PRESETS[args.preset]
+    if args.quality:
+        from tasks.engines.tortoise import QUALITY_SETTINGS
+
+        q = QUALITY_SETTINGS[args.quality]
+        preset = (q["num_autoregressive_samples"], q["diffusion_iterations"], q["cond_free"])
+    else:
+        preset = PRESETS[args.preset]
+        args.quality = PRESET_TO_QUALITY[args.preset]
+    args.cond_free = preset[2]
     args.samples = args.samples or (2 if args.size == "tiny" else preset[0])
     args.steps = args.steps or (4 if args.size == "tiny" else preset[1])
     args.batch = args.batch or min(args.samples, 16)
@@ -303,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                 table=True)
     result: dict[str, Any] = {
         "size": args.size, "device": args.device, "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
-        "preset": args.preset, "chunks": len(chunks), "chunk_chars": [len(c) for c in chunks], "samples": args.samples,
+        "preset": args.preset, "quality": args.quality, "cond_free": args.cond_free, "chunks": len(chunks), "chunk_chars": [len(c) for c in chunks], "samples": args.samples,
         "steps": args.steps, "tokens": args.tokens, "batch": args.batch, "seed": args.seed,
         "write_checkpoints_s": round(write_s, 2), "torch": torch.__version__, **sides,
     }
@@ -317,7 +328,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for out in {args.out, args.json} - {None}:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"tortoise bench: size={args.size} device={args.device} preset={args.preset} chunks={len(chunks)} "
+    print(f"tortoise bench: size={args.size} device={args.device} quality={args.quality} chunks={len(chunks)} "
           f"samples={args.samples} steps={args.steps} tokens={args.tokens} batch={args.batch}")
     for side, r in sides.items():
         stages = " ".join(f"{k}={v:.2f}" for k, v in r["stages"].items())

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Tortoise GPU check in one call, for a short lease on one GPU (H100/H200: under 6 minutes):
 #   1. benchmarks/gpu_checks.py: stock equivalence, batch invariance (fp32 and fp16), an engine render
-#   2. benchmarks/bench_tortoise.py --size full: stock vs per-chunk vs batched, draft (ultra_fast) then
-#      standard (fast), random weights, the same chunks and settings on every side
+#   2. benchmarks/bench_tortoise.py --size full: stock vs per-chunk vs batched at our draft (16 chunks)
+#      then standard (8 chunks) settings, random weights, the same chunks and settings on every side,
+#      plus the batched engine at the table's DDIM diffusion
 # and writes ONE JSON file: $OUT/gpu_check.json when OUT is set, else output/bench/gpu_check.json.
 #
 #   benchmarks/gpu_check.sh                          # on the GPU machine
@@ -44,7 +45,7 @@ fi
 
 # Step budgets (seconds) that sum to under 6 minutes on an H200; a step that runs out is recorded as such.
 if [ "$SIZE" = full ]; then
-  CHECK_T=90; DRAFT=(--chunks 16 --tokens 60); STANDARD=(--chunks 4 --tokens 60 --no-table); DRAFT_T=190; STANDARD_T=90
+  CHECK_T=60; DRAFT=(--chunks 16 --tokens 80); STANDARD=(--chunks 8 --tokens 80); DRAFT_T=170; STANDARD_T=100
 else
   CHECK_T=300; DRAFT=(--chunks 4 --tokens 12 --samples 2 --steps 2); STANDARD=(--chunks 2 --tokens 12 --samples 4 --steps 2 --no-table)
   DRAFT_T=400; STANDARD_T=400
@@ -53,12 +54,12 @@ status=0
 log "checks"
 timeout "$CHECK_T" "$PY" benchmarks/gpu_checks.py --device "$DEVICE" --size "$SIZE" --out "$WORK/checks.json" \
   >> "$OUTDIR/gpu_check.log" 2>&1 || { log "checks: exit $?"; status=1; }
-log "bench draft (ultra_fast)"
-timeout "$DRAFT_T" "$PY" benchmarks/bench_tortoise.py --size "$SIZE" --device "$DEVICE" --preset ultra_fast \
+log "bench draft"
+timeout "$DRAFT_T" "$PY" benchmarks/bench_tortoise.py --size "$SIZE" --device "$DEVICE" --quality draft \
   "${DRAFT[@]}" --models-dir "$WORK/models" --out "$WORK/draft.json" >> "$OUTDIR/gpu_check.log" 2>&1 \
   || { log "bench draft: exit $?"; status=1; }
-log "bench standard (fast)"
-timeout "$STANDARD_T" "$PY" benchmarks/bench_tortoise.py --size "$SIZE" --device "$DEVICE" --preset fast \
+log "bench standard"
+timeout "$STANDARD_T" "$PY" benchmarks/bench_tortoise.py --size "$SIZE" --device "$DEVICE" --quality standard \
   "${STANDARD[@]}" --models-dir "$WORK/models" --out "$WORK/standard.json" >> "$OUTDIR/gpu_check.log" 2>&1 \
   || { log "bench standard: exit $?"; status=1; }
 

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--size", default="full", choices=("tiny", "small", "full"))
-    p.add_argument("--tokens", type=int, default=60)
+    p.add_argument("--tokens", type=int, default=40)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     import torch
