@@ -30,7 +30,7 @@ are part of every cache key):
     AUDIOBOOK_TORTOISE_REDACTION  0 turns the wav2vec prompt redaction off (prompts are then dropped)
 
 Errors: unknown voice / bad clip -> VoiceError; no weights offline -> WeightsMissingError; CUDA out of
-memory -> TransientEngineError (retried); anything else -> EngineError.
+memory -> half the batch, and for a single chunk TransientEngineError (retried); anything else -> EngineError.
 
 Importing this module does not import torch: the CPU quickstart has no torch installed.
 """
@@ -325,8 +325,9 @@ class TortoiseEngine(VoiceLatents):
 
         from tasks.engines import tortoise_pipeline as tp
 
-        latents = self._voice_latents(voice, voices_dir)
         clock = tp.StageClock(self.device)
+        with clock.stage("latents_s"):
+            latents = self._voice_latents(voice, voices_dir)
         items = sorted(items, key=lambda item: len(item[1].tokens))
         if s.get("decoder") == "per-chunk":
             for index, prepared in items:
