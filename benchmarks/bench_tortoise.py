@@ -1,17 +1,21 @@
-"""Stock Tortoise (`TextToSpeech.tts_with_preset`) against our resident engine, same weights, same chunks.
+"""Stock Tortoise against our engine, per chunk and batched: same weights, same chunks, same settings.
 
-    .venv/bin/python benchmarks/bench_tortoise.py [--size tiny|full] [--device cpu|cuda] [--preset ultra_fast]
+    .venv/bin/python benchmarks/bench_tortoise.py [--size tiny|small|full] [--device cpu|cuda]
+                     [--preset ultra_fast|fast|standard] [--chunks 16] [--tokens 80] [--rows N]
 
-Both sides get identical random weights (no download): we build the real classes at `--size`, write them
+Every side gets identical random weights (no download): we build the real classes at `--size`, write them
 as a local Hugging Face cache folder, and
   - stock: swap size-overridden classes into `tortoise.api` so the unmodified `TextToSpeech.__init__`
     loads that folder; each chunk calls `tts_with_preset(voice_samples=...)` as `do_tts.py` does
     (latents recomputed per call, models shuttled CPU<->GPU by `temporary_cuda`);
-  - ours: `load_pretrained` from the same folder; latents once per voice (timed apart), models resident.
-Random weights never emit the stop token, so every candidate runs to `--tokens` codes on both sides.
+  - per_chunk: our engine with `decoder: per-chunk` (adapter 1's path: stock's sampler, models resident);
+  - batched: our engine's default path, all chunks handed over in one `synthesize_many` call.
+All three run the preset's candidates, DDPM steps and conditioning-free setting. `batched_table` then
+runs the batched engine at the quality table's own diffusion (DDIM for draft and standard), for the
+record. Random weights never emit the stop token, so every candidate runs to `--tokens` codes.
 
-Prints realtime factors (seconds of compute per second of audio), seconds per stage, peak GPU memory and
-the speed-up stock/ours; writes output/bench/tortoise.json.
+Prints seconds per stage, realtime factors, peak GPU memory and the ratios; writes output/bench/tortoise.json
+with `speedup_batched_vs_per_chunk` and `speedup_batched_vs_stock` (one run, same chunks and settings).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -32,12 +37,29 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+# Sixteen chunks of mixed length (our own wording), 2 to 150 characters.
 CHUNKS = [
-    "It was a bright cold day in April, and the clocks were striking thirteen.",
-    "The hallway smelt of boiled cabbage and old rag mats.",
-    "At one end of it a coloured poster, too large for indoor display, had been tacked to the wall.",
+    "The lamp was lit before the rain began, and the room smelt of wet wool and coal smoke.",
+    "No.",
+    "She counted the steps to the harbour wall.",
+    "A gull landed on the railing, looked at the bread in his hand, and waited with great patience.",
+    "Morning came slowly.",
+    "Nobody in the village remembered who had planted the row of pear trees along the lane, but everyone "
+    "ate the pears.",
+    "The ferry was late again.",
+    "He wrote three letters that evening and posted none of them.",
+    "Wait here.",
+    "The map showed a road where there was only a field of barley and a gate tied shut with string.",
+    "Her brother laughed at the idea, then spent the whole afternoon trying it himself.",
+    "It rained.",
+    "By the time the kettle boiled, the argument had been forgotten by everyone except the cat.",
+    "The train stopped at every station, even the ones with no names.",
+    "Somewhere below, a door closed, and the house settled back into its quiet.",
+    "They walked home along the beach, carrying their shoes, while the tide came in behind them and "
+    "smoothed their footprints away.",
 ]
 PRESET_TO_QUALITY = {"ultra_fast": "draft", "fast": "standard", "standard": "high"}
+PRESETS = {"ultra_fast": (16, 30, False), "fast": (96, 80, True), "standard": (256, 200, True)}
 
 
 def write_voice(folder: Path) -> None:
@@ -142,13 +164,13 @@ def run_stock(models_dir: Path, clips: list[Any], args: argparse.Namespace, chun
     api.do_spectrogram_diffusion = stages.wrap("diffusion_s", original_diffusion)
     audio_s, total = 0.0, 0.0
     try:
-        for text in chunks:
+        for i, text in enumerate(chunks):
             t = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):  # stock prints "No stop tokens found" per candidate
                 wav = tts.tts_with_preset(
-                    text, preset=args.preset, voice_samples=clips, use_deterministic_seed=args.seed, verbose=False,
-                    num_autoregressive_samples=args.samples, diffusion_iterations=args.steps,
-                    max_mel_tokens=args.tokens)
+                    text, preset=args.preset, voice_samples=clips, use_deterministic_seed=args.seed + i,
+                    verbose=False, num_autoregressive_samples=args.samples, diffusion_iterations=args.steps,
+                    cond_free=args.cond_free, max_mel_tokens=args.tokens)
             total += time.perf_counter() - t
             audio_s += wav.shape[-1] / 24000
     finally:
@@ -159,54 +181,90 @@ def run_stock(models_dir: Path, clips: list[Any], args: argparse.Namespace, chun
             "gpu_peak_gib": _gpu_peak_gib(args.device)}
 
 
-def run_ours(models_dir: Path, voices: Path, cache: Path, args: argparse.Namespace,
-             chunks: list[str]) -> dict[str, Any]:
+def run_engine(models_dir: Path, voices: Path, cache: Path, args: argparse.Namespace, chunks: list[str],
+               decoder: str, *, table: bool = False) -> dict[str, Any]:
+    """Our engine on `chunks` in one synthesize_many call (the per-chunk decoder loops inside it)."""
     from tasks.engines import tortoise as tt
     from tasks.engines import tortoise_models as tm
+    from tasks.engines.base import Clip, SynthRequest
 
     _gpu_reset(args.device)
     half = args.device == "cuda"
     t = time.perf_counter()
     models = tm.load_pretrained(models_dir, args.device, size=args.size, half=half)
     engine = tt.TortoiseEngine(models=models, device=args.device, half=half, cache_dir=cache)
+    engine._prompt_mode = "dropped"  # no prompts in these chunks: do not look for the aligner
     load_s = time.perf_counter() - t
     t = time.perf_counter()
     engine.latents_path("bench", voices)
     latents_s = time.perf_counter() - t
-    settings = {**engine.settings_for(PRESET_TO_QUALITY[args.preset]), "num_autoregressive_samples": args.samples,
-                "diffusion_iterations": args.steps, "max_mel_tokens": args.tokens,
-                "autoregressive_batch_size": args.batch}
-    stages: dict[str, float] = {}
-    audio_s, total = 0.0, 0.0
-    for text in chunks:
-        t = time.perf_counter()
-        clip = engine.synthesize(text, "bench", settings, args.seed, voices_dir=str(voices))
-        total += time.perf_counter() - t
-        audio_s += clip.duration_s
-        for key, value in engine.last_timings.items():
-            if key not in ("total_s", "audio_s", "load_s"):
-                stages[key] = stages.get(key, 0.0) + value
+    settings: dict[str, Any] = {**engine.settings_for(args.quality), "decoder": decoder,
+                                "num_autoregressive_samples": args.samples, "max_mel_tokens": args.tokens}
+    if not table:  # the preset's own diffusion, as stock runs it
+        settings.update(diffusion_iterations=args.steps, diffusion_sampler="p", cond_free=args.cond_free)
+    if decoder == "per-chunk":
+        settings["autoregressive_batch_size"] = args.batch
+    requests = [SynthRequest(text, "bench", settings, args.seed + i, str(voices)) for i, text in enumerate(chunks)]
+    if args.device == "cuda":
+        torch_sync()
+    t = time.perf_counter()
+    clips = engine.synthesize_many(requests)
+    if args.device == "cuda":
+        torch_sync()
+    total = time.perf_counter() - t
+    failed = [c for c in clips if not isinstance(c, Clip)]
+    if failed:
+        raise RuntimeError(f"{decoder}: {failed[0]}")
+    audio_s = sum(c.duration_s for c in clips if isinstance(c, Clip))
+    stages = {k: round(v, 3) for k, v in engine.last_timings.items() if k not in ("total_s", "audio_s")}
     return {"load_s": round(load_s, 3), "voice_latents_once_s": round(latents_s, 3), "total_s": round(total, 3),
-            "audio_s": round(audio_s, 3), "rtf": round(total / audio_s, 3),
-            "stages": {k: round(v, 3) for k, v in stages.items()}, "gpu_peak_gib": _gpu_peak_gib(args.device),
-            "precision": engine.precision}
+            "audio_s": round(audio_s, 3), "rtf": round(total / audio_s, 3), "stages": stages,
+            "gpu_peak_gib": _gpu_peak_gib(args.device), "precision": engine.precision,
+            "settings": {k: settings[k] for k in ("num_autoregressive_samples", "diffusion_iterations",
+                                                  "diffusion_sampler", "cond_free", "max_mel_tokens")},
+            "chunks_per_call": 1 if decoder == "per-chunk" else engine.batch_capacity(settings),
+            "decode_steps": engine.decode_stats.get("decode_steps")}
+
+
+def torch_sync() -> None:
+    import torch
+
+    torch.cuda.synchronize()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", choices=("tiny", "full"), default="tiny")
+    p.add_argument("--size", choices=("tiny", "small", "full"), default="tiny",
+                   help="small: between tiny and full, where batching shows on a CPU")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
-    p.add_argument("--preset", choices=tuple(PRESET_TO_QUALITY), default="ultra_fast")
-    p.add_argument("--chunks", type=int, default=None, help=f"how many of the {len(CHUNKS)} chunks (2 tiny, 3 full)")
+    p.add_argument("--preset", choices=tuple(PRESET_TO_QUALITY), default="ultra_fast",
+                   help="stock's preset: its candidates, steps and guidance on every side")
+    p.add_argument("--quality", choices=tuple(PRESET_TO_QUALITY.values()), default=None,
+                   help="instead of --preset: our quality table's candidates, steps and guidance on every side "
+                        "(DDPM steps, which stock can run; batched_table adds the table's DDIM)")
+    p.add_argument("--chunks", type=int, default=len(CHUNKS), help=f"how many of the {len(CHUNKS)} chunks")
     p.add_argument("--samples", type=int, default=None, help="AR candidates (default: 2 tiny, preset's on full)")
     p.add_argument("--steps", type=int, default=None, help="diffusion steps (default: 4 tiny, preset's on full)")
     p.add_argument("--tokens", type=int, default=80, help="AR codes per candidate (random weights never stop)")
-    p.add_argument("--batch", type=int, default=None, help="AR batch size (default: min(samples, 16))")
+    p.add_argument("--batch", type=int, default=None, help="stock and per-chunk AR batch (default: min(samples, 16))")
+    p.add_argument("--rows", type=int, default=None, help="batched: AR rows per decode (default: the engine's)")
+    p.add_argument("--no-stock", action="store_true", help="skip stock (it is the slowest side)")
+    p.add_argument("--no-table", action="store_true", help="skip the batched run at the quality table's diffusion")
+    p.add_argument("--json", type=Path, default=None, help="also write the result here")
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help="keep the random checkpoints here and reuse them on the next run (default: a temp dir)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=REPO / "output" / "bench" / "tortoise.json")
     args = p.parse_args(argv)
-    preset = {"ultra_fast": (16, 30), "fast": (96, 80), "standard": (256, 200)}[args.preset]
-    args.chunks = args.chunks or (2 if args.size == "tiny" else 3)
+    if args.quality:
+        from tasks.engines.tortoise import QUALITY_SETTINGS
+
+        q = QUALITY_SETTINGS[args.quality]
+        preset = (q["num_autoregressive_samples"], q["diffusion_iterations"], q["cond_free"])
+    else:
+        preset = PRESETS[args.preset]
+        args.quality = PRESET_TO_QUALITY[args.preset]
+    args.cond_free = preset[2]
     args.samples = args.samples or (2 if args.size == "tiny" else preset[0])
     args.steps = args.steps or (4 if args.size == "tiny" else preset[1])
     args.batch = args.batch or min(args.samples, 16)
@@ -227,35 +285,62 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.device == "cpu" and torch.cuda.is_available():
         print("note: stock TextToSpeech always picks cuda when present; pass --device cuda", file=sys.stderr)
+    if args.rows:
+        os.environ["AUDIOBOOK_TORTOISE_BATCH_ROWS"] = str(args.rows)
+    if args.device == "cuda":  # CUDA context and cuBLAS start-up outside every timed side
+        (torch.ones(64, 64, device="cuda") @ torch.ones(64, 64, device="cuda")).sum().item()
     chunks = (CHUNKS * args.chunks)[: args.chunks]
     with tempfile.TemporaryDirectory(prefix="bench-tortoise-") as tmp_name:
         tmp = Path(tmp_name)
         t = time.perf_counter()
-        write_checkpoints(tmp / "models", args.size, args.seed)
+        models_dir = args.models_dir or tmp / "models"
+        stamp = models_dir / f".random-{args.size}-seed{args.seed}"
+        if not stamp.exists():
+            if models_dir.exists():
+                shutil.rmtree(models_dir)
+            write_checkpoints(models_dir, args.size, args.seed)
+            stamp.touch()
         write_s = time.perf_counter() - t
         write_voice(tmp / "voices" / "bench")
         clips = [__import__("torch").from_numpy(tt.load_clip_22k(p)).unsqueeze(0)
                  for p in tt.voice_clips("bench", tmp / "voices")]
-        stock = run_stock(tmp / "models", clips, args, chunks)
-        ours = run_ours(tmp / "models", tmp / "voices", tmp / "cache", args, chunks)
-    result = {
+        sides: dict[str, Any] = {}
+        if not args.no_stock:
+            sides["stock"] = run_stock(models_dir, clips, args, chunks)
+        sides["per_chunk"] = run_engine(models_dir, tmp / "voices", tmp / "cache", args, chunks, "per-chunk")
+        sides["batched"] = run_engine(models_dir, tmp / "voices", tmp / "cache", args, chunks, "batched")
+        if not args.no_table:
+            sides["batched_table"] = run_engine(models_dir, tmp / "voices", tmp / "cache", args, chunks, "batched",
+                                                table=True)
+    result: dict[str, Any] = {
         "size": args.size, "device": args.device, "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
-        "preset": args.preset, "chunks": len(chunks), "samples": args.samples, "steps": args.steps,
-        "tokens": args.tokens, "batch": args.batch, "seed": args.seed, "write_checkpoints_s": round(write_s, 2),
-        "stock": stock, "ours": ours, "speedup": round(stock["total_s"] / ours["total_s"], 3),
+        "preset": args.preset, "quality": args.quality, "cond_free": args.cond_free, "chunks": len(chunks), "chunk_chars": [len(c) for c in chunks], "samples": args.samples,
+        "steps": args.steps, "tokens": args.tokens, "batch": args.batch, "seed": args.seed,
+        "write_checkpoints_s": round(write_s, 2), "torch": torch.__version__, **sides,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"tortoise bench: size={args.size} device={args.device} preset={args.preset} chunks={len(chunks)} "
+    ratio = lambda a, b: round(sides[a]["total_s"] / sides[b]["total_s"], 3)  # noqa: E731
+    result["speedup_batched_vs_per_chunk"] = ratio("per_chunk", "batched")
+    if "batched_table" in sides:
+        result["speedup_batched_table_vs_per_chunk"] = ratio("per_chunk", "batched_table")
+    if "stock" in sides:
+        result["speedup_batched_vs_stock"] = ratio("stock", "batched")
+        result["speedup_per_chunk_vs_stock"] = result["speedup"] = ratio("stock", "per_chunk")
+    for out in {args.out, args.json} - {None}:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"tortoise bench: size={args.size} device={args.device} quality={args.quality} chunks={len(chunks)} "
           f"samples={args.samples} steps={args.steps} tokens={args.tokens} batch={args.batch}")
-    for side in ("stock", "ours"):
-        r = result[side]
+    for side, r in sides.items():
         stages = " ".join(f"{k}={v:.2f}" for k, v in r["stages"].items())
         gpu = f" gpu_peak={r['gpu_peak_gib']} GiB" if r["gpu_peak_gib"] is not None else ""
-        print(f"  {side:5s} load={r['load_s']:.2f}s total={r['total_s']:.2f}s audio={r['audio_s']:.2f}s "
-              f"rtf={r['rtf']:.3f}{gpu}  [{stages}]")
-    print(f"  ours computed voice latents once in {ours['voice_latents_once_s']:.2f}s (cached after)")
-    print(f"  speedup stock/ours = {result['speedup']:.2f}x  -> {args.out}")
+        extra = f" chunks/call={r['chunks_per_call']}" if "chunks_per_call" in r else ""
+        print(f"  {side:13s} total={r['total_s']:.2f}s audio={r['audio_s']:.2f}s rtf={r['rtf']:.3f}{gpu}{extra}  "
+              f"[{stages}]")
+    for key in ("speedup_batched_vs_per_chunk", "speedup_batched_vs_stock", "speedup_per_chunk_vs_stock",
+                "speedup_batched_table_vs_per_chunk"):
+        if key in result:
+            print(f"  {key} = {result[key]:.2f}x")
+    print(f"  -> {args.out}")
     return result
 
 

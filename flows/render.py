@@ -26,7 +26,15 @@ from tasks.lock import book_lock
 from tasks.manifest import load_manifest
 from tasks.plan import BookPlan, Chunk
 from tasks.prefect_tasks import assemble_chapter, encode_book, plan_book, synthesize_chunks
-from tasks.synth import BatchResult, ChunkFailure, ChunkResult, batch_chunks, chunk_cache, split_cached
+from tasks.synth import (
+    BatchResult,
+    ChunkFailure,
+    ChunkResult,
+    batch_chunks,
+    chunk_cache,
+    engine_batch_size,
+    split_cached,
+)
 
 WORKERS = int(os.environ.get("AUDIOBOOK_WORKERS", "2"))
 
@@ -59,7 +67,8 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
 def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
     """Fan the chunks out in batches; wait for all; fail naming each chunk that never rendered."""
     results, missing = split_cached(plan.chunks, plan.job)  # cached chunks need no task
-    batches = batch_chunks(tuple(missing))
+    # A batching engine gets tasks of its capacity, sorted by length; others, reading-order batches.
+    batches = batch_chunks(tuple(missing), capacity=engine_batch_size(plan.job) if missing else 1)
     total = len(plan.chunks)
     cached = total - len(missing)
     artifact = create_progress_artifact(

@@ -2,10 +2,15 @@
 
     synthesize_chunk(chunk, job) -> ChunkResult      (a cache hit costs a checksum, nothing more)
     synthesize_batch(chunks, job) -> BatchResult     (what one Prefect task does)
+    batch_chunks(chunks, capacity=...)               (how the flow groups chunks into tasks)
 
-Retries: a TransientEngineError is retried here a few times with back-off; when those run out it is
-raised, and the Prefect task's own retries run the batch again (chunks done meanwhile are cache hits).
-Any other EngineError is recorded as a failure of that chunk; the other chunks of the batch go on.
+A task hands the engine every chunk it still needs in one `synthesize_many` call (engines that cannot
+batch get a loop over `synthesize`, see tasks.engines.base); re-rolls and retries go back to the engine
+as one call per round. A chunk's audio does not depend on the chunks that share its call.
+
+Retries: a TransientEngineError is retried here a few times per chunk with back-off; when those run out
+it is raised, and the Prefect task's own retries run the batch again (chunks done meanwhile are cache
+hits). Any other EngineError is recorded as a failure of that chunk; the other chunks of the batch go on.
 
 Take checks: a clip much longer or shorter than its text warrants, near-silent or clipped is re-rolled
 with a seed derived from the job's seed (bounded by job.max_takes); the last take is kept and named in
@@ -27,7 +32,7 @@ import numpy as np
 
 from tasks.cache import AudioCache
 from tasks.engines import get_engine
-from tasks.engines.base import Clip
+from tasks.engines.base import Clip, SynthRequest, batch_capacity, synthesize_many
 from tasks.errors import EngineError, TransientEngineError
 from tasks.plan import CHARS_PER_SECOND, Chunk, SynthJob
 
@@ -89,18 +94,6 @@ def check_take(clip: Clip, text: str) -> str | None:
     return None
 
 
-def _synthesize_with_retries(chunk: Chunk, job: SynthJob, seed: int) -> tuple[Clip, int]:
-    engine = get_engine(job.engine)
-    for attempt in range(TRANSIENT_TRIES):
-        try:
-            return engine.synthesize(chunk.text, job.voice, job.settings, seed, voices_dir=job.voices_dir), attempt
-        except TransientEngineError:
-            if attempt == TRANSIENT_TRIES - 1:
-                raise
-            time.sleep(BACKOFF_S * 2**attempt)
-    raise AssertionError("unreachable")
-
-
 def cached_result(chunk: Chunk, cache: AudioCache) -> ChunkResult | None:
     """The chunk's result from the cache, or None when it must be synthesised."""
     hit = cache.lookup(chunk.key)
@@ -142,33 +135,73 @@ _ENGINE_LOCKS_GUARD = threading.Lock()
 
 
 def synthesize_chunk(chunk: Chunk, job: SynthJob) -> ChunkResult:
-    """The audio file for `chunk`: from the cache when present and intact, else synthesised and stored."""
-    cache = chunk_cache(job)
-    hit = cached_result(chunk, cache)
-    if hit is not None:
-        return hit
-    with engine_slot(job.engine):
-        return _synthesize_and_store(chunk, job, cache)
+    """The audio file for `chunk`: from the cache when present and intact, else synthesised and stored.
+    Raises the chunk's EngineError when it cannot be rendered."""
+    out = synthesize_batch([chunk], job)
+    if out.failures:
+        raise EngineError(out.failures[0].error)
+    return out.results[chunk.key]
 
 
-def _synthesize_and_store(chunk: Chunk, job: SynthJob, cache: AudioCache) -> ChunkResult:
-    started = time.perf_counter()
-    retries = 0
-    problem: str | None = None
-    clip: Clip | None = None
+@dataclass
+class _Takes:
+    """One chunk's progress through its takes."""
+
+    take: int = 0
+    attempt: int = 0  # transient faults of the current take
+    retries: int = 0
+    seconds: float = 0.0
+
+
+def _render(chunks: list[Chunk], job: SynthJob, cache: AudioCache, out: BatchResult) -> list[str]:
+    """Synthesise `chunks` in rounds of one engine call each (first takes, then re-rolls and retries of
+    what is left); store each finished chunk. Returns the transient faults that outlived their tries."""
+    engine = get_engine(job.engine)
     takes = max(job.max_takes, 1)
-    for take in range(takes):
-        clip, tries = _synthesize_with_retries(chunk, job, derive_seed(job.seed, take))
-        retries += tries
-        problem = check_take(clip, chunk.text)
-        if problem is None:
-            break
-    assert clip is not None
-    rerolls = take
-    engine_seconds = time.perf_counter() - started
-    path = cache.store(chunk.key, clip.samples, clip.sample_rate_hz, rerolls=rerolls, bad_take=problem,
-                       engine_seconds=round(engine_seconds, 3), worker_pid=os.getpid())
-    return ChunkResult(chunk.key, str(path), False, engine_seconds, rerolls, problem, retries)
+    state = {c.key: _Takes() for c in chunks}
+    transient: list[str] = []
+    pending = chunks
+    while pending:
+        requests = [SynthRequest(c.text, job.voice, job.settings, derive_seed(job.seed, state[c.key].take),
+                                 job.voices_dir) for c in pending]
+        started = time.perf_counter()
+        try:
+            outcomes = synthesize_many(engine, requests)
+        except TransientEngineError as exc:  # the whole call: every chunk of it spends a try
+            outcomes = [exc] * len(pending)
+        elapsed = time.perf_counter() - started
+        chars = sum(len(c.text) for c in pending) or 1
+        again: list[Chunk] = []
+        backoff = 0
+        for chunk, outcome in zip(pending, outcomes, strict=True):
+            st = state[chunk.key]
+            st.seconds += elapsed * len(chunk.text) / chars  # the call's time, shared by text length
+            if isinstance(outcome, TransientEngineError):
+                st.attempt += 1
+                if st.attempt >= TRANSIENT_TRIES:
+                    transient.append(f"{chunk.label}: {outcome}")
+                else:
+                    st.retries += 1
+                    backoff = max(backoff, st.attempt)
+                    again.append(chunk)
+                continue
+            if isinstance(outcome, EngineError):
+                out.failures.append(ChunkFailure(chunk, str(outcome)))
+                continue
+            st.attempt = 0
+            problem = check_take(outcome, chunk.text)
+            if problem is None or st.take + 1 >= takes:
+                path = cache.store(chunk.key, outcome.samples, outcome.sample_rate_hz, rerolls=st.take,
+                                   bad_take=problem, engine_seconds=round(st.seconds, 3), worker_pid=os.getpid())
+                out.results[chunk.key] = ChunkResult(chunk.key, str(path), False, st.seconds, st.take, problem,
+                                                     st.retries)
+            else:
+                st.take += 1
+                again.append(chunk)
+        if backoff:
+            time.sleep(BACKOFF_S * 2 ** (backoff - 1))
+        pending = again
+    return transient
 
 
 def synthesize_batch(chunks: list[Chunk], job: SynthJob) -> BatchResult:
@@ -176,24 +209,39 @@ def synthesize_batch(chunks: list[Chunk], job: SynthJob) -> BatchResult:
     transient fault that outlived them is raised after the rest of the batch is done (and cached), so
     the task's retry runs only what is still missing."""
     out = BatchResult()
-    transient: list[str] = []
+    cache = chunk_cache(job)
+    todo: list[Chunk] = []
     for chunk in chunks:
-        if chunk.key in out.results:
+        if chunk.key in out.results or any(c.key == chunk.key for c in todo):
             continue
-        try:
-            out.results[chunk.key] = synthesize_chunk(chunk, job)
-        except TransientEngineError as exc:
-            transient.append(f"{chunk.label}: {exc}")
-        except EngineError as exc:
-            out.failures.append(ChunkFailure(chunk, str(exc)))
+        hit = cached_result(chunk, cache)
+        if hit is None:
+            todo.append(chunk)
+        else:
+            out.results[chunk.key] = hit
+    transient: list[str] = []
+    if todo:
+        with engine_slot(job.engine):
+            transient = _render(todo, job, cache, out)
     if transient:
         more = f" (and {len(transient) - 1} more)" if len(transient) > 1 else ""
         raise TransientEngineError(f"{transient[0]}{more}")
     return out
 
 
-def batch_chunks(chunks: tuple[Chunk, ...], *, max_chunks: int = 16, max_chars: int = 2400) -> list[list[Chunk]]:
-    """Group chunks into task-sized batches (about 3 minutes of speech at most), in reading order."""
+def engine_batch_size(job: SynthJob) -> int:
+    """How many chunks the job's engine renders in one call (1 for engines that cannot batch)."""
+    return batch_capacity(get_engine(job.engine), job.settings)
+
+
+def batch_chunks(chunks: tuple[Chunk, ...], *, max_chunks: int = 16, max_chars: int = 2400,
+                 capacity: int = 1) -> list[list[Chunk]]:
+    """Group chunks into task-sized batches. For an engine that renders one chunk per call (capacity 1):
+    about 3 minutes of speech at most, in reading order. For a batching engine: `capacity` chunks per
+    task, sorted by length so that the chunks of one engine call finish together."""
+    if capacity > 1:
+        ordered = sorted(chunks, key=lambda c: len(c.text))
+        return [ordered[i:i + capacity] for i in range(0, len(ordered), capacity)]
     batches: list[list[Chunk]] = []
     current: list[Chunk] = []
     size = 0

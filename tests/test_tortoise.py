@@ -94,7 +94,7 @@ def test_engine_info_and_protocol(engine: tt.TortoiseEngine) -> None:
     info = engine.info
     assert (info.name, info.sample_rate_hz, info.supports_prompts, info.device) == ("tortoise", 24000, True, "cpu")
     assert 200 <= info.max_chars <= 300
-    assert "tortoise-3.0.0" in info.version and "random-tiny-seed0" in info.version and "fp32" in info.version
+    assert "tortoise-3.0.0" in info.version and "adapter-2" in info.version and "random-tiny-seed0" in info.version and "fp32" in info.version
 
 
 def test_settings_table_and_env_overrides(engine: tt.TortoiseEngine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,10 +102,14 @@ def test_settings_table_and_env_overrides(engine: tt.TortoiseEngine, monkeypatch
                 "AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS"):
         monkeypatch.delenv(key)
     draft, standard, high = (engine.settings_for(q) for q in ("draft", "standard", "high"))
-    assert (draft["num_autoregressive_samples"], draft["diffusion_iterations"], draft["cond_free"]) == (16, 30, False)
-    assert (standard["num_autoregressive_samples"], standard["diffusion_iterations"], standard["cond_free"]) == (
-        96, 80, True)
-    assert (high["num_autoregressive_samples"], high["diffusion_iterations"]) == (256, 200)
+    table = [(q["num_autoregressive_samples"], q["diffusion_iterations"], q["diffusion_sampler"], q["cond_free"])
+             for q in (draft, standard, high)]
+    assert table == [(4, 16, "ddim", True), (16, 30, "ddim", True), (96, 80, "p", True)]
+    assert {q["decoder"] for q in (draft, standard, high)} == {"batched"} and "autoregressive_batch_size" not in draft
+    monkeypatch.setenv("AUDIOBOOK_TORTOISE_BATCHED", "0")  # adapter 1's per-chunk path: its batch size is keyed
+    legacy = engine.settings_for("draft")
+    assert legacy["decoder"] == "per-chunk" and legacy["autoregressive_batch_size"] == 2
+    monkeypatch.delenv("AUDIOBOOK_TORTOISE_BATCHED")
     monkeypatch.setenv("AUDIOBOOK_TORTOISE_SAMPLES", "3")
     assert engine.settings_for("high")["num_autoregressive_samples"] == 3
     with pytest.raises(UserError, match="quality"):
@@ -305,10 +309,13 @@ def test_benchmark_runs_at_tiny_size(tmp_path: Path, env: dict[str, str]) -> Non
     finally:
         sys.path.pop(0)
     out = tmp_path / "bench.json"
-    result = bench_tortoise.main(["--size", "tiny", "--device", "cpu", "--chunks", "1", "--samples", "2",
-                                  "--steps", "2", "--tokens", "20", "--out", str(out)])
+    result = bench_tortoise.main(["--size", "tiny", "--device", "cpu", "--chunks", "2", "--samples", "2",
+                                  "--steps", "2", "--tokens", "10", "--no-table", "--out", str(out)])
     assert json.loads(out.read_text()) == result
-    assert result["stock"]["audio_s"] > 0 and result["ours"]["audio_s"] > 0 and result["speedup"] > 0
+    assert all(result[side]["audio_s"] > 0 for side in ("stock", "per_chunk", "batched"))
+    assert result["batched"]["audio_s"] == result["per_chunk"]["audio_s"]  # the same chunks, the same lengths
+    assert result["speedup_batched_vs_per_chunk"] > 0 and result["speedup_batched_vs_stock"] > 0
+    assert result["batched"]["chunks_per_call"] >= 2 and result["per_chunk"]["chunks_per_call"] == 1
 
 
 @pytest.mark.gpu

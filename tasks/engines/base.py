@@ -1,17 +1,26 @@
-"""The engine interface: one method, `synthesize(text, voice, settings, seed) -> Clip`.
+"""The engine interface: `synthesize(text, voice, settings, seed) -> Clip`, and for many chunks at once
+`synthesize_many(engine, requests) -> [Clip | EngineError]`.
 
 An engine knows nothing of manifests, files on the output side, or Prefect. It declares its limits
 (`EngineInfo.max_chars`, checked on the normalised text) and maps the manifest's `quality` to its own
 settings in one table (`settings_for`).
+
+Batching: an engine that renders many chunks in one call (Tortoise on a GPU) defines its own
+`synthesize_many(requests)` and `batch_capacity(settings)` (how many chunks one call renders together);
+every other engine gets a loop over `synthesize` and a capacity of 1 from the functions below. Whatever
+the engine, a request's clip must not depend on the other requests of its call: the cache key names one
+take.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from tasks.errors import EngineError
 
 
 @dataclass(frozen=True)
@@ -61,3 +70,48 @@ class Engine(Protocol):
         the planner strips them for other engines. Raise TransientEngineError for faults worth retrying.
         """
         ...
+
+
+@dataclass(frozen=True)
+class SynthRequest:
+    """One chunk to speak, with its own seed and settings."""
+
+    text: str
+    voice: str
+    settings: Mapping[str, Any]
+    seed: int
+    voices_dir: str | None = None
+
+
+@runtime_checkable
+class BatchEngine(Protocol):
+    """An engine with its own batch entry point (optional: see `synthesize_many` below)."""
+
+    def synthesize_many(self, requests: Sequence[SynthRequest]) -> list[Clip | EngineError]:
+        """One outcome per request, in order: its clip, or the EngineError (a TransientEngineError when
+        worth retrying) that stopped that request. May raise TransientEngineError for the whole call."""
+        ...
+
+    def batch_capacity(self, settings: Mapping[str, Any]) -> int:
+        """How many chunks at `settings` one call renders together on this engine's device."""
+        ...
+
+
+def synthesize_many(engine: Engine, requests: Sequence[SynthRequest]) -> list[Clip | EngineError]:
+    """The engine's own batch call when it has one, else `synthesize` per request (errors as values)."""
+    if isinstance(engine, BatchEngine):
+        return engine.synthesize_many(requests)
+    outcomes: list[Clip | EngineError] = []
+    for r in requests:
+        try:
+            outcomes.append(engine.synthesize(r.text, r.voice, r.settings, r.seed, voices_dir=r.voices_dir))
+        except EngineError as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+def batch_capacity(engine: Engine, settings: Mapping[str, Any]) -> int:
+    """Chunks per engine call at `settings`: the engine's declared capacity, 1 for engines that cannot batch."""
+    if isinstance(engine, BatchEngine):
+        return max(1, int(engine.batch_capacity(settings)))
+    return 1

@@ -1,16 +1,20 @@
 """Tortoise TTS behind the engine interface, with its models resident on one device.
 
-    synthesize(text, voice, settings, seed)
+    synthesize_many(requests)  (synthesize(text, ...) is a batch of one)
       -> conditioning latents of `voice`      computed once per voice, cached on disk (`compute_latents`)
-      -> N autoregressive candidates          sampled in batches of `autoregressive_batch_size`
-      -> CLVP re-ranking                      the candidate whose codes best match the text wins
-      -> AR latents of the best               the diffusion model's conditioning
-      -> diffusion (mel) -> UnivNet vocoder   24 kHz mono float32
+      -> N autoregressive candidates          one decode for K chunks x N candidates (tortoise_batch)
+      -> CLVP re-ranking                      per chunk: the candidate whose codes best match the text wins
+      -> AR latents of the winners            the diffusion model's conditioning, K in one pass
+      -> diffusion (mel) -> UnivNet vocoder   per chunk (DDPM or DDIM) -> K at once; 24 kHz mono float32
+
+Chunks are grouped by voice and settings, sorted by token length, and rendered `batch_capacity` at a time
+(rows = chunks x candidates, from the device's memory); out of memory halves the batch and goes on. A
+chunk's audio does not depend on its batch-mates (own generators seeded from its seed).
 
 This mirrors `tortoise.api.TextToSpeech.tts()` but keeps every model on the worker's device (stock
 `tts()` moves each model CPU<->GPU on every call), runs fp16 autocast + kv_cache on a GPU, computes
 voice latents once with a fixed crop (stock crops a random window per call, so the voice drifts between
-chunks), and seeds every RNG (torch, CUDA, numpy, python `random`) from `seed` before each call.
+chunks). `decoder: per-chunk` (AUDIOBOOK_TORTOISE_BATCHED=0) keeps adapter 1's path (tortoise_pipeline).
 
 Model bundles (tortoise_models.py): AUDIOBOOK_TORTOISE_MODELS=pretrained (default; the real weights from
 TORTOISE_MODELS_DIR, offline) | tiny (random tiny models: tests, CI) | random-full (benchmarks).
@@ -18,13 +22,15 @@ TORTOISE_MODELS_DIR, offline) | tiny (random tiny models: tests, CI) | random-fu
 Environment knobs (tests and operators; settings_for folds the first three into the settings, so they
 are part of every cache key):
     AUDIOBOOK_TORTOISE_SAMPLES, AUDIOBOOK_TORTOISE_DIFFUSION_STEPS, AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS
-    AUDIOBOOK_TORTOISE_AR_BATCH   candidates per AR batch (default: from free GPU memory; 4 on CPU)
+    AUDIOBOOK_TORTOISE_BATCH_ROWS AR rows (chunks x candidates) per batch (default: from GPU memory; 32 on CPU)
+    AUDIOBOOK_TORTOISE_BATCHED    0: the per-chunk path of adapter 1 (benchmark baseline)
+    AUDIOBOOK_TORTOISE_AR_BATCH   per-chunk path only: candidates per AR call (default: from GPU memory)
     AUDIOBOOK_TORTOISE_DEVICE     cuda | cpu (default: cuda when available)
     AUDIOBOOK_TORTOISE_HALF       1 | 0 (default: 1 on cuda, always 0 on cpu)
     AUDIOBOOK_TORTOISE_REDACTION  0 turns the wav2vec prompt redaction off (prompts are then dropped)
 
 Errors: unknown voice / bad clip -> VoiceError; no weights offline -> WeightsMissingError; CUDA out of
-memory -> TransientEngineError (retried); anything else -> EngineError.
+memory -> half the batch, and for a single chunk TransientEngineError (retried); anything else -> EngineError.
 
 Importing this module does not import torch: the CPU quickstart has no torch installed.
 """
@@ -32,58 +38,78 @@ Importing this module does not import torch: the CPU quickstart has no torch ins
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib.util
 import json
 import logging
 import os
 import random
-import re
-import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tasks.engines.base import Clip, EngineInfo
-from tasks.errors import EngineError, TransientEngineError, UserError, VoiceError
+from tasks.engines.base import Clip, EngineInfo, SynthRequest
+from tasks.engines.tortoise_latents import LATENTS_FORMAT, VoiceLatents  # noqa: F401 - re-exported
+from tasks.engines.tortoise_voices import (  # noqa: F401 - re-exported: the CLI and tests use them here
+    CLIP_EXTENSIONS,
+    REFERENCE_RATE_HZ,
+    bundled_voices_dir,
+    clips_digest,
+    list_voices,
+    load_clip_22k,
+    split_prompts,
+    voice_clips,
+)
+from tasks.errors import EngineError, TransientEngineError, UserError
 
 log = logging.getLogger(__name__)
 
-ADAPTER_VERSION = "1"
-LATENTS_FORMAT = "1"  # bump when the latent computation below changes
+# 2: batched decode with mel positions 0, 1, 2, ... (adapter 1 had kv_cache=True's k+1), per-chunk
+# generators for every stage, a vocoder tail pad of 24 frames, the re-tuned quality table.
+ADAPTER_VERSION = "2"
 SAMPLE_RATE_HZ = 24000  # the vocoder's output rate
-REFERENCE_RATE_HZ = 22050  # Tortoise reads reference clips at 22.05 kHz
-CLIP_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 MAX_TEXT_TOKENS = 400  # Tortoise rejects longer text (its assert in tts())
-COND_SAMPLES = 132300  # the AR conditioning window: 6 s at 22.05 kHz (format_conditioning's default)
-DIFFUSION_COND_SAMPLES = 102400  # the diffusion conditioning window at 24 kHz (as get_conditioning_latents)
-CALM_TOKEN = 83  # the AR code for silence (fix_autoregressive_output pads with it)
-_PROMPT_RE = re.compile(r"\[[^\[\]]*\]")
 
-# quality -> generation settings, mirroring Tortoise's presets (tts_with_preset):
-# draft = ultra_fast, standard = fast, high = standard. The shared knobs are Tortoise's tuned defaults.
+# quality -> generation settings, in one table. Evidence (README "Tortoise on GPUs"): Tortoise's own
+# presets (ultra_fast 16 candidates / 30 steps, fast 96 / 80, standard 256 / 200) and its docs on
+# conditioning-free guidance, and DDIM at a fraction of DDPM's steps. draft and standard use DDIM.
 _COMMON: dict[str, Any] = {
     "temperature": 0.8, "top_p": 0.8, "length_penalty": 1.0, "repetition_penalty": 2.0,
     "cond_free_k": 2.0, "diffusion_temperature": 1.0, "max_mel_tokens": 500,
 }
 QUALITY_SETTINGS: dict[str, dict[str, Any]] = {
-    "draft": {**_COMMON, "num_autoregressive_samples": 16, "diffusion_iterations": 30, "cond_free": False},
-    "standard": {**_COMMON, "num_autoregressive_samples": 96, "diffusion_iterations": 80, "cond_free": True},
-    "high": {**_COMMON, "num_autoregressive_samples": 256, "diffusion_iterations": 200, "cond_free": True},
+    "draft": {**_COMMON, "num_autoregressive_samples": 4, "diffusion_iterations": 16,
+              "diffusion_sampler": "ddim", "cond_free": True},
+    "standard": {**_COMMON, "num_autoregressive_samples": 16, "diffusion_iterations": 30,
+                 "diffusion_sampler": "ddim", "cond_free": True},
+    "high": {**_COMMON, "num_autoregressive_samples": 96, "diffusion_iterations": 80,
+             "diffusion_sampler": "p", "cond_free": True},
 }
 _ENV_OVERRIDES = {
     "AUDIOBOOK_TORTOISE_SAMPLES": "num_autoregressive_samples",
     "AUDIOBOOK_TORTOISE_DIFFUSION_STEPS": "diffusion_iterations",
     "AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS": "max_mel_tokens",
 }
+DECODERS = ("batched", "per-chunk")
+DIFFUSION_SAMPLERS = ("p", "ddim")  # stock's DDPM (p_sample) or DDIM (eta 0)
+TRAINED_DIFFUSION_STEPS = 4000
 # Also accepted: the pipeline's `sentence_pause_ms` (Tortoise speaks a chunk's sentences with its own
-# prosody, so it is ignored here) and the AR batch size, which changes which candidates are sampled.
-SETTING_KEYS = frozenset(QUALITY_SETTINGS["standard"]) | {"autoregressive_batch_size", "sentence_pause_ms"}
+# prosody, so it is ignored here), `decoder`, and for the per-chunk decoder the AR batch size, which
+# changes which candidates it samples.
+SETTING_KEYS = frozenset(QUALITY_SETTINGS["standard"]) | {"autoregressive_batch_size", "sentence_pause_ms",
+                                                           "decoder"}
+KV_BYTES_PER_TOKEN_ROW = 2 * 30 * 1024 * 2  # keys + values, 30 layers x 1024, fp16: 120 KiB
+ROW_TOKENS = 402 + 3 + 500  # the longest prefix plus the longest decode
+MAX_ROWS_GPU = 256  # beyond ~64 rows a step is bound by reading the KV cache: more rows gain little
+MAX_ROWS_CPU = 32
+
+
+def ddim_steps_ok(steps: int) -> bool:
+    """Whether DDIM can take exactly `steps` of the 4,000 trained steps at an integer stride."""
+    return any(len(range(0, TRAINED_DIFFUSION_STEPS, i)) == steps for i in range(1, TRAINED_DIFFUSION_STEPS))
 
 
 def _version(package: str) -> str:
@@ -106,92 +132,6 @@ def _env_int(name: str) -> int | None:
     return value
 
 
-# -- voices (no torch needed) ----------------------------------------------------------------------------
-def _default_voices_dir() -> Path:
-    from tasks.paths import voices_dir
-
-    return voices_dir()
-
-
-def bundled_voices_dir() -> Path | None:
-    """The voices folder shipped inside the tortoise package, found without importing it."""
-    spec = importlib.util.find_spec("tortoise")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations))) / "voices"
-    return folder if folder.is_dir() else None
-
-
-def _clips_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CLIP_EXTENSIONS)
-
-
-def list_voices(voices_dir: str | Path | None = None) -> list[str]:
-    """Voices this engine can speak: folders of reference clips in `voices_dir`, then Tortoise's bundled ones."""
-    names: set[str] = set()
-    for root in (Path(voices_dir) if voices_dir else _default_voices_dir(), bundled_voices_dir()):
-        if root is not None and root.is_dir():
-            names.update(d.name for d in root.iterdir() if d.is_dir() and _clips_in(d))
-    return sorted(names)
-
-
-def voice_clips(voice: str, voices_dir: str | Path | None = None) -> list[Path]:
-    """The reference clips of `voice` (sorted by name): ours first, then Tortoise's bundled voice."""
-    root = Path(voices_dir) if voices_dir else _default_voices_dir()
-    bundled = bundled_voices_dir()
-    if not voice or "/" in voice or "\\" in voice or voice.startswith("."):
-        raise VoiceError(f"bad voice name {voice!r}", field="voice", fix="use a folder name under voices/")
-    for folder in (root / voice, bundled / voice if bundled else None):
-        if folder is not None and folder.is_dir():
-            clips = _clips_in(folder)
-            if clips:
-                return clips
-            raise VoiceError(
-                f"voice folder {folder} holds no reference clips", file=folder, field="voice",
-                fix=f"add 2-5 clips of 6-10 s each ({', '.join(CLIP_EXTENSIONS)})",
-            )
-    available = list_voices(root)
-    raise VoiceError(
-        f"unknown Tortoise voice {voice!r}: no folder {root / voice}", field="voice",
-        fix=f"add reference clips to {root / voice}/ or use one of: {', '.join(available) or '(none)'}",
-    )
-
-
-def clips_digest(clips: list[Path]) -> list[tuple[str, str]]:
-    """(name, sha256 of bytes) per clip, in name order."""
-    return [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(clips, key=lambda p: p.name)]
-
-
-def load_clip_22k(path: Path) -> np.ndarray:
-    """One reference clip as float32 mono at 22.05 kHz, shape (n,). Any rate; wav/flac/ogg/mp3."""
-    try:
-        import soundfile
-
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        audio = data.mean(axis=1)
-    except Exception:  # an mp3 libsndfile cannot read: librosa -> audioread -> ffmpeg
-        try:
-            import librosa
-
-            audio, rate = librosa.load(str(path), sr=None, mono=True)
-        except Exception as exc:
-            raise VoiceError(f"cannot read reference clip {path}: {exc}", file=path,
-                             fix="convert it to WAV or FLAC") from exc
-    if audio.size < rate // 2:
-        raise VoiceError(f"reference clip {path} is shorter than 0.5 s", file=path, fix="use clips of 6-10 s")
-    if rate != REFERENCE_RATE_HZ:
-        import soxr
-
-        audio = soxr.resample(audio, rate, REFERENCE_RATE_HZ)
-    return np.clip(audio.astype(np.float32), -1.0, 1.0)
-
-
-def split_prompts(text: str) -> tuple[str, str]:
-    """("[I am sad,] Hello." ) -> (text with prompts, text without them), whitespace collapsed."""
-    spoken = " ".join(_PROMPT_RE.sub(" ", text).split())
-    return text, spoken
-
-
 # -- the engine ------------------------------------------------------------------------------------------
 def _models_mode() -> str:
     mode = os.environ.get("AUDIOBOOK_TORTOISE_MODELS", "pretrained").strip().lower()
@@ -201,7 +141,7 @@ def _models_mode() -> str:
     return mode
 
 
-class TortoiseEngine:
+class TortoiseEngine(VoiceLatents):
     """Tortoise with resident models. Thread-safe: one synthesis at a time per process (one GPU)."""
 
     def __init__(self, *, models: Any = None, models_dir: str | Path | None = None, device: str | None = None,
@@ -230,6 +170,8 @@ class TortoiseEngine:
         self._prompt_mode: str | None = None
         self.latents_computed = 0  # how many times latents were computed (not read from the cache)
         self.last_timings: dict[str, float] = {}
+        self.decode_stats: dict[str, Any] = {}  # decode steps and rows, summed (benchmarks)
+        self._row_limit = 0  # lowered after an out-of-memory (0: none)
 
         # The identity is cheap to know without loading (and fails fast when weights are missing).
         if models is not None:
@@ -297,9 +239,17 @@ class TortoiseEngine:
             value = _env_int(env)
             if value is not None:
                 settings[key] = value
-        # The batch size changes which candidates are sampled, so it is part of the settings (and of
-        # every chunk's cache key): chosen from free GPU memory unless AUDIOBOOK_TORTOISE_AR_BATCH says.
-        settings["autoregressive_batch_size"] = self._ar_batch_size({})
+        if settings["diffusion_sampler"] == "ddim" and not ddim_steps_ok(int(settings["diffusion_iterations"])):
+            raise UserError(
+                f"DDIM cannot take {settings['diffusion_iterations']} of Tortoise's 4000 diffusion steps at an "
+                "even stride", field="AUDIOBOOK_TORTOISE_DIFFUSION_STEPS", fix="use e.g. 10, 16, 20, 25, 30, 40 or 50")
+        if os.environ.get("AUDIOBOOK_TORTOISE_BATCHED", "1") == "0":
+            # The per-chunk decoder's batch size changes which candidates are sampled, so it is part of
+            # the settings (and of every chunk's cache key). The batched decoder's batch changes nothing.
+            settings["decoder"] = "per-chunk"
+            settings["autoregressive_batch_size"] = self._ar_batch_size({})
+        else:
+            settings["decoder"] = "batched"
         return settings
 
     def check_voice(self, voice: str, voices_dir: str | None) -> None:
@@ -310,115 +260,10 @@ class TortoiseEngine:
 
     def synthesize(self, text: str, voice: str, settings: Mapping[str, Any], seed: int, *,
                    voices_dir: str | None = None) -> Clip:
-        unknown = set(settings) - SETTING_KEYS
-        if unknown:
-            raise EngineError(f"unknown Tortoise settings {sorted(unknown)}; known: {sorted(SETTING_KEYS)}")
-        merged = {**QUALITY_SETTINGS["standard"], **settings}
-        import torch
-
-        with self._lock:
-            try:
-                return self._synthesize(text, voice, merged, seed, voices_dir)
-            except UserError:
-                raise
-            except torch.cuda.OutOfMemoryError as exc:
-                torch.cuda.empty_cache()
-                raise TransientEngineError(f"tortoise ran out of GPU memory: {exc}") from exc
-            except EngineError:
-                raise
-            except Exception as exc:
-                raise EngineError(f"tortoise failed on {text[:60]!r}: {type(exc).__name__}: {exc}") from exc
-
-    # -- latents ---------------------------------------------------------------------------------------
-    def _latents_key(self, voice: str, voices_dir: str | Path | None) -> str:
-        clips = voice_clips(voice, voices_dir)
-        payload = {
-            "clips": clips_digest(clips), "models": self.model_identity, "precision": "fp32",
-            "format": LATENTS_FORMAT,
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-    def latents_path(self, voice: str, voices_dir: str | Path | None = None,
-                     cache_dir: str | Path | None = None) -> Path:
-        """Compute (or find) the conditioning latents of `voice`; returns the cached file."""
-        key = self._latents_key(voice, voices_dir)
-        path = self._latents_file(voice, key, cache_dir)
-        with self._lock:
-            if not path.exists():
-                self._compute_and_store(voice, voices_dir, path)
-        return path
-
-    def _latents_file(self, voice: str, key: str, cache_dir: str | Path | None) -> Path:
-        if cache_dir is None:
-            cache_dir = self._cache_dir
-        if cache_dir is None:
-            from tasks.paths import cache_dir as default_cache_dir
-
-            cache_dir = default_cache_dir()
-        return Path(cache_dir) / "latents" / f"{voice}-{key[:24]}.pt"
-
-    def _compute_and_store(self, voice: str, voices_dir: str | Path | None, path: Path) -> tuple[Any, Any]:
-        import torch
-
-        ar_latent, diffusion_latent = self._compute_latents(voice_clips(voice, voices_dir))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"autoregressive": ar_latent.cpu(), "diffusion": diffusion_latent.cpu(),
-                        "models": self.model_identity, "format": LATENTS_FORMAT}, tmp)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; other workers read this cache
-            os.replace(tmp, path)  # a crash never leaves a half file that looks like a hit
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return ar_latent, diffusion_latent
-
-    def _compute_latents(self, clips: list[Path]) -> tuple[Any, Any]:
-        """(AR latent (1, d_ar), diffusion latent (1, 2*d_diff)) from the clips, deterministically, in fp32.
-
-        Mirrors TextToSpeech.get_conditioning_latents, except that each clip is cropped to its centre 6 s
-        window instead of a random one (format_conditioning then sees no gap, so uses no randomness)."""
-        import torch
-        import torchaudio
-
-        api = self._tm._tortoise()
-        m = self.models
-        self.latents_computed += 1
-        random.seed(0)  # belt and braces: format_conditioning only draws from `random` on a gap
-        with torch.no_grad():
-            auto_conds, diffusion_conds = [], []
-            for path in clips:
-                wav = torch.from_numpy(load_clip_22k(path)).unsqueeze(0)  # (1, n) at 22.05 kHz
-                gap = wav.shape[-1] - COND_SAMPLES
-                centred = wav[:, gap // 2: gap // 2 + COND_SAMPLES] if gap > 0 else wav
-                auto_conds.append(api.format_conditioning(centred, device=self.device))  # (1, 80, frames)
-                wav24 = torchaudio.functional.resample(wav, REFERENCE_RATE_HZ, 24000)
-                wav24 = api.pad_or_truncate(wav24, DIFFUSION_COND_SAMPLES).to(self.device)
-                diffusion_conds.append(m.univnet_stft().mel_spectrogram(wav24))  # (1, 100, frames)
-            ar_latent = m.autoregressive.get_conditioning(torch.stack(auto_conds, dim=1))
-            diffusion_latent = m.diffusion.get_conditioning(torch.stack(diffusion_conds, dim=1))
-        return ar_latent, diffusion_latent
-
-    def _voice_latents(self, voice: str, voices_dir: str | Path | None) -> tuple[Any, Any]:
-        import torch
-
-        key = self._latents_key(voice, voices_dir)
-        if key in self._latents:
-            return self._latents[key]
-        path = self._latents_file(voice, key, None)
-        latents: tuple[Any, Any] | None = None
-        if path.exists():
-            try:
-                stored = torch.load(str(path), map_location="cpu", weights_only=True)
-                latents = (stored["autoregressive"], stored["diffusion"])
-            except Exception as exc:  # a corrupt cache file is recomputed, never trusted
-                log.warning("tortoise: unreadable latents %s (%s); recomputing", path, exc)
-        if latents is None:
-            latents = self._compute_and_store(voice, voices_dir, path)
-        latents = (latents[0].to(self.device), latents[1].to(self.device))
-        self._latents[key] = latents
-        return latents
+        outcome = self.synthesize_many([SynthRequest(text, voice, settings, seed, voices_dir)])[0]
+        if isinstance(outcome, EngineError):
+            raise outcome
+        return outcome
 
     # -- generation ------------------------------------------------------------------------------------
     def _seed_everything(self, seed: int) -> None:
@@ -453,16 +298,9 @@ class TortoiseEngine:
                 else contextlib.nullcontext():
             yield
 
-    def _synthesize(self, text: str, voice: str, s: Mapping[str, Any], seed: int,
-                    voices_dir: str | Path | None) -> Clip:
-        import torch
-        import torch.nn.functional as F
-
-        api = self._tm._tortoise()
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        m = self.models
-        timings["load_s"] = time.perf_counter() - t0
+    def _prepare(self, text: str, seed: int) -> Any:
+        """The chunk as the models take it, or EngineError (empty once prompts go, too many tokens)."""
+        from tasks.engines.tortoise_pipeline import Prepared
 
         redact = False
         if "[" in text:
@@ -472,81 +310,127 @@ class TortoiseEngine:
                 text = split_prompts(text)[1]
         if not text.strip():
             raise EngineError("nothing to speak: the text is empty once prompts are removed")
-
-        t = time.perf_counter()
-        ar_latent, diffusion_latent = self._voice_latents(voice, voices_dir)
-        timings["latents_s"] = time.perf_counter() - t
-
-        self._seed_everything(seed)
-        tokens = torch.IntTensor(m.tokenizer.encode(text)).unsqueeze(0).to(self.device)
-        tokens = F.pad(tokens, (0, 1))  # as tts() does
-        if tokens.shape[-1] >= MAX_TEXT_TOKENS:
-            raise EngineError(f"text is {tokens.shape[-1]} tokens, Tortoise's limit is {MAX_TEXT_TOKENS}: "
+        tokens = (*self.models.tokenizer.encode(text), 0)  # the trailing 0 tts() appends
+        if len(tokens) >= MAX_TEXT_TOKENS:
+            raise EngineError(f"text is {len(tokens)} tokens, Tortoise's limit is {MAX_TEXT_TOKENS}: "
                               "split it into shorter chunks")
-        n_samples = int(s["num_autoregressive_samples"])
-        batch = max(1, min(self._ar_batch_size(s), n_samples))
-        max_mel = int(s["max_mel_tokens"])
-        ar = m.autoregressive
-        stop = ar.stop_mel_token
+        return Prepared(text, tokens, seed, redact)
 
-        with torch.no_grad():
-            # 1. AR candidates: n_samples code sequences, each (max_mel,) padded with the stop token.
-            t = time.perf_counter()
-            candidates = []
-            with self._autocast():
-                for start in range(0, n_samples, batch):
-                    codes = ar.inference_speech(
-                        ar_latent, tokens, do_sample=True, top_p=s["top_p"], temperature=s["temperature"],
-                        num_return_sequences=min(batch, n_samples - start), length_penalty=s["length_penalty"],
-                        repetition_penalty=s["repetition_penalty"], max_generate_length=max_mel)
-                    candidates.append(F.pad(codes, (0, max_mel - codes.shape[1]), value=stop))
-            timings["autoregressive_s"] = time.perf_counter() - t
+    def _render_group(self, voice: str, voices_dir: str | None, s: Mapping[str, Any],
+                      items: list[tuple[int, Any]], outcomes: dict[int, Clip | EngineError]) -> None:
+        """Render chunks that share voice and settings, `batch_capacity` at a time in token-length order.
+        Out of memory halves the batch (remembered for the rest of this worker's life) and goes on; a
+        single chunk that does not fit is a transient fault of that chunk."""
+        import torch
 
-            # 2. CLVP ranks the candidates against the text; keep the best one.
-            t = time.perf_counter()
-            scores = []
-            with self._autocast():
-                for codes in candidates:
-                    for i in range(codes.shape[0]):
-                        codes[i] = api.fix_autoregressive_output(codes[i], stop, complain=False)
-                    scores.append(m.clvp(tokens.repeat(codes.shape[0], 1), codes, return_loss=False))
-            all_codes = torch.cat(candidates, dim=0)
-            best = all_codes[torch.argmax(torch.cat(scores, dim=0))].unsqueeze(0)  # (1, max_mel)
-            timings["clvp_s"] = time.perf_counter() - t
+        from tasks.engines import tortoise_pipeline as tp
 
-            # 3. The AR model's last hidden states for the best codes condition the diffusion model.
-            t = time.perf_counter()
-            with self._autocast():
-                latents = ar(ar_latent, tokens, torch.tensor([tokens.shape[-1]], device=tokens.device), best,
-                             torch.tensor([best.shape[-1] * ar.mel_length_compression], device=tokens.device),
-                             return_latent=True, clip_inputs=False)  # (1, max_mel, d_ar)
-            calm_run = 0  # trim after 8 silence codes, which leaves the diffusion model room to end speech
-            for k in range(best.shape[-1]):
-                calm_run = calm_run + 1 if int(best[0, k]) == CALM_TOKEN else 0
-                if calm_run > 8:
-                    latents = latents[:, :k]
-                    break
-            timings["ar_latents_s"] = time.perf_counter() - t
+        clock = tp.StageClock(self.device)
+        with clock.stage("latents_s"):
+            latents = self._voice_latents(voice, voices_dir)
+        items = sorted(items, key=lambda item: len(item[1].tokens))
+        if s.get("decoder") == "per-chunk":
+            for index, prepared in items:
+                outcomes[index] = tp.render_one(self, prepared, s, latents, clock)
+            self.last_timings = clock.seconds
+            return
+        size = self.batch_capacity(s)
+        queue = [items[i:i + size] for i in range(0, len(items), size)]
+        while queue:
+            part = queue.pop(0)
+            try:
+                clips = tp.render_batch(self, [p for _, p in part], s, latents, clock)
+            except torch.cuda.OutOfMemoryError as exc:
+                torch.cuda.empty_cache()
+                if len(part) == 1:
+                    for index, _ in part:
+                        outcomes[index] = TransientEngineError(f"tortoise ran out of GPU memory: {exc}")
+                    continue
+                half = len(part) // 2
+                self._row_limit = half * int(s["num_autoregressive_samples"])
+                log.warning("tortoise: out of memory at %d chunks per batch; going on with %d", len(part), half)
+                queue[:0] = [part[:half], part[half:]]
+                continue
+            for (index, _), clip in zip(part, clips, strict=True):
+                outcomes[index] = clip
+        self.last_timings = clock.seconds
 
-            # 4. Diffusion to a 24 kHz mel (fp32, as stock), then the vocoder.
-            t = time.perf_counter()
-            diffuser = api.load_discrete_vocoder_diffuser(
-                desired_diffusion_steps=int(s["diffusion_iterations"]), cond_free=bool(s["cond_free"]),
-                cond_free_k=s["cond_free_k"])
-            mel = api.do_spectrogram_diffusion(m.diffusion, diffuser, latents.float(), diffusion_latent,
-                                               temperature=s["diffusion_temperature"], verbose=False)
-            timings["diffusion_s"] = time.perf_counter() - t
-            t = time.perf_counter()
-            wav = m.vocoder.inference(mel)  # (1, 1, samples) in [-1, 1]
-            if redact:
-                wav = self._aligner.redact(wav.squeeze(1), text).unsqueeze(1)
-            timings["vocoder_s"] = time.perf_counter() - t
+    def synthesize_many(self, requests: Sequence[SynthRequest]) -> list[Clip | EngineError]:
+        """Clips for many chunks; one outcome per request, in order (see base.BatchEngine)."""
+        import torch
 
-        samples = wav.squeeze().float().cpu().numpy().astype(np.float32)
-        timings["total_s"] = time.perf_counter() - t0
-        timings["audio_s"] = samples.size / SAMPLE_RATE_HZ
-        self.last_timings = timings
-        return Clip(np.clip(samples, -1.0, 1.0), SAMPLE_RATE_HZ)
+        outcomes: dict[int, Clip | EngineError] = {}
+        groups: dict[str, tuple[SynthRequest, dict[str, Any], list[tuple[int, Any]]]] = {}
+        with self._lock:
+            started = time.perf_counter()
+            for index, r in enumerate(requests):
+                try:
+                    merged = self._merged_settings(r.settings)
+                    prepared = self._prepare(r.text, r.seed)
+                except UserError:
+                    raise
+                except EngineError as exc:
+                    outcomes[index] = exc
+                    continue
+                key = json.dumps([r.voice, r.voices_dir, merged], sort_keys=True, default=str)
+                groups.setdefault(key, (r, merged, []))[2].append((index, prepared))
+            for first, merged, items in groups.values():
+                try:
+                    self._render_group(first.voice, first.voices_dir, merged, items, outcomes)
+                except (UserError, EngineError):
+                    raise
+                except torch.cuda.OutOfMemoryError as exc:  # the per-chunk decoder, or latents
+                    torch.cuda.empty_cache()
+                    raise TransientEngineError(f"tortoise ran out of GPU memory: {exc}") from exc
+                except Exception as exc:
+                    error = EngineError(f"tortoise failed: {type(exc).__name__}: {exc}")
+                    for index, prepared in items:
+                        outcomes.setdefault(index, EngineError(
+                            f"tortoise failed on {prepared.text[:60]!r}: {type(exc).__name__}: {exc}"))
+                    log.debug("tortoise batch failed", exc_info=error)
+            self.last_timings = {**self.last_timings, "total_s": time.perf_counter() - started}
+        done = [outcomes[i] for i in range(len(requests))]
+        self.last_timings["audio_s"] = sum(o.duration_s for o in done if isinstance(o, Clip))
+        return done
+
+    def _merged_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = set(settings) - SETTING_KEYS
+        if unknown:
+            raise EngineError(f"unknown Tortoise settings {sorted(unknown)}; known: {sorted(SETTING_KEYS)}")
+        merged = {"decoder": "batched", **QUALITY_SETTINGS["standard"], **settings}
+        if merged["decoder"] not in DECODERS:
+            raise EngineError(f"unknown Tortoise decoder {merged['decoder']!r}; known: {', '.join(DECODERS)}")
+        if merged["diffusion_sampler"] not in DIFFUSION_SAMPLERS:
+            raise EngineError(f"unknown diffusion sampler {merged['diffusion_sampler']!r}; "
+                              f"known: {', '.join(DIFFUSION_SAMPLERS)}")
+        if merged["diffusion_sampler"] == "ddim" and not ddim_steps_ok(int(merged["diffusion_iterations"])):
+            raise EngineError(f"DDIM cannot take {merged['diffusion_iterations']} of Tortoise's 4000 diffusion "
+                              "steps at an even stride: use e.g. 10, 16, 20, 25, 30, 40, 50 or 80")
+        return merged
+
+    def _max_rows(self) -> int:
+        """AR rows (chunks x candidates) one decode holds: env, else from the card's total memory (not its
+        free memory, so the choice is stable), else MAX_ROWS_CPU. Lowered for good after an out-of-memory."""
+        env = _env_int("AUDIOBOOK_TORTOISE_BATCH_ROWS")
+        if env:
+            rows = env
+        elif self.device.startswith("cuda"):
+            import torch
+
+            total = torch.cuda.mem_get_info()[1]
+            budget = total - 8 * 2**30  # resident models (~4 GiB) and the other stages' activations
+            per_row = KV_BYTES_PER_TOKEN_ROW * ROW_TOKENS * (1 if self.half else 2)
+            rows = max(1, min(MAX_ROWS_GPU, budget // per_row))
+        else:
+            rows = MAX_ROWS_CPU
+        return min(rows, self._row_limit) if self._row_limit else rows
+
+    def batch_capacity(self, settings: Mapping[str, Any]) -> int:
+        """Chunks one call renders together at `settings` (rows // candidates, at least 1)."""
+        merged = {**QUALITY_SETTINGS["standard"], **settings}
+        if merged.get("decoder") == "per-chunk":
+            return 1
+        return max(1, self._max_rows() // max(1, int(merged["num_autoregressive_samples"])))
 
 
 # -- module-level front doors (the CLI calls these) ------------------------------------------------------

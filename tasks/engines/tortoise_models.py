@@ -63,6 +63,14 @@ SIZES["tiny"] = {
              "text_heads": 2, "speech_enc_depth": 1, "speech_heads": 2},
     "vocoder": {"channel_size": 8},  # full UnivNet (32) costs ~2 s per second of audio on CPU
 }
+# Between the two, for CPU benchmarks: an AR model big enough (6 x 256) that a decode step costs real
+# matrix work, so batching shows there; the other networks stay small.
+SIZES["small"] = {
+    "autoregressive": {**SIZES["full"]["autoregressive"], "layers": 6, "model_dim": 256, "heads": 4},
+    "diffusion": {**SIZES["tiny"]["diffusion"], "in_latent_channels": 256},
+    "clvp": SIZES["tiny"]["clvp"],
+    "vocoder": SIZES["tiny"]["vocoder"],
+}
 
 
 def _tortoise() -> Any:
@@ -146,6 +154,10 @@ def _finish(
     vocoder.eval(inference=True)  # removes weight norm: after loading, the checkpoint has it
     for module in (ar, diffusion, clvp, vocoder):
         module.to(device)
+    # Every call runs under torch.no_grad. The models run under fp16 autocast (AR, CLVP) keep
+    # requires_grad on: autocast caches its fp16 copy of a weight only for leaves that require grad, so
+    # each weight is cast once per autocast region instead of at every call (every decode step).
+    for module in (diffusion, vocoder):
         for p in module.parameters():
             p.requires_grad_(False)
     return TortoiseModels(ar, diffusion, clvp, vocoder, tokenizer, device, identity, size,
