@@ -32,7 +32,7 @@ import numpy as np
 
 from tasks.cache import AudioCache
 from tasks.engines import get_engine
-from tasks.engines.base import Clip, SynthRequest, batch_capacity, synthesize_many
+from tasks.engines.base import BatchEngine, Clip, SynthRequest, batch_capacity, synthesize_many
 from tasks.errors import EngineError, TransientEngineError
 from tasks.plan import CHARS_PER_SECOND, Chunk, SynthJob
 
@@ -160,8 +160,13 @@ def _render(chunks: list[Chunk], job: SynthJob, cache: AudioCache, out: BatchRes
     takes = max(job.max_takes, 1)
     state = {c.key: _Takes() for c in chunks}
     transient: list[str] = []
-    pending = chunks
-    while pending:
+    # A batching engine gets every chunk of the task in one call (it halves the batch itself when memory
+    # runs out). Any other engine gets one chunk per call, each stored as soon as it is spoken, so a crash
+    # mid-task loses nothing already rendered.
+    step = len(chunks) if isinstance(engine, BatchEngine) else 1
+    queue = chunks
+    while queue:
+        pending, queue = queue[:step], queue[step:]
         requests = [SynthRequest(c.text, job.voice, job.settings, derive_seed(job.seed, state[c.key].take),
                                  job.voices_dir) for c in pending]
         started = time.perf_counter()
@@ -200,7 +205,7 @@ def _render(chunks: list[Chunk], job: SynthJob, cache: AudioCache, out: BatchRes
                 again.append(chunk)
         if backoff:
             time.sleep(BACKOFF_S * 2 ** (backoff - 1))
-        pending = again
+        queue = again + queue
     return transient
 
 

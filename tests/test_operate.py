@@ -295,7 +295,8 @@ def test_restart_mid_render_resumes_and_the_queued_book_finishes(workdirs: dict[
             time.sleep(0.3)
         assert first.get("/books/beta")["status"] == "queued"  # one book at a time: beta waits its turn
         listing = {book["name"]: book for book in first.get("/books")}
-        assert listing["alpha"]["progress"] is None or listing["alpha"]["progress"]["chunks_total"] == 60
+        # 60 paragraphs, the spoken title and five credit lines
+        assert listing["alpha"]["progress"] is None or listing["alpha"]["progress"]["chunks_total"] == 66
     finally:
         first.kill()
     cached_at_kill = len(list((workdirs["cache"] / "chunks").rglob("*.json")))
