@@ -17,7 +17,15 @@ from tasks.documents import ChapterText, ReadOptions, read_document
 from tasks.engines.base import EngineInfo
 from tasks.errors import SourceError, UserError
 from tasks.manifest import Manifest
-from tasks.text import has_prompt, normalize_text, pack_chunks, split_sentences, strip_prompts
+from tasks.text import (
+    Lexicon,
+    book_lexicon,
+    has_prompt,
+    normalize_text,
+    pack_chunks,
+    split_sentences,
+    strip_prompts,
+)
 
 # Speech rate used for estimates and take checks: about 14 characters of English per second.
 CHARS_PER_SECOND = 14.0
@@ -118,10 +126,14 @@ def read_chapters(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[st
 
 def plan_chapters(
     chapters: tuple[ChapterText, ...], manifest: Manifest, info: EngineInfo, job: SynthJob, voice_fingerprint: str,
-    warnings: tuple[str, ...] = (), *, prompts_usable: bool | None = None,
+    warnings: tuple[str, ...] = (), *, prompts_usable: bool | None = None, lexicon: Lexicon | None = None,
 ) -> BookPlan:
-    """Split every chapter into sentences and pack them into keyed chunks within the engine's limit."""
+    """Put every paragraph in its spoken form, split it into sentences and pack them into keyed chunks
+    within the engine's limit; the pronunciation lexicon (default: the book's own, without a voice's)
+    is applied to each chunk."""
     pacing = manifest.pacing
+    language, urls = manifest.language, manifest.reading.urls
+    lexicon = book_lexicon(manifest) if lexicon is None else lexicon
     use_prompts = info.supports_prompts if prompts_usable is None else prompts_usable
     planned: list[ChapterPlan] = []
     dropped = 0
@@ -130,15 +142,15 @@ def plan_chapters(
         chunks: list[Chunk] = []
         sentence_count = 0
         for paragraph in chapter.paragraphs:
-            text = normalize_text(paragraph)
+            text = normalize_text(paragraph, urls=urls, language=language)
             if not use_prompts and has_prompt(text):
                 dropped += 1
-                text = normalize_text(strip_prompts(text))
+                text = normalize_text(strip_prompts(text), urls=urls, language=language)
             if not text:
                 continue
-            sentences = split_sentences(text)
+            sentences = split_sentences(text, language)
             sentence_count += len(sentences)
-            packed = pack_chunks(sentences, info.max_chars)
+            packed = lexicon.apply_to_chunks(pack_chunks(sentences, info.max_chars), info.max_chars, language)
             for pi, piece in enumerate(packed):
                 last = pi == len(packed) - 1
                 key = chunk_key(
@@ -220,4 +232,6 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     usable = engine.info.supports_prompts
     if usable and any(has_prompt(p) for ch in chapters for p in ch.paragraphs):
         usable = getattr(engine, "prompt_mode", "redact") == "redact"
-    return plan_chapters(chapters, manifest, engine.info, job, fingerprint, warnings, prompts_usable=usable)
+    lexicon = book_lexicon(manifest, voices_dir)
+    return plan_chapters(chapters, manifest, engine.info, job, fingerprint, warnings, prompts_usable=usable,
+                         lexicon=lexicon)

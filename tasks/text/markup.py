@@ -1,0 +1,55 @@
+"""Markup that slipped past a reader never reaches an engine: HTML tags and entities, Markdown links,
+footnote references ("[^1]", "[12]"), emphasis markers ("_italic_", "*emphasis*"), and stray
+characters (* _ # | { } < > ` \\ ^ ~). Square brackets survive only as whole "[...]" prompts.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from tasks.text.chunks import PROMPT_RE
+
+__all__ = ["remove_markup", "sweep_markup"]
+
+_ENTITY_RE = re.compile(r"&(?:#\d{1,7}|#x[0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_TAG_RE = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>|<!--.*?-->")
+_MD_LINK_RE = re.compile(r"!?\[([^\[\]]*)\]\(([^()\s]*)(?:\s+\"[^\"]*\")?\)")
+_FOOTNOTE_REF_RE = re.compile(r"\[\^[^\[\]\s]*\]|\[\d{1,4}\]|\{\^?\d{1,4}\}")
+_MARKUP_RUN_RE = re.compile(r"[*_#|{}<>`\\^~]+")
+
+
+def _join_or_drop(m: re.Match[str]) -> str:
+    """A markup run between two letters or digits becomes a space ("snake_case"); elsewhere it goes."""
+    before = m.string[m.start() - 1] if m.start() > 0 else ""
+    after = m.string[m.end()] if m.end() < len(m.string) else ""
+    return " " if before.isalnum() and after.isalnum() else ""
+
+
+def remove_markup(text: str) -> str:
+    """HTML entities decoded, tags, comments and footnote references removed, a Markdown link kept
+    as its text ("[the docs](https://x.org)" -> "the docs"), emphasis markers removed. Characters
+    that matter for reading symbols (# < > before numbers or between words) are left for later."""
+    if "&" in text:
+        text = _ENTITY_RE.sub(lambda m: html.unescape(m.group(0)), text)
+    if "<" in text:
+        text = _TAG_RE.sub(" ", text)
+    if "[" in text or "{" in text:
+        text = _MD_LINK_RE.sub(lambda m: m.group(1), text)
+        text = _FOOTNOTE_REF_RE.sub("", text)
+    return re.sub(r"[*_`|{}\\^~]+", _join_or_drop, text)
+
+
+def _keep_prompt_brackets(text: str) -> str:
+    """Square brackets only as whole prompts with words in them; any other bracket is removed."""
+    if "[" not in text and "]" not in text:
+        return text
+    spans = [(m.start(), m.end()) for m in PROMPT_RE.finditer(text) if any(c.isalpha() for c in m.group(0))]
+    keep = {i for a, b in spans for i in (a, b - 1)}
+    return "".join(c for i, c in enumerate(text) if c not in "[]" or i in keep)
+
+
+def sweep_markup(text: str) -> str:
+    """The last guard: every markup character left ( * _ # | { } < > ` \\ ^ ~ and stray brackets)
+    removed, or a space where it joined two words."""
+    return _keep_prompt_brackets(_MARKUP_RUN_RE.sub(_join_or_drop, text))

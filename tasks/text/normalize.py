@@ -1,0 +1,69 @@
+"""The spoken form: one paragraph of raw text -> exactly the words an engine reads.
+
+The steps, in order (each its own module):
+  1. clean      Unicode NFKC, invisible characters, curly quotes, unspoken marks (™ ® © ↩ ¶ † ¹)
+  2. markup     HTML entities and tags, Markdown links, footnote references, emphasis markers
+  3. urls       URLs and e-mail addresses -> their domain ("rfc-editor dot org"), or dropped
+  4. dashes     em/en dashes and "--" -> a pause (", ")
+  5. abbreviations  "Mr." -> "Mister", "No. 5" -> "number 5", "St. Paul" -> "Saint Paul"
+  6. spoken     numbers, then symbols (& + = @ % ° ...) in words
+  7. markup     a last sweep: no markup character survives; brackets only as "[...]" prompts
+  8. casing     drop-cap first words ("MARLEY was" -> "Marley was"), then abbreviations again
+  9. roman      "Chapter IV" -> "Chapter Four", "Henry VIII" -> "Henry the Eighth"
+The result is one line, idempotent: normalize_text(normalize_text(x)) == normalize_text(x).
+"""
+
+from __future__ import annotations
+
+import re
+
+from tasks.text.abbreviations import expand_abbreviations
+from tasks.text.casing import fix_drop_caps
+from tasks.text.clean import WS_RE, clean_unicode, dashes_to_pauses
+from tasks.text.markup import remove_markup, sweep_markup
+from tasks.text.roman import speak_roman_numerals
+from tasks.text.spoken import speak_numbers, speak_symbols
+from tasks.text.urls import UrlMode, speak_urls
+
+__all__ = ["normalize_text"]
+
+_SPACE_BEFORE_RE = re.compile(r" +(?=[,.;:!?)\]])")
+_SPACE_AFTER_OPEN_RE = re.compile(r"(?<=[(\[]) +")
+_REPEATED_COMMA_RE = re.compile(r"(?:, ?)+,|,(?=[.;:!?])")
+_LEADING_PUNCT_RE = re.compile(r"^[,;:]+ ?")
+
+
+def _tidy(text: str) -> str:
+    """Single spaces, none before closing punctuation, no doubled or dangling commas."""
+    for _ in range(3):  # each rule can expose another; three rounds settle every case
+        before = text
+        text = WS_RE.sub(" ", text).strip()
+        text = _SPACE_BEFORE_RE.sub("", text)
+        text = _SPACE_AFTER_OPEN_RE.sub("", text)
+        text = _REPEATED_COMMA_RE.sub(lambda m: "," if m.group(0).endswith(",") else "", text)
+        text = _LEADING_PUNCT_RE.sub("", text)
+        if text == before:
+            break
+    return text
+
+
+def normalize_text(raw: str, *, urls: UrlMode = "domain", language: str = "en") -> str:
+    """`raw` (one paragraph) in its spoken form: one line of words, with no digit, URL or markup
+    character left. See the module docstring for the steps; `urls` is the manifest's reading.urls.
+    Emoji and right-to-left text pass through unchanged.
+    """
+    text = clean_unicode(raw)
+    if not text:
+        return ""
+    text = remove_markup(text)
+    text = speak_urls(text, urls)
+    text = dashes_to_pauses(_tidy(text))
+    text = expand_abbreviations(text, language)
+    text = speak_symbols(speak_numbers(text))
+    text = _tidy(sweep_markup(text))
+    # Drop caps are judged on the words as they will be spoken (a number or symbol read as words can
+    # be the lower-case word that follows a capital run); abbreviations and numerals in the words it
+    # re-cases ("MR. SMITH was" -> "Mr. Smith was", "HENRY VIII was") are read after it.
+    text = fix_drop_caps(text)
+    text = speak_roman_numerals(expand_abbreviations(text, language))
+    return _tidy(text)
