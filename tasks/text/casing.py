@@ -82,7 +82,9 @@ def fix_drop_caps(paragraph: str) -> str:
     fixed = []
     for token in tokens[:run]:
         letters = "".join(c for c in token if c.isalpha())
-        fixed.append(token if letters == "I" or is_acronym(token) else _capitalize_first(token))
+        abbreviation = token.endswith(".") and "." not in token[:-1]  # "MR." is "Mr.", not an acronym
+        keep = letters == "I" or (is_acronym(token) and not abbreviation)
+        fixed.append(token if keep else _capitalize_first(token))
     return " ".join(fixed + tokens[run:])
 
 

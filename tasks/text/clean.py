@@ -24,6 +24,7 @@ _QUOTES = str.maketrans(
         "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u2036": '"',
         "\u00ab": '"', "\u00bb": '"', "\u2039": "'", "\u203a": "'",
         "\u2212": "-",  # minus sign
+        "\u2044": "/",  # fraction slash: NFKC writes "½" as "1⁄2"
     }
 )  # fmt: skip
 WS_RE = re.compile(r"\s+")

@@ -10,13 +10,14 @@ import re
 
 from tasks.text.chunks import PROMPT_RE
 
-__all__ = ["remove_markup", "sweep_markup"]
+__all__ = ["remove_emphasis", "remove_markup", "sweep_markup"]
 
 _ENTITY_RE = re.compile(r"&(?:#\d{1,7}|#x[0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _TAG_RE = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>|<!--.*?-->")
 _MD_LINK_RE = re.compile(r"!?\[([^\[\]]*)\]\(([^()\s]*)(?:\s+\"[^\"]*\")?\)")
 _FOOTNOTE_REF_RE = re.compile(r"\[\^[^\[\]\s]*\]|\[\d{1,4}\]|\{\^?\d{1,4}\}")
 _MARKUP_RUN_RE = re.compile(r"[*_#|{}<>`\\^~]+")
+_EMPHASIS_RE = re.compile(r"[*_`|{}\\^~]+")
 
 
 def _join_or_drop(m: re.Match[str]) -> str:
@@ -28,8 +29,9 @@ def _join_or_drop(m: re.Match[str]) -> str:
 
 def remove_markup(text: str) -> str:
     """HTML entities decoded, tags, comments and footnote references removed, a Markdown link kept
-    as its text ("[the docs](https://x.org)" -> "the docs"), emphasis markers removed. Characters
-    that matter for reading symbols (# < > before numbers or between words) are left for later."""
+    as its text ("[the docs](https://x.org)" -> "the docs"). Emphasis markers are left for
+    remove_emphasis (after URLs, which may hold "_"), and characters that matter for reading
+    symbols (# < > before numbers or between words) for sweep_markup."""
     if "&" in text:
         text = _ENTITY_RE.sub(lambda m: html.unescape(m.group(0)), text)
     if "<" in text:
@@ -37,7 +39,13 @@ def remove_markup(text: str) -> str:
     if "[" in text or "{" in text:
         text = _MD_LINK_RE.sub(lambda m: m.group(1), text)
         text = _FOOTNOTE_REF_RE.sub("", text)
-    return re.sub(r"[*_`|{}\\^~]+", _join_or_drop, text)
+    return text
+
+
+def remove_emphasis(text: str) -> str:
+    """Emphasis and code markers and other pure markup (* _ ` | { } \\ ^ ~) removed, or a space
+    where one joined two words ("snake_case" -> "snake case")."""
+    return _EMPHASIS_RE.sub(_join_or_drop, text)
 
 
 def _keep_prompt_brackets(text: str) -> str:

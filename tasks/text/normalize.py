@@ -2,8 +2,9 @@
 
 The steps, in order (each its own module):
   1. clean      Unicode NFKC, invisible characters, curly quotes, unspoken marks (™ ® © ↩ ¶ † ¹)
-  2. markup     HTML entities and tags, Markdown links, footnote references, emphasis markers
-  3. urls       URLs and e-mail addresses -> their domain ("rfc-editor dot org"), or dropped
+  2. markup     HTML entities and tags, Markdown links, footnote references
+  3. urls       URLs and e-mail addresses -> their domain ("rfc-editor dot org"), or dropped;
+                then emphasis markers ("_italic_", "*bold*") go
   4. dashes     em/en dashes and "--" -> a pause (", ")
   5. abbreviations  "Mr." -> "Mister", "No. 5" -> "number 5", "St. Paul" -> "Saint Paul"
   6. spoken     numbers, then symbols (& + = @ % ° ...) in words
@@ -20,17 +21,18 @@ import re
 from tasks.text.abbreviations import expand_abbreviations
 from tasks.text.casing import fix_drop_caps
 from tasks.text.clean import WS_RE, clean_unicode, dashes_to_pauses
-from tasks.text.markup import remove_markup, sweep_markup
+from tasks.text.markup import remove_emphasis, remove_markup, sweep_markup
 from tasks.text.roman import speak_roman_numerals
 from tasks.text.spoken import speak_numbers, speak_symbols
 from tasks.text.urls import UrlMode, speak_urls
 
 __all__ = ["normalize_text"]
 
-_SPACE_BEFORE_RE = re.compile(r" +(?=[,.;:!?)\]])")
+_SPACE_BEFORE_RE = re.compile(r" +(?=[,.;:!?)\]](?!\d))")  # not before ".5"
 _SPACE_AFTER_OPEN_RE = re.compile(r"(?<=[(\[]) +")
 _REPEATED_COMMA_RE = re.compile(r"(?:, ?)+,|,(?=[.;:!?])")
 _LEADING_PUNCT_RE = re.compile(r"^[,;:]+ ?")
+_EMPTY_PARENS_RE = re.compile(r"\( ?\)")  # left by a dropped URL
 
 
 def _tidy(text: str) -> str:
@@ -41,7 +43,7 @@ def _tidy(text: str) -> str:
         text = _SPACE_BEFORE_RE.sub("", text)
         text = _SPACE_AFTER_OPEN_RE.sub("", text)
         text = _REPEATED_COMMA_RE.sub(lambda m: "," if m.group(0).endswith(",") else "", text)
-        text = _LEADING_PUNCT_RE.sub("", text)
+        text = _LEADING_PUNCT_RE.sub("", _EMPTY_PARENS_RE.sub("", text))
         if text == before:
             break
     return text
@@ -55,11 +57,11 @@ def normalize_text(raw: str, *, urls: UrlMode = "domain", language: str = "en") 
     text = clean_unicode(raw)
     if not text:
         return ""
-    text = remove_markup(text)
-    text = speak_urls(text, urls)
+    text = remove_emphasis(speak_urls(remove_markup(text), urls))
     text = dashes_to_pauses(_tidy(text))
     text = expand_abbreviations(text, language)
-    text = speak_symbols(speak_numbers(text))
+    # Reading numbers can free a host name glued to digits ("0perma.cc" -> "zero perma.cc"): URLs again.
+    text = speak_symbols(speak_urls(speak_numbers(text), urls))
     text = _tidy(sweep_markup(text))
     # Drop caps are judged on the words as they will be spoken (a number or symbol read as words can
     # be the lower-case word that follows a capital run); abbreviations and numerals in the words it
