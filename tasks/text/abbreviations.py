@@ -69,6 +69,14 @@ def _is_name(word: str) -> bool:
     return bool(word) and word[0].isupper() and not word.endswith(".")
 
 
+def _name_before(text: str, start: int, word: str) -> bool:
+    """The word before is a name in mid-sentence, with nothing between ("in Baker St.", "4557 Melan Dr.";
+    not "When Dr.", "Holmes, Dr.")."""
+    if not re.fullmatch(r"[A-Z][\w'-]*", word):
+        return False
+    return not _sentence_start(text, text.rfind(word, 0, start))
+
+
 @functools.cache
 def _pattern(language: str) -> re.Pattern[str] | None:
     written = sorted({a.written for a in abbreviations(language)}, key=len, reverse=True)
@@ -115,7 +123,7 @@ def expand_abbreviations(text: str, language: str = "en") -> str:
             ok = {
                 "": True, "may-end": True,
                 "before-name": _is_name(after),
-                "after-name": _is_name(before) and not _sentence_start(m.string, m.start()),
+                "after-name": _name_before(m.string, m.start(), before),
                 "before-number": _is_number(after),
                 "after-number": _is_number(before),
             }[entry.when]
@@ -126,7 +134,7 @@ def expand_abbreviations(text: str, language: str = "en") -> str:
             spoken = entry.spoken
             if spoken[0].islower() and m.group(0)[0].isupper() and _sentence_start(m.string, m.start()):
                 spoken = spoken[0].upper() + spoken[1:]
-            if entry.when == "may-end":
+            if entry.when in ("may-end", "after-name", "after-number"):  # "on Baker St. He left"
                 rest = m.string[m.end():m.end() + _CONTEXT].lstrip(" \"')")
                 if not rest or (rest[0].isupper() and m.string[m.end():m.end() + 1] in (" ", "")):
                     spoken += "."

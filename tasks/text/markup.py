@@ -14,6 +14,7 @@ __all__ = ["remove_emphasis", "remove_markup", "sweep_markup"]
 
 _ENTITY_RE = re.compile(r"&(?:#\d{1,7}|#x[0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _TAG_RE = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>|<!--.*?-->")
+_TEMPLATE_RE = re.compile(r"\{%.*?%\}|\{\{.*?\}\}")  # Liquid / Jinja tags: "{% include toc.html %}"
 _MD_LINK_RE = re.compile(r"!?\[([^\[\]]*)\]\(([^()\s]*)(?:\s+\"[^\"]*\")?\)")
 _FOOTNOTE_REF_RE = re.compile(r"\[\^[^\[\]\s]*\]|\[\d{1,4}\]|\{\^?\d{1,4}\}")
 _MARKUP_RUN_RE = re.compile(r"[*_#|{}<>`\\^~]+")
@@ -28,7 +29,7 @@ def _join_or_drop(m: re.Match[str]) -> str:
 
 
 def remove_markup(text: str) -> str:
-    """HTML entities decoded, tags, comments and footnote references removed, a Markdown link kept
+    """HTML entities decoded, tags, comments, template tags and footnote references removed, a Markdown link kept
     as its text ("[the docs](https://x.org)" -> "the docs"). Emphasis markers are left for
     remove_emphasis (after URLs, which may hold "_"), and characters that matter for reading
     symbols (# < > before numbers or between words) for sweep_markup."""
@@ -36,6 +37,8 @@ def remove_markup(text: str) -> str:
         text = _ENTITY_RE.sub(lambda m: html.unescape(m.group(0)), text)
     if "<" in text:
         text = _TAG_RE.sub(" ", text)
+    if "{" in text:
+        text = _TEMPLATE_RE.sub(" ", text)
     if "[" in text or "{" in text:
         text = _MD_LINK_RE.sub(lambda m: m.group(1), text)
         text = _FOOTNOTE_REF_RE.sub("", text)

@@ -91,6 +91,8 @@ def _regnal(m: re.Match[str]) -> str:
 def _named(m: re.Match[str]) -> str:
     if m.group(1) in STRUCTURE_WORDS or m.group(1) in _NOT_NAMES:
         return m.group(0)
+    if re.match(r"[.:] +[A-Z]", m.string[m.end():m.end() + 3]):
+        return m.group(0)  # "Bohemia II. The Red-Headed League": a list of numbered titles, not a king
     return _regnal(m)
 
 

@@ -98,6 +98,9 @@ _DOTTED_RE = re.compile(r"(?<![\d.])\d+(?:\.\d+){2,}(?!\d|\.\d)")
 _DECIMAL_RE = re.compile(rf"(?<![\d.,])({_NUM})?\.(\d+)(?!\d|\.\d)")
 _CHAIN_RE = re.compile(r"(?<![\d,.-])\d+(?:[-/]\d+)+(?![\d-])")
 _NEGATIVE_RE = re.compile(r"(?<![\w).-])-(?=\d)")
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+# A day after a month is an ordinal ("March 20" -> "March twentieth"), not a year or a count.
+_MONTH_DAY_RE = re.compile(rf"\b({_MONTHS}) ([1-9]|[12]\d|3[01])(?![\d:.]\d|\d|[-/]\d)")
 _YEAR_RE = re.compile(r"(?<![\d,.])(1[1-9]\d\d|20\d\d)(?![\d]|[,.]\d)")
 _INTEGER_RE = re.compile(_NUM)
 _FRACTIONS = {2: ("half", "halves"), 4: ("quarter", "quarters")}
@@ -165,7 +168,8 @@ def _chain(m: re.Match[str]) -> str:
         a, b = numbers
         if len(a) == 4 and 1100 <= int(a) <= 2099 and len(b) in (2, 4):
             return f"{_year(int(a))} to {_year(int(b)) if len(b) == 4 else cardinal(b)}"
-        return f"{cardinal(a)} to {cardinal(b)}"
+        if len(b) <= len(a) <= 4 or len(a) < len(b) <= 3:  # "743-45", "10-20", "5-100"; not "596-1887"
+            return f"{cardinal(a)} to {cardinal(b)}"
     if marks == {"/"}:
         return " slash ".join(cardinal(n) for n in numbers)
     return ", ".join(_digit_by_digit(n) for n in numbers)  # a phone or serial number
@@ -203,6 +207,7 @@ def speak_numbers(text: str) -> str:
     text = _DECIMAL_RE.sub(lambda m: _decimal(m.group(1) or "", m.group(2)), text)
     text = _CHAIN_RE.sub(_chain, text)
     text = _NEGATIVE_RE.sub("minus ", text)
+    text = _MONTH_DAY_RE.sub(lambda m: f"{m.group(1)} {_ordinal(m.group(2))}", text)
     text = _YEAR_RE.sub(_year_or_count, text)
     return _INTEGER_RE.sub(lambda m: cardinal(m.group(0)), text)
 

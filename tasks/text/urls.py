@@ -23,7 +23,7 @@ _URL_RE = re.compile(
     rf"""
     <?(?:
         (?:[A-Za-z][A-Za-z0-9+.-]{{1,15}}://|mailto:)[^\s<>"'\[\]]*   # a scheme: anything up to a space
-      | www\.[^\s<>"'\[\]]+                                          # www.host...
+      | (?<![\w.-])www\.[^\s<>"'\[\]]*                                # www.host...
       | [\w.+-]+@{_HOST}(?:\.{_HOST})+                               # an e-mail address
       | (?<![\w@.-]){_HOST}(?:\.{_HOST})*\.(?-i:{_TLDS})(?![\w-]){_PATH}   # a bare host name
     )>?
@@ -45,6 +45,8 @@ def _domain(url: str) -> str:
     host = host.split(":", 1)[0].strip(".-")
     while host.lower().startswith("www."):
         host = host[4:]
+    if host.lower() == "www":
+        return ""
     labels = [label for label in host.split(".") if re.fullmatch(r"[A-Za-z0-9-]+", label)]
     return " dot ".join(label.lower() for label in labels)
 
