@@ -13,6 +13,7 @@ All lengths are in characters (Python code points), never bytes or tokens.
 
 Modules: clean (characters), markup, urls, casing (drop caps, headings), abbreviations, roman,
 spoken (numbers and symbols), normalize (the steps in order), headings, sentences, chunks, lexicon.
+A change to a rule that alters the spoken form of unchanged text must bump tasks.cache.PIPELINE_VERSION.
 """
 
 from tasks.text.chunks import has_prompt, pack_chunks, strip_prompts
@@ -23,11 +24,7 @@ from tasks.text.normalize import normalize_text
 from tasks.text.sentences import split_sentences
 from tasks.text.urls import UrlMode
 
-# Bump when a rule change alters the spoken form of unchanged text (it is part of every chunk key
-# through tasks.cache.PIPELINE_VERSION).
-TEXT_VERSION = "spoken-1"
-
 __all__ = [
-    "TEXT_VERSION", "Lexicon", "UrlMode", "book_lexicon", "clean_text", "has_prompt", "load_lexicon_file",
+    "Lexicon", "UrlMode", "book_lexicon", "clean_text", "has_prompt", "load_lexicon_file",
     "normalize_heading", "normalize_text", "pack_chunks", "split_sentences", "strip_prompts",
 ]

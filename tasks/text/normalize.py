@@ -23,7 +23,7 @@ from tasks.text.casing import fix_drop_caps
 from tasks.text.clean import WS_RE, clean_unicode, dashes_to_pauses
 from tasks.text.markup import remove_emphasis, remove_markup, sweep_markup
 from tasks.text.roman import speak_roman_numerals
-from tasks.text.spoken import speak_numbers, speak_symbols
+from tasks.text.spoken import base_language, speak_numbers, speak_symbols
 from tasks.text.urls import UrlMode, speak_urls
 
 __all__ = ["normalize_text"]
@@ -52,6 +52,8 @@ def _tidy(text: str) -> str:
 def normalize_text(raw: str, *, urls: UrlMode = "domain", language: str = "en") -> str:
     """`raw` (one paragraph) in its spoken form: one line of words, with no digit, URL or markup
     character left. See the module docstring for the steps; `urls` is the manifest's reading.urls.
+    The rules are English; for another `language` its abbreviation list (when the project has one) and
+    num2words in that language for plain numbers apply, and roman numerals and symbols are left as written.
     Emoji and right-to-left text pass through unchanged.
     """
     text = clean_unicode(raw)
@@ -61,11 +63,14 @@ def normalize_text(raw: str, *, urls: UrlMode = "domain", language: str = "en") 
     text = dashes_to_pauses(_tidy(text))
     text = expand_abbreviations(text, language)
     # Reading numbers can free a host name glued to digits ("0perma.cc" -> "zero perma.cc"): URLs again.
-    text = speak_symbols(speak_urls(speak_numbers(text), urls))
+    english = base_language(language) == "en"
+    text = speak_urls(speak_numbers(text, language), urls)
+    text = speak_symbols(text) if english else text
     text = _tidy(sweep_markup(text))
     # Drop caps are judged on the words as they will be spoken (a number or symbol read as words can
     # be the lower-case word that follows a capital run); abbreviations and numerals in the words it
     # re-cases ("MR. SMITH was" -> "Mr. Smith was", "HENRY VIII was") are read after it.
     text = fix_drop_caps(text)
-    text = speak_roman_numerals(expand_abbreviations(text, language))
+    text = expand_abbreviations(text, language)
+    text = speak_roman_numerals(text) if english else text
     return _tidy(text)

@@ -104,6 +104,11 @@ def speak_roman_numerals(text: str) -> str:
         if value is not None and value <= MAX_STRUCTURE:
             return f"{cardinal_title(value)}."
         return text
-    text = _STRUCTURE_RE.sub(_structure, text)
-    text = _ROYAL_RE.sub(_regnal, text)
-    return _NAMED_RE.sub(_named, text)
+    for _ in range(64):  # until nothing changes: a replaced numeral can expose the next ("Louis II II")
+        before = text
+        text = _STRUCTURE_RE.sub(_structure, text)
+        text = _ROYAL_RE.sub(_regnal, text)
+        text = _NAMED_RE.sub(_named, text)
+        if text == before:
+            break
+    return text

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import functools
 import re
+from decimal import Decimal
 
 from num2words import num2words
 
-__all__ = ["speak_numbers", "speak_symbols"]
+__all__ = ["base_language", "cardinal", "speak_numbers", "speak_symbols"]
 
 _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _MAX_CARDINAL_DIGITS = 15  # longer runs (IDs, ISBNs) are read digit by digit
@@ -185,12 +186,40 @@ def _year_or_count(m: re.Match[str]) -> str:
     return _year(int(m.group(1)))
 
 
-def speak_numbers(text: str) -> str:
-    """Every ASCII digit in `text` read as words (see the module docstring)."""
+def base_language(language: str) -> str:
+    """ "en-GB" -> "en"."""
+    return language.lower().replace("_", "-").split("-")[0] or "en"
+
+
+@functools.lru_cache(maxsize=4096)
+def _foreign(number: str, language: str) -> str:
+    """A number in the words of another language num2words knows ("fr": 3,5 is "trois virgule cinq")."""
+    try:
+        if "." in number:
+            return _words(num2words(Decimal(number), lang=language))
+        if len(number) > _MAX_CARDINAL_DIGITS or (len(number) > 1 and number[0] == "0"):
+            return " ".join(_words(num2words(int(d), lang=language)) for d in number)
+        return _words(num2words(int(number), lang=language))
+    except (NotImplementedError, OverflowError, ValueError, KeyError):
+        return cardinal(number) if "." not in number else _decimal(*number.split(".", 1))
+
+
+def _speak_foreign_numbers(text: str, language: str) -> str:
+    """Outside English only plain numbers and decimals are read, in the book's language."""
+    text = re.sub(r"(?<![\d.,])(\d+)[.,](\d+)(?![\d]|[.,]\d)", lambda m: _foreign(f"{m.group(1)}.{m.group(2)}", language),
+                  text)
+    return re.sub(r"\d+", lambda m: _foreign(m.group(0), language), text)
+
+
+def speak_numbers(text: str, language: str = "en") -> str:
+    """Every ASCII digit in `text` read as words (see the module docstring). English rules; another
+    language gets its plain numbers and decimals in its own words (num2words), where num2words knows it."""
     if not any("0" <= c <= "9" for c in text):
         return text
     text = _FOOTNOTE_RE.sub("", text)
     text = _GLUED_RE.sub(" ", text)
+    if (lang := base_language(language)) != "en":
+        return _speak_foreign_numbers(text, lang)
     text = re.sub(r"#\s?(?=\d)", "number ", text)
     text = re.sub(r"§§\s?(?=\d)", "sections ", text)
     text = re.sub(r"§\s?(?=\d)", "section ", text)

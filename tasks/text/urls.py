@@ -23,7 +23,7 @@ _URL_RE = re.compile(
     rf"""
     <?(?:
         (?:[A-Za-z][A-Za-z0-9+.-]{{1,15}}://|mailto:)[^\s<>"'\[\]]*   # a scheme: anything up to a space
-      | (?<![\w.-])www\.[^\s<>"'\[\]]*                                # www.host...
+      | (?<![^\W\d_])www\.[^\s<>"'\[\]]*                                # www.host...
       | [\w.+-]+@{_HOST}(?:\.{_HOST})+                               # an e-mail address
       | (?<![\w@.-]){_HOST}(?:\.{_HOST})*\.(?-i:{_TLDS})(?![\w-]){_PATH}   # a bare host name
     )>?
