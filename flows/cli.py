@@ -19,10 +19,14 @@ import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks import paths
 from tasks.errors import AudiobookError, UserError
+
+if TYPE_CHECKING:
+    from tasks.manifest import Pacing
+    from tasks.plan import BookPlan
 
 DEFAULT_PREFECT_URL = "http://127.0.0.1:4200/api"
 
@@ -115,7 +119,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_spoken_text(plan: Any, pacing: Any) -> None:
+def print_spoken_text(plan: BookPlan, pacing: Pacing) -> None:
     """Exactly what the engine will be given, chapter by chapter under its title: each chunk on a line
     of its own, and a blank line where a paragraph ends (when its pause differs from a sentence's)."""
     for chapter in plan.chapters:

@@ -18,6 +18,7 @@ _DROP_RE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff\u200b\
 # trade, registered and copyright signs, superscript digits (footnote marks), the return arrow of
 # endnote backlinks, the pilcrow, daggers, the reference mark and the sound-recording copyright sign.
 _UNSPOKEN_RE = re.compile("[\u2122\u00ae\u00a9\u2117\u00b9\u00b2\u00b3\u2070\u2074-\u2079\u21a9\u21aa\u00b6\u2020\u2021\u203b]\ufe0f?")
+_ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")  # a terminal colour code pasted with the text: "\x1b[0m"
 _QUOTES = str.maketrans(
     {
         "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u2035": "'",
@@ -55,9 +56,9 @@ def _dash_to_pause(m: re.Match[str]) -> str:
 
 
 def clean_unicode(raw: str) -> str:
-    """Unicode NFKC, unspoken marks and invisible characters removed, curly quotes made straight,
+    """Unicode NFKC, terminal escape codes, unspoken marks and invisible characters removed, curly quotes made straight,
     whitespace collapsed to single spaces and stripped. No dash or word is changed."""
-    text = _UNSPOKEN_RE.sub("", _DROP_RE.sub("", raw))
+    text = _UNSPOKEN_RE.sub("", _DROP_RE.sub("", _ANSI_RE.sub("", raw)))
     text = unicodedata.normalize("NFKC", text)  # also "…" -> "...", non-breaking space -> " "
     text = _DROP_RE.sub("", text.translate(_QUOTES))
     return WS_RE.sub(" ", text).strip()

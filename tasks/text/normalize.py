@@ -62,8 +62,8 @@ def normalize_text(raw: str, *, urls: UrlMode = "domain", language: str = "en") 
     text = remove_emphasis(speak_urls(remove_markup(text), urls))
     text = dashes_to_pauses(_tidy(text))
     text = expand_abbreviations(text, language)
-    # Reading numbers can free a host name glued to digits ("0perma.cc" -> "zero perma.cc"): URLs again.
     english = base_language(language) == "en"
+    # Reading numbers can free a host name glued to digits ("0perma.cc" -> "zero perma.cc"): URLs again.
     text = speak_urls(speak_numbers(text, language), urls)
     text = speak_symbols(text) if english else text
     text = _tidy(sweep_markup(text))

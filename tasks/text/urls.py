@@ -24,7 +24,7 @@ _URL_RE = re.compile(
     <?(?:
         (?:[A-Za-z][A-Za-z0-9+.-]{{1,15}}://|mailto:)[^\s<>"'\[\]]*   # a scheme: anything up to a space
       | (?<![^\W\d_])www\.[^\s<>"'\[\]]*                                # www.host...
-      | [\w.+-]+@{_HOST}(?:\.{_HOST})+                               # an e-mail address
+      | (?<![\w.+-])[\w.+-]{{1,64}}@{_HOST}(?:\.{_HOST})+               # an e-mail address
       | (?<![\w@.-]){_HOST}(?:\.{_HOST})*\.(?-i:{_TLDS})(?![\w-]){_PATH}   # a bare host name
     )>?
     """,
@@ -43,8 +43,7 @@ def _domain(url: str) -> str:
         host = re.split(r"[/?#]", host, maxsplit=1)[0]
         host = host.rsplit("@", 1)[-1]  # user:password@host
     host = host.split(":", 1)[0].strip(".-")
-    while host.lower().startswith("www."):
-        host = host[4:]
+    host = re.sub(r"^(?:www\.)+", "", host, flags=re.IGNORECASE)
     if host.lower() == "www":
         return ""
     labels = [label for label in host.split(".") if re.fullmatch(r"[A-Za-z0-9-]+", label)]
@@ -56,10 +55,12 @@ def speak_urls(text: str, mode: UrlMode = "domain") -> str:
 
     def _replace(m: re.Match[str]) -> str:
         url = m.group(0)
-        tail = ""
-        while url and url[-1] in _TRAILING and not (url[-1] == ")" and url.count("(") >= url.count(")")):
-            tail = url[-1] + tail
-            url = url[:-1]
+        opened, closed = url.count("("), url.count(")")
+        end = len(url)
+        while end and url[end - 1] in _TRAILING and not (url[end - 1] == ")" and opened >= closed):
+            closed -= url[end - 1] == ")"
+            end -= 1
+        url, tail = url[:end], url[end:]
         if mode == "drop":
             return tail
         return f"{_domain(url)}{tail}"
