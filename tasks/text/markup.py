@@ -1,14 +1,12 @@
 """Markup that slipped past a reader never reaches an engine: HTML tags and entities, Markdown links,
 footnote references ("[^1]", "[12]"), emphasis markers ("_italic_", "*emphasis*"), and stray
-characters (* _ # | { } < > ` \\ ^ ~). Square brackets survive only as whole "[...]" prompts.
+characters (* _ # | { } < > ` \\ ^ ~). Square brackets survive only as balanced "[...]" prompts.
 """
 
 from __future__ import annotations
 
 import html
 import re
-
-from tasks.text.chunks import PROMPT_RE
 
 __all__ = ["remove_emphasis", "remove_markup", "sweep_markup"]
 
@@ -52,11 +50,18 @@ def remove_emphasis(text: str) -> str:
 
 
 def _keep_prompt_brackets(text: str) -> str:
-    """Square brackets only as whole prompts with words in them; any other bracket is removed."""
+    """Square brackets only as balanced prompts with words in them ("[sad]", "[[very] sad]", as
+    strip_prompts reads them); an unmatched bracket, or a pair with no letter inside, is removed."""
     if "[" not in text and "]" not in text:
         return text
-    spans = [(m.start(), m.end()) for m in PROMPT_RE.finditer(text) if any(c.isalpha() for c in m.group(0))]
-    keep = {i for a, b in spans for i in (a, b - 1)}
+    opened: list[int] = []
+    pairs: list[tuple[int, int]] = []
+    for i, c in enumerate(text):
+        if c == "[":
+            opened.append(i)
+        elif c == "]" and opened:
+            pairs.append((opened.pop(), i))
+    keep = {i for a, b in pairs if any(ch.isalpha() for ch in text[a + 1:b]) for i in (a, b)}
     return "".join(c for i, c in enumerate(text) if c not in "[]" or i in keep)
 
 

@@ -28,8 +28,8 @@ from tasks.text.urls import UrlMode, speak_urls
 
 __all__ = ["normalize_text"]
 
-_SPACE_BEFORE_RE = re.compile(r" +(?=[,.;:!?)\]](?!\d))")  # not before ".5"
-_SPACE_AFTER_OPEN_RE = re.compile(r"(?<=[(\[]) +")
+_SPACE_BEFORE_RE = re.compile(r" +(?=[,.;:!?)](?!\d))")  # not before ".5"
+_SPACE_AFTER_OPEN_RE = re.compile(r"(?<=\() +")
 _REPEATED_COMMA_RE = re.compile(r"(?:, ?)+,|,(?=[.;:!?])")
 _LEADING_PUNCT_RE = re.compile(r"^[,;:]+ ?")
 _EMPTY_PARENS_RE = re.compile(r"\( ?\)")  # left by a dropped URL
