@@ -217,7 +217,11 @@ def test_symbols_and_markup(raw: str, spoken: str) -> None:
         ("The BBC and the U.S. agreed.", "The BBC and the U.S. agreed."),
         ("MR. SMITH was there", "Mister Smith was there"),
         ("HENRY VIII was king", "Henry the Eighth was king"),
-        ("THE END", "THE END"),
+        ("THE END", "The End"),
+        ("THE EVE OF THE WAR", "The Eve of the War"),
+        ("CHAPTER IV", "Chapter Four"),
+        ("BBC NEWS AT TEN", "BBC News at Ten"),
+        ("BBC FBI", "BBC FBI"),
     ],
 )
 def test_drop_caps(raw: str, spoken: str) -> None:

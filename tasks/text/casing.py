@@ -68,13 +68,16 @@ def _capitalize_first(token: str) -> str:
 def fix_drop_caps(paragraph: str) -> str:
     """At a paragraph's start, a run of all-capital words followed by a word in lower case is
     typography: "MARLEY was dead" -> "Marley was dead", "I HAVE endeavoured" -> "I Have endeavoured",
-    "YES! and" -> "Yes! and". Acronyms in the run keep their capitals ("BBC reporters")."""
+    "YES! and" -> "Yes! and". Acronyms in the run keep their capitals ("BBC reporters"). A paragraph
+    all in capitals is put in title case ("THE END" -> "The End", "BBC NEWS" -> "BBC News")."""
     tokens = paragraph.split(" ")
     run = 0
     while run < len(tokens) and _caps_word(tokens[run]):
         run += 1
-    if run == 0 or run == len(tokens):
+    if run == 0:
         return paragraph
+    if run == len(tokens):  # a paragraph all in capitals ("THE EVE OF THE WAR"): shouting, not acronyms
+        return title_case(paragraph)
     if not any(c.islower() for c in tokens[run]):
         return paragraph
     if not any(sum(c.isalpha() for c in t) >= 2 for t in tokens[:run]):
