@@ -35,8 +35,10 @@ def test_whole_words_only_and_case_rules() -> None:
 
 
 def test_keys_and_respellings_are_normalised() -> None:
-    lexicon = Lexicon.of({"Dr. Who": "Doctor Hoo", "R2-D2": "Artoo Deetoo", "Smaug": "smowg the 1st"})
-    assert lexicon.entries == {"Doctor Who": "Doctor Hoo", "R two-D two": "Artoo Deetoo", "Smaug": "smowg the first"}
+    lexicon = Lexicon.of({"Dr. Who": "Doctor Hoo", "R2-D2": "Artoo Deetoo", "Smaug": "smowg the 1st",
+                          "Thames": "TEMZ"})
+    assert lexicon.entries == {"Doctor Who": "Doctor Hoo", "R two-D two": "Artoo Deetoo", "Smaug": "smowg the first",
+                               "Thames": "TEMZ"}  # capitals in a respelling (stress) are kept
     assert lexicon.apply("Doctor Who met R two-D two and Smaug.") == "Doctor Hoo met Artoo Deetoo and smowg the first."
 
 

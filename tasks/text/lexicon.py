@@ -57,7 +57,7 @@ class Lexicon:
                     field=f"{where}.{key}" if where else str(key),
                     fix="use a word as the key",
                 )
-            normal[spoken_key] = normalize_text(value, language=language)
+            normal[spoken_key] = normalize_text(value, language=language, recase=False)
         if not normal:
             return cls({})
         parts = []

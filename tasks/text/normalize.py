@@ -49,12 +49,13 @@ def _tidy(text: str) -> str:
     return text
 
 
-def normalize_text(raw: str, *, urls: UrlMode = "domain", language: str = "en") -> str:
+def normalize_text(raw: str, *, urls: UrlMode = "domain", language: str = "en", recase: bool = True) -> str:
     """`raw` (one paragraph) in its spoken form: one line of words, with no digit, URL or markup
     character left. See the module docstring for the steps; `urls` is the manifest's reading.urls.
     The rules are English; for another `language` its abbreviation list (when the project has one) and
     num2words in that language for plain numbers apply, and roman numerals and symbols are left as written.
-    Emoji and right-to-left text pass through unchanged.
+    Emoji and right-to-left text pass through unchanged. `recase=False` keeps capitals as written (no
+    drop-cap or shouting rule): for respellings such as "her-MY-oh-nee", where capitals mark stress.
     """
     text = clean_unicode(raw)
     if not text:
@@ -70,7 +71,7 @@ def normalize_text(raw: str, *, urls: UrlMode = "domain", language: str = "en") 
     # Drop caps are judged on the words as they will be spoken (a number or symbol read as words can
     # be the lower-case word that follows a capital run); abbreviations and numerals in the words it
     # re-cases ("MR. SMITH was" -> "Mr. Smith was", "HENRY VIII was") are read after it.
-    text = fix_drop_caps(text)
-    text = expand_abbreviations(text, language)
+    if recase:
+        text = expand_abbreviations(fix_drop_caps(text), language)
     text = speak_roman_numerals(text) if english else text
     return _tidy(text)
