@@ -1,7 +1,7 @@
 """The `audiobook` command line: thin over the library; errors become exit codes in one place.
 
     audiobook render MANIFEST [--output DIR] [--engine NAME]   render a book (exit 0 on success)
-    audiobook check MANIFEST [--engine NAME]                   validate and print the plan
+    audiobook check MANIFEST [--engine NAME] [--text]          validate and print the plan (or the spoken text)
     audiobook voices list | voices latents NAME                reference voices (Tortoise)
     audiobook models fetch [--dir DIR]                         fetch Tortoise weights ahead of time
     audiobook doctor [--engine NAME]                           device, ffmpeg, weights, a test render
@@ -18,10 +18,14 @@ import os
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks import paths
 from tasks.errors import AudiobookError, UserError
+
+if TYPE_CHECKING:
+    from tasks.manifest import Pacing
+    from tasks.plan import BookPlan
 
 DEFAULT_PREFECT_URL = "http://127.0.0.1:4200/api"
 
@@ -96,6 +100,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     manifest = load_manifest(paths.resolve_manifest(args.manifest))
     plan = make_plan(manifest, engine_name=args.engine, cache_dir=paths.cache_dir(), voices_dir=paths.voices_dir())
+    if args.text:
+        print_spoken_text(plan, manifest.pacing)
+        return 0
     print(f"{manifest.title} by {manifest.author}  [{manifest.path}]")
     print(f"engine {plan.engine_info.name} (limit {plan.engine_info.max_chars} characters a chunk), "
           f"voice {manifest.voice}, quality {manifest.quality}, outputs {', '.join(manifest.outputs)}")
@@ -109,6 +116,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     for warning in plan.warnings:
         print(f"warning: {warning}")
     return 0
+
+
+def print_spoken_text(plan: BookPlan, pacing: Pacing) -> None:
+    """Exactly what the engine will be given, chapter by chapter under its title: each chunk on a line
+    of its own, and a blank line where a paragraph ends (when its pause differs from a sentence's)."""
+    for chapter in plan.chapters:
+        print(f"=== {chapter.index + 1}. {chapter.title} ===")
+        for chunk in chapter.chunks:
+            print(chunk.text)
+            if (chunk.pause_after_ms == pacing.paragraph_pause_ms != pacing.sentence_pause_ms
+                    and chunk is not chapter.chunks[-1]):
+                print()
+        print()
 
 
 def cmd_voices_list(args: argparse.Namespace) -> int:
@@ -292,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a manifest and print the plan without synthesising")
     check.add_argument("manifest")
     check.add_argument("--engine", help="override the manifest's engine")
+    check.add_argument("--text", action="store_true",
+                       help="print exactly what will be spoken (the chunk texts, chapter by chapter) to proofread")
     check.set_defaults(func=cmd_check)
 
     voices = sub.add_parser("voices", help="reference voices").add_subparsers(dest="voices_command", required=True)

@@ -27,7 +27,15 @@ from tasks.structure import (
     spoken_title,
     without_heading,
 )
-from tasks.text import has_prompt, normalize_text, pack_chunks, split_sentences, strip_prompts
+from tasks.text import (
+    Lexicon,
+    book_lexicon,
+    has_prompt,
+    normalize_text,
+    pack_chunks,
+    split_sentences,
+    strip_prompts,
+)
 
 # Speech rate used for estimates and take checks: about 14 characters of English per second.
 CHARS_PER_SECOND = 14.0
@@ -165,8 +173,11 @@ Piece = tuple[str, int]  # (text the engine speaks, pause after it in ms)
 def plan_chapters(
     chapters: tuple[ChapterText, ...], manifest: Manifest, info: EngineInfo, job: SynthJob, voice_fingerprint: str,
     warnings: tuple[str, ...] = (), *, prompts_usable: bool | None = None, cover: str | None = None,
+    lexicon: Lexicon | None = None,
 ) -> BookPlan:
-    """Split every chapter into sentences and pack them into keyed chunks within the engine's limit.
+    """Put every paragraph in its spoken form, split it into sentences and pack them into keyed chunks
+    within the engine's limit; the pronunciation lexicon (default: the book's own, without a voice's)
+    is applied to each chunk.
 
     The book's spoken structure (tasks.structure) is laid out here: opening credits first and closing
     credits last (`credits`), each chapter's title spoken first in its file (`speak_titles`), and a
@@ -175,33 +186,35 @@ def plan_chapters(
     titles.
     """
     pacing = manifest.pacing
+    language, urls = manifest.language, manifest.reading.urls
+    lexicon = book_lexicon(manifest) if lexicon is None else lexicon
     use_prompts = info.supports_prompts if prompts_usable is None else prompts_usable
     dropped = 0
     notes = list(warnings)
 
     def pieces(sentences: list[str], last_pause_ms: int) -> list[Piece]:
-        packed = pack_chunks(sentences, info.max_chars)
+        packed = lexicon.apply_to_chunks(pack_chunks(sentences, info.max_chars), info.max_chars, language)
         return [(p, last_pause_ms if i == len(packed) - 1 else pacing.sentence_pause_ms) for i, p in enumerate(packed)]
 
     def paragraph_pieces(paragraph: str) -> tuple[list[Piece], int]:
         """One paragraph's chunks and its number of sentences."""
         nonlocal dropped
-        text = normalize_text(paragraph)
+        text = normalize_text(paragraph, urls=urls, language=language)
         if not use_prompts and has_prompt(text):
             dropped += 1
-            text = normalize_text(strip_prompts(text))
+            text = normalize_text(strip_prompts(text), urls=urls, language=language)
         if not text:
             return [], 0
-        sentences = split_sentences(text)
+        sentences = split_sentences(text, language)
         return pieces(sentences, pacing.paragraph_pause_ms), len(sentences)
 
     def title_pieces(title: str, part: int | None) -> list[Piece]:
         if not manifest.speak_titles:
             return []
-        text = spoken_title(title, part)
+        text = spoken_title(title, part, urls=urls, language=language)
         if not use_prompts and has_prompt(text):
-            text = normalize_text(strip_prompts(text))
-        return pieces(split_sentences(text), round(pacing.paragraph_pause_ms * TITLE_PAUSE_FACTOR)) if text else []
+            text = normalize_text(strip_prompts(text), urls=urls, language=language)
+        return pieces(split_sentences(text, language), round(pacing.paragraph_pause_ms * TITLE_PAUSE_FACTOR)) if text else []
 
     def credits_section(title: str, lines: tuple[str, ...]) -> tuple[str, ChapterKind, list[Piece], int]:
         spoken = [paragraph_pieces(line) for line in lines]
@@ -317,5 +330,5 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
         usable = getattr(engine, "prompt_mode", "redact") == "redact"
     return plan_chapters(
         chapters, manifest, engine.info, job, fingerprint, warnings, prompts_usable=usable,
-        cover=str(cover) if cover else None,
+        cover=str(cover) if cover else None, lexicon=book_lexicon(manifest, voices_dir),
     )

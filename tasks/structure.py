@@ -18,6 +18,7 @@ import itertools
 import math
 import re
 from collections.abc import Sequence
+from typing import Literal
 
 from num2words import num2words
 
@@ -76,10 +77,11 @@ def part_title(title: str, part: int) -> str:
     return f"{title} (Part {part})"
 
 
-def spoken_title(title: str, part: int | None = None) -> str:
+def spoken_title(title: str, part: int | None = None, *, urls: Literal["domain", "drop"] = "domain",
+                 language: str = "en") -> str:
     """A chapter's title as spoken at the start of its file (`tasks.text.normalize_heading`), with
     "Part Two." after it for a part; "" when the title has nothing to speak."""
-    heading = _sentence(normalize_heading(title))
+    heading = _sentence(normalize_heading(title, urls=urls, language=language))
     if part is None or not heading:
         return heading
     return f"{heading} Part {num2words(part).capitalize()}."

@@ -1,0 +1,71 @@
+"""Markup that slipped past a reader never reaches an engine: HTML tags and entities, Markdown links,
+footnote references ("[^1]", "[12]"), emphasis markers ("_italic_", "*emphasis*"), and stray
+characters (* _ # | { } < > ` \\ ^ ~). Square brackets survive only as balanced "[...]" prompts.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+__all__ = ["remove_emphasis", "remove_markup", "sweep_markup"]
+
+_ENTITY_RE = re.compile(r"&(?:#\d{1,7}|#x[0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_TAG_RE = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>|<!--.*?-->")
+_TEMPLATE_RE = re.compile(r"\{%.*?%\}|\{\{.*?\}\}")  # Liquid / Jinja tags: "{% include toc.html %}"
+_MD_LINK_RE = re.compile(r"!?\[([^\[\]]*)\]\(([^()\s]*)(?:\s+\"[^\"]*\")?\)")
+_FOOTNOTE_REF_RE = re.compile(r"\[\^[^\[\]\s]*\]|\[\d{1,4}\]|\{\^?\d{1,4}\}")
+_MARKUP_RUN_RE = re.compile(r"[*_#|{}<>`\\^~]+")
+_EMPHASIS_RE = re.compile(r"[*_`|{}\\^~]+")
+
+
+def _join_or_drop(m: re.Match[str]) -> str:
+    """A markup run between two letters or digits becomes a space ("snake_case"); elsewhere it goes."""
+    before = m.string[m.start() - 1] if m.start() > 0 else ""
+    after = m.string[m.end()] if m.end() < len(m.string) else ""
+    return " " if before.isalnum() and after.isalnum() else ""
+
+
+def remove_markup(text: str) -> str:
+    """HTML entities decoded, tags, comments, template tags and footnote references removed, a Markdown link kept
+    as its text ("[the docs](https://x.org)" -> "the docs"). Emphasis markers are left for
+    remove_emphasis (after URLs, which may hold "_"), and characters that matter for reading
+    symbols (# < > before numbers or between words) for sweep_markup."""
+    if "&" in text:
+        text = _ENTITY_RE.sub(lambda m: html.unescape(m.group(0)), text)
+    if "<" in text:
+        text = _TAG_RE.sub(" ", text)
+    if "{" in text:
+        text = _TEMPLATE_RE.sub(" ", text)
+    if "[" in text or "{" in text:
+        text = _MD_LINK_RE.sub(lambda m: m.group(1), text)
+        text = _FOOTNOTE_REF_RE.sub("", text)
+    return text
+
+
+def remove_emphasis(text: str) -> str:
+    """Emphasis and code markers and other pure markup (* _ ` | { } \\ ^ ~) removed, or a space
+    where one joined two words ("snake_case" -> "snake case")."""
+    return _EMPHASIS_RE.sub(_join_or_drop, text)
+
+
+def _keep_prompt_brackets(text: str) -> str:
+    """Square brackets only as balanced prompts with words in them ("[sad]", "[[very] sad]", as
+    strip_prompts reads them); an unmatched bracket, or a pair with no letter inside, is removed."""
+    if "[" not in text and "]" not in text:
+        return text
+    opened: list[int] = []
+    pairs: list[tuple[int, int]] = []
+    for i, c in enumerate(text):
+        if c == "[":
+            opened.append(i)
+        elif c == "]" and opened:
+            pairs.append((opened.pop(), i))
+    keep = {i for a, b in pairs if any(ch.isalpha() for ch in text[a + 1:b]) for i in (a, b)}
+    return "".join(c for i, c in enumerate(text) if c not in "[]" or i in keep)
+
+
+def sweep_markup(text: str) -> str:
+    """The last guard: every markup character left ( * _ # | { } < > ` \\ ^ ~ and stray brackets)
+    removed, or a space where it joined two words."""
+    return _keep_prompt_brackets(_MARKUP_RUN_RE.sub(_join_or_drop, text))

@@ -1,0 +1,77 @@
+"""The spoken form: one paragraph of raw text -> exactly the words an engine reads.
+
+The steps, in order (each its own module):
+  1. clean      Unicode NFKC, invisible characters, curly quotes, unspoken marks (™ ® © ↩ ¶ † ¹)
+  2. markup     HTML entities and tags, Markdown links, footnote references
+  3. urls       URLs and e-mail addresses -> their domain ("rfc-editor dot org"), or dropped;
+                then emphasis markers ("_italic_", "*bold*") go
+  4. dashes     em/en dashes and "--" -> a pause (", ")
+  5. abbreviations  "Mr." -> "Mister", "No. 5" -> "number 5", "St. Paul" -> "Saint Paul"
+  6. spoken     numbers, then symbols (& + = @ % ° ...) in words
+  7. markup     a last sweep: no markup character survives; brackets only as "[...]" prompts
+  8. casing     drop-cap first words ("MARLEY was" -> "Marley was"), then abbreviations again
+  9. roman      "Chapter IV" -> "Chapter Four", "Henry VIII" -> "Henry the Eighth"
+The result is one line, idempotent: normalize_text(normalize_text(x)) == normalize_text(x).
+"""
+
+from __future__ import annotations
+
+import re
+
+from tasks.text.abbreviations import expand_abbreviations
+from tasks.text.casing import fix_drop_caps
+from tasks.text.clean import WS_RE, clean_unicode, dashes_to_pauses
+from tasks.text.markup import remove_emphasis, remove_markup, sweep_markup
+from tasks.text.roman import speak_roman_numerals
+from tasks.text.spoken import base_language, speak_numbers, speak_symbols
+from tasks.text.urls import UrlMode, speak_urls
+
+__all__ = ["normalize_text"]
+
+_SPACE_BEFORE_RE = re.compile(r" +(?=[,.;:!?)](?!\d))")  # not before ".5"
+_SPACE_AFTER_OPEN_RE = re.compile(r"(?<=\() +")
+_REPEATED_COMMA_RE = re.compile(r"(?:, ?)+,|,(?=[.;:!?])")
+_LEADING_PUNCT_RE = re.compile(r"^[,;:]+ ?")
+_EMPTY_PARENS_RE = re.compile(r"\( ?\)")  # left by a dropped URL
+
+
+def _tidy(text: str) -> str:
+    """Single spaces, none before closing punctuation, no doubled or dangling commas."""
+    for _ in range(3):  # each rule can expose another; three rounds settle every case
+        before = text
+        text = WS_RE.sub(" ", text).strip()
+        text = _SPACE_BEFORE_RE.sub("", text)
+        text = _SPACE_AFTER_OPEN_RE.sub("", text)
+        text = _REPEATED_COMMA_RE.sub(lambda m: "," if m.group(0).endswith(",") else "", text)
+        text = _LEADING_PUNCT_RE.sub("", _EMPTY_PARENS_RE.sub("", text))
+        if text == before:
+            break
+    return text
+
+
+def normalize_text(raw: str, *, urls: UrlMode = "domain", language: str = "en", recase: bool = True) -> str:
+    """`raw` (one paragraph) in its spoken form: one line of words, with no digit, URL or markup
+    character left. See the module docstring for the steps; `urls` is the manifest's reading.urls.
+    The rules are English; for another `language` its abbreviation list (when the project has one) and
+    num2words in that language for plain numbers apply, and roman numerals and symbols are left as written.
+    Emoji and right-to-left text pass through unchanged. `recase=False` keeps capitals as written (no
+    drop-cap or shouting rule): for respellings such as "her-MY-oh-nee", where capitals mark stress.
+    """
+    text = clean_unicode(raw)
+    if not text:
+        return ""
+    text = remove_emphasis(speak_urls(remove_markup(text), urls))
+    text = dashes_to_pauses(_tidy(text))
+    text = expand_abbreviations(text, language)
+    english = base_language(language) == "en"
+    # Reading numbers can free a host name glued to digits ("0perma.cc" -> "zero perma.cc"): URLs again.
+    text = speak_urls(speak_numbers(text, language), urls)
+    text = speak_symbols(text) if english else text
+    text = _tidy(sweep_markup(text))
+    # Drop caps are judged on the words as they will be spoken (a number or symbol read as words can
+    # be the lower-case word that follows a capital run); abbreviations and numerals in the words it
+    # re-cases ("MR. SMITH was" -> "Mr. Smith was", "HENRY VIII was") are read after it.
+    if recase:
+        text = expand_abbreviations(fix_drop_caps(text), language)
+    text = speak_roman_numerals(text) if english else text
+    return _tidy(text)
