@@ -313,7 +313,7 @@ def test_restart_mid_render_resumes_and_the_queued_book_finishes(workdirs: dict[
     finally:
         second.kill(signal.SIGTERM)
     report = json.loads((workdirs["output"] / "alpha" / "report.json").read_text())
-    assert report["chunks_total"] == 60 and report["chunks_cached"] >= cached_at_kill - 1 > 0
+    assert report["chunks_total"] == 66 and report["chunks_cached"] >= cached_at_kill - 1 > 0
     # Resident engines: every chunk, of both books, was synthesised by the server's one long-lived worker
     # process per start (its model loaded once per server), never in a render's own process.
     pids = [json.loads(p.read_text())["worker_pid"] for p in (workdirs["cache"] / "chunks").rglob("*.json")]

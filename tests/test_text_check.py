@@ -28,7 +28,7 @@ def test_check_text_prints_the_spoken_chunks(workdirs: dict[str, Path], capsys: 
     (book / "story.txt").write_text(BOOK, encoding="utf-8")
     (book / "lexicon.yaml").write_text("hermione: her-MY-oh-nee\n", encoding="utf-8")
     manifest = write_manifest(book, "title: Snow\nauthor: A. Writer\nengine: fake\nsource: story.txt\n"
-                                    "reading: {urls: domain}\n")
+                                    "reading: {urls: domain}\ncredits: false\n")
     assert run(["check", str(manifest), "--text"]) == 0
     out = capsys.readouterr().out
     assert "=== 1. Chapter I: The Start ===" in out and "=== 2. Chapter II: The End ===" in out
