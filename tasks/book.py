@@ -39,6 +39,7 @@ ENCODE_WORKERS = int(os.environ.get("AUDIOBOOK_ENCODE_WORKERS", os.cpu_count() o
 SAMPLE_NAME = "sample.mp3"
 SAMPLE_MAX_SECONDS = 300.0  # ACX: a retail sample of at most 5 minutes
 SAMPLE_FADE_OUT_MS = 1000
+SAMPLE_MIN_CHAPTER_S = 60.0  # the sample comes from the first chapter at least this long
 SAMPLE_TAIL_S = 1.0  # at most this much of the pause after the sample's last chunk
 SAMPLE_PREFER_PARAGRAPH_S = 60.0  # end at a paragraph's end when one is this close to the limit
 PARAGRAPH_GAP_S = 0.6  # a pause this long after a chunk marks a paragraph's end
@@ -106,8 +107,14 @@ def assemble_chapter_audio(
 
 
 def sample_chapter(chapters: list[ChapterAudio]) -> ChapterAudio | None:
-    """The chapter the retail sample comes from: the first of the book's own (not the credits)."""
-    return next((c for c in chapters if c.kind == "chapter"), None)
+    """The chapter the retail sample comes from: the first of the book's own (not the credits) that runs
+    at least SAMPLE_MIN_CHAPTER_S, so that a short epigraph, dedication or note before the story does not
+    make the sample; the longest of them when none is that long."""
+    own = [c for c in chapters if c.kind == "chapter"]
+    if not own:
+        return None
+    return next((c for c in own if c.stats.duration_s >= SAMPLE_MIN_CHAPTER_S),
+                max(own, key=lambda c: c.stats.duration_s))
 
 
 def sample_end_s(chapter: ChapterAudio, max_s: float | None = None) -> float:

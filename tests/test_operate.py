@@ -317,7 +317,9 @@ def test_restart_mid_render_resumes_and_the_queued_book_finishes(workdirs: dict[
     # Resident engines: every chunk, of both books, was synthesised by the server's one long-lived worker
     # process per start (its model loaded once per server), never in a render's own process.
     pids = [json.loads(p.read_text())["worker_pid"] for p in (workdirs["cache"] / "chunks").rglob("*.json")]
-    assert len(pids) == 64 and len(set(pids)) == 2, set(pids)  # one worker before the kill, one after
+    # every chunk of both books (their paragraphs, titles and credit lines; credit lines the books share are
+    # stored once) came from one worker before the kill and one after
+    assert len(pids) >= 64 + 2 and len(set(pids)) == 2, set(pids)
     finished = {n: (workdirs["output"] / n / "report.json").stat().st_mtime for n in ("alpha", "beta")}
     print(f"\nbeta finished {finished['alpha'] - finished['beta']:.1f} s before alpha")
     assert finished["beta"] + 5 < finished["alpha"], finished  # taking turns (first come, first served: ~2 s)

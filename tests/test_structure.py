@@ -237,6 +237,9 @@ def test_sample_ends_after_a_chunk_within_five_minutes() -> None:
     short = audio([(0.75, 20.0), (20.3, 40.0)], 42.0)
     assert book.sample_end_s(short) == pytest.approx(41.0)
     assert book.sample_chapter([audio([], 1, "credits"), short, audio([], 1)]) is short
+    # A short epigraph before the story: the sample comes from the first chapter of a minute or more.
+    story = audio([(0.75, 80.0)], 82.0)
+    assert book.sample_chapter([audio([], 9, "credits"), short, story, audio([], 90)]) is story
 
 
 def test_encode_mp3_until_cuts_and_fades(tmp_path: Path) -> None:
