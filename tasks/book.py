@@ -109,12 +109,12 @@ def assemble_chapter_audio(
 def sample_chapter(chapters: list[ChapterAudio]) -> ChapterAudio | None:
     """The chapter the retail sample comes from: the first of the book's own (not the credits) that runs
     at least SAMPLE_MIN_CHAPTER_S, so that a short epigraph, dedication or note before the story does not
-    make the sample; the longest of them when none is that long."""
+    make the sample; the first of them when none is that long."""
     own = [c for c in chapters if c.kind == "chapter"]
     if not own:
         return None
     return next((c for c in own if c.stats.duration_s >= SAMPLE_MIN_CHAPTER_S),
-                max(own, key=lambda c: c.stats.duration_s))
+                own[0])
 
 
 def sample_end_s(chapter: ChapterAudio, max_s: float | None = None) -> float:
