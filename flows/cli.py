@@ -96,7 +96,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from tasks.manifest import load_manifest
-    from tasks.plan import CHARS_PER_SECOND, make_plan
+    from tasks.plan import make_plan
 
     manifest = load_manifest(paths.resolve_manifest(args.manifest))
     plan = make_plan(manifest, engine_name=args.engine, cache_dir=paths.cache_dir(), voices_dir=paths.voices_dir())
@@ -107,9 +107,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"engine {plan.engine_info.name} (limit {plan.engine_info.max_chars} characters a chunk), "
           f"voice {manifest.voice}, quality {manifest.quality}, outputs {', '.join(manifest.outputs)}")
     for chapter in plan.chapters:
-        seconds = sum(len(c.text) / CHARS_PER_SECOND + c.pause_after_ms / 1000 for c in chapter.chunks)
         print(f"  {chapter.index + 1:>3}. {chapter.title}: {chapter.sentences} sentences, "
-              f"{len(chapter.chunks)} chunks, ~{seconds / 60:.1f} min")
+              f"{len(chapter.chunks)} chunks, ~{chapter.estimated_seconds / 60:.1f} min")
     sentences = sum(c.sentences for c in plan.chapters)
     print(f"total: {len(plan.chapters)} chapters, {sentences} sentences, {len(plan.chunks)} chunks, "
           f"estimated {plan.estimated_seconds / 60:.1f} min of audio")
