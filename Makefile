@@ -9,7 +9,7 @@ TORTOISE_STAMP := $(VENV)/.installed-tortoise
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup setup-test setup-tortoise setup-browser render test lint bench clean
+.PHONY: setup setup-test setup-tortoise setup-browser render test lint bench fuzz clean
 
 $(PY):
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -49,6 +49,10 @@ lint: setup-test
 
 test: setup-test setup-tortoise setup-browser lint  ## set up if needed, then run the whole suite
 	$(VENV)/bin/pytest -q
+
+fuzz: setup-test          ## the property tests with new random examples (repeat: FUZZ_RUNS=5)
+	for i in $$(seq $${FUZZ_RUNS:-1}); do HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest -q -m "not gpu" \
+	  tests/test_text.py tests/test_text_spoken.py tests/test_documents*.py tests/test_audio.py tests/test_bad_input.py || exit 1; done
 
 bench: setup-test setup-tortoise   ## the benchmarks; figures go to output/bench/results.json
 	$(PY) benchmarks/run_all.py

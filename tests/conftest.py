@@ -19,6 +19,14 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.pop("PREFECT_API_URL", None)
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests draw the same examples on every run ("ci", the default): a landing never fails by
+# chance. `make fuzz` loads "fuzz" (new random examples each run, kept in .hypothesis/); a case it
+# finds becomes an explicit @example in the test.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("fuzz", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
