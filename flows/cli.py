@@ -35,6 +35,9 @@ def configure_prefect_environment(*, probe: bool = True) -> str:
     os.environ.setdefault("PREFECT_HOME", str(paths.project_root() / ".prefect"))
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A temporary server on a busy or small machine (a container, 2 shared cores) can take more than
+    # Prefect's default 20 s to start; a render should wait for it, not fail.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # The terminal shows our progress bar and one-line errors; Prefect's own logs go to its server/UI.
     for handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
         os.environ.setdefault(f"PREFECT_LOGGING_HANDLERS_{handler}_LEVEL", "CRITICAL")
@@ -297,6 +300,8 @@ class terminal_progress:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tasks.documents import SUFFIXES
+
     parser = argparse.ArgumentParser(prog="audiobook", description="Render YAML manifests into audiobooks.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -346,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser("submit", help="send a book (a manifest and its files, or a document) to a running "
                             "service and queue its render")
-    submit.add_argument("path", help="a manifest (its files go with it) or a document (.epub, .docx, .txt, .md)")
+    submit.add_argument("path", help="a manifest (its files go with it) or a document "
+                        f"({', '.join(SUFFIXES)})")
     submit.add_argument("--server", default=os.environ.get("AUDIOBOOK_SERVER", "http://127.0.0.1:8080"))
     submit.add_argument("--overwrite", action="store_true", help="replace a book of the same name")
     for option in ("name", "title", "author", "narrator", "engine", "voice", "quality"):
