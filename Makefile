@@ -9,7 +9,7 @@ TORTOISE_STAMP := $(VENV)/.installed-tortoise
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup setup-test setup-tortoise setup-browser render test lint bench fuzz clean
+.PHONY: setup setup-test setup-tortoise setup-browser setup-containers render test lint bench fuzz clean
 
 $(PY):
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,6 +36,18 @@ setup-browser:
 	      || echo "could not install chromium and chromium-driver: the browser test will be skipped"; \
 	  else echo "chromium/chromium-driver not installed (needs root and apt-get): the browser test will be skipped"; fi; }
 
+# podman, buildah and podman-compose for the image tests (tests/test_containers.py), set up as
+# docs/containers.md says: runc with cgroupfs, vfs storage (no overlay mounts in a sandbox).
+setup-containers:
+	@{ command -v podman && command -v buildah && command -v podman-compose && command -v mmdebstrap; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc podman-compose mmdebstrap >/dev/null) \
+	      || echo "could not install podman: the container tests will be skipped"; \
+	  else echo "podman/buildah/podman-compose not installed (needs root and apt-get): the container tests will be skipped"; fi; }
+	@if [ "$$(id -u)" = 0 ] && [ ! -f /etc/containers/storage.conf ]; then mkdir -p /etc/containers; \
+	  printf '[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\n' > /etc/containers/containers.conf; \
+	  printf '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\ngraphroot = "/var/lib/containers/storage"\n' > /etc/containers/storage.conf; fi
+
 setup: $(STAMP)            ## the CPU pipeline (Prefect, ffmpeg, Piper and its voice); no torch
 setup-test: $(TEST_STAMP)
 setup-tortoise: $(TORTOISE_STAMP)  ## torch + torchaudio + tortoise-tts (about 7 GB)
@@ -47,7 +59,7 @@ lint: setup-test
 	$(VENV)/bin/ruff check flows tasks tests benchmarks
 	$(VENV)/bin/mypy
 
-test: setup-test setup-tortoise setup-browser lint  ## set up if needed, then run the whole suite
+test: setup-test setup-tortoise setup-browser setup-containers lint  ## set up if needed, then run the whole suite
 	$(VENV)/bin/pytest -q
 
 fuzz: setup-test          ## the property tests with new random examples (repeat: FUZZ_RUNS=5)
