@@ -15,7 +15,7 @@ from pathlib import Path
 from tasks.documents.assemble import assemble, heading_nodes
 from tasks.documents.files import MAX_TEXT_BYTES, _check_file
 from tasks.documents.model import Document, Metadata, ReadOptions, finish_document
-from tasks.documents.xhtml import Block, clean_title, parse_document, sniff_encoding, walk
+from tasks.documents.xhtml import Block, clean_title, page_encoding, parse_document, walk
 from tasks.errors import SourceError
 
 _PG_TITLE = re.compile(r"^The Project Gutenberg e?Book of (.+?),? by (.+)$", re.I)
@@ -28,7 +28,7 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
         data = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"cannot be read ({exc.strerror or exc})", file=path, fix="check its permissions") from exc
-    encoding = sniff_encoding(data)
+    encoding, encoding_label = page_encoding(data)
     if b"\x00" in data[:8192] and not encoding.startswith("utf-16"):
         raise SourceError("looks like a binary file, not HTML", file=path, fix="save the page as HTML (UTF-8)")
     xml_first = path.suffix.lower() == ".xhtml" or data.lstrip().startswith(b"<?xml")
@@ -62,7 +62,7 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
         pre_title=title_hint or metadata.title or path.stem,
         note_text=lambda block, href: _note_text(page.blocks, page.spans, href),
     )
-    return finish_document(path, found, [], skipped=skipped, metadata=metadata)
+    return finish_document(path, found, [], skipped=skipped, metadata=metadata, encoding=encoding_label)
 
 
 def _note_text(blocks: list[Block], spans: dict[str, tuple[int, int]], href: str) -> list[str]:

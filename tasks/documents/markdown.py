@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from markdown_it.token import Token
 
-from tasks.documents.files import read_text_file
+from tasks.documents.files import read_text
 from tasks.documents.markdown_inline import Tally, html_block_text, inline_words, markdown_parser
 from tasks.documents.model import OPENING as _OPENING
 from tasks.documents.model import Document, Metadata, ReadOptions, Skipped, finish_document
@@ -183,9 +183,10 @@ def _notes_only(parsed: _Parsed, start: int, end: int) -> bool:
 
 def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Document:
     """A .md file -> Document."""
-    parsed = _parse(read_text_file(path), options)
+    decoded = read_text(path)
+    parsed = _parse(decoded.text, options)
     metadata = _front_metadata(parsed.front)
-    warnings: list[str] = []
+    warnings: list[str] = [decoded.warning] if decoded.warning else []
     if parsed.front_error:
         warnings.append(f"{path}: the front matter is not valid YAML ({parsed.front_error}); it was ignored")
     headings = [b for b in parsed.blocks if b.kind == "heading"]
@@ -252,7 +253,7 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
         skipped.append(Skipped(f"{parsed.tally.tags} Liquid/kramdown tag(s)", "site template markup"))
     if parsed.tally.math:
         skipped.append(Skipped(f"{parsed.tally.math} inline formula(s)", "mathematics is not read"))
-    return finish_document(path, found, warnings, skipped=tuple(skipped), metadata=metadata)
+    return finish_document(path, found, warnings, skipped=tuple(skipped), metadata=metadata, encoding=decoded.encoding)
 
 
 def _place_notes(

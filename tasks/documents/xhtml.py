@@ -92,27 +92,38 @@ _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9_.:-]{1,40})""")
 
 
-def sniff_encoding(data: bytes) -> str:
-    """The page's declared encoding (BOM, <meta charset>, XML declaration), else UTF-8 when it
-    decodes as UTF-8, else Windows-1252 (what browsers assume)."""
+def page_encoding(data: bytes) -> tuple[str, str]:
+    """(codec, what to report) for a page: a byte-order mark, else its declared encoding (<meta
+    charset>, <meta http-equiv="Content-Type" content="...; charset=...">, the XML declaration; a
+    declared ISO-8859-1 with bytes in 0x80-0x9F is Windows-1252, as browsers read it), else UTF-8
+    when it decodes as UTF-8, else charset-normalizer's guess (Windows-1252 when it has none)."""
+    from tasks.documents.files import codec, detect
+
     if data.startswith(b"\xef\xbb\xbf"):
-        return "utf-8"
+        return "utf-8", "utf-8 (with byte-order mark)"
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16"
+        return "utf-16", "utf-16 (with byte-order mark)"
     for pattern in (_META_CHARSET, _XML_ENCODING):
         m = pattern.search(data[:4096])
         if m:
-            name = m.group(1).decode("ascii", "replace").lower()
-            try:
-                "".encode(name)
-            except LookupError:
+            label = m.group(1).decode("ascii", "replace").lower()
+            name = codec(label)
+            if name is None:
                 continue
-            return name
+            if name in ("latin_1", "iso8859-1") and re.search(rb"[\x80-\x9f]", data):
+                return "cp1252", "windows-1252 (declared iso-8859-1)"
+            return label, f"{label} (declared)"
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        return "cp1252"
-    return "utf-8"
+        guess = detect(data) or "cp1252"
+        return guess, f"{ {'cp1252': 'windows-1252', 'latin_1': 'iso-8859-1'}.get(guess, guess)} (detected)"
+    return "utf-8", "utf-8"
+
+
+def sniff_encoding(data: bytes) -> str:
+    """The codec to decode a page with (see page_encoding)."""
+    return page_encoding(data)[0]
 
 
 def parse_document(data: bytes, *, xml_first: bool, encoding: str | None = None) -> etree._Element:
