@@ -43,7 +43,7 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
     title, authors = page.title or None, tuple(a for a in [page.meta.get("author", "")] if a)
     m = _PG_TITLE.match(page.title)
     if m:
-        title, authors = m.group(1), authors or (m.group(2),)
+        title, authors = m.group(1), authors or (m.group(2).rstrip("."),)
     h1 = next((b.text for b in page.blocks if b.heading == 1 and b.matter is None), None)
     if h1 and (not title or (not m and h1.casefold() in title.casefold())):
         title = h1  # "How to Keep Bees | The Garden Blog" -> the page's own heading
@@ -53,6 +53,7 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
         language=page.language,
         description=page.meta.get("description") or None,
     )
+    _mark_title_page(page.blocks, metadata.title)
     roots = heading_nodes(page.blocks, doc=path.name)
     found, skipped = assemble(
         page.blocks,
@@ -63,6 +64,35 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
         note_text=lambda block, href: _note_text(page.blocks, page.spans, href),
     )
     return finish_document(path, found, [], skipped=skipped, metadata=metadata, encoding=encoding_label)
+
+
+_BY_WORD = re.compile(r"(?:^|\s)(?:by|BY)(?:\s|$)")
+_IMPRINT = re.compile(r"^(?:copyright|published|printed|all rights reserved|first published)\b", re.I)
+_YEAR = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")
+
+
+def _mark_title_page(blocks: list[Block], title: str | None) -> None:
+    """The book's title as a heading is a title page (the first time) or a half-title (again): not
+    read. After the first, up to the next heading, the credit lines ("... BY JULIAN STREET"), the
+    publisher, place and year, and copyright lines are the title page too; a dedication is read."""
+    if not title:
+        return
+    book = clean_title(title).casefold()
+    first = True
+    for i, block in enumerate(blocks):
+        if block.matter is not None or block.heading != 1 or clean_title(block.text).casefold() != book:
+            continue
+        block.matter, block.token = ("titlepage", "title page") if first else ("halftitle", "half-title")
+        if first:
+            for after in blocks[i + 1 : i + 16]:
+                if after.heading and not (after.words <= 12 and re.match(r"^by\s", after.text, re.I)):
+                    break
+                caps = not any(c.islower() for c in after.text)
+                if after.matter is None and after.words <= 30 and (
+                    _BY_WORD.search(after.text) or _IMPRINT.match(after.text) or (caps and _YEAR.search(after.text))
+                ):
+                    after.matter, after.token = "titlepage", "title page"
+        first = False
 
 
 def _note_text(blocks: list[Block], spans: dict[str, tuple[int, int]], href: str) -> list[str]:
