@@ -120,12 +120,12 @@ def test_notes_at_chapter_end_and_image_alt(tmp_path: Path) -> None:
     doc = _read(tmp_path, BOOK, notes="end", image_alt=True)
     first, second = (c.paragraphs for c in doc.chapters)
     assert "A brass lamp on a shelf" in first and "A glass chimney" in first
-    assert first[-1] == "Note 1. The first note, with a link."
+    assert first[-1] == "Footnote 1: The first note, with a link."
     # numbered in the order first referred to; a note read once, where it is first referred to
     assert second == (
         "Gas came later and brighter.",
-        "Note 2. A definition in the middle with an indented line and a lazy one.",
-        "Note 3. An inline footnote.",
+        "Footnote 2: A definition in the middle with an indented line and a lazy one.",
+        "Footnote 3: An inline footnote.",
     )
     assert not any("footnote" in s.what for s in doc.skipped)
 
