@@ -110,7 +110,7 @@ def test_markdown_book(tmp_path: Path) -> None:
         assert markup not in spoken, markup
     assert [s.what for s in doc.skipped] == [
         "front matter", "code block", "code block (python)", "table (2 rows)", "HTML table",
-        "1 Liquid/kramdown tag(s)", "'Endnotes' heading", "3 footnote(s)", "2 image(s)",
+        "'Endnotes' heading", "1 Liquid/kramdown tag(s)", "3 footnote(s)", "2 image(s)",
     ]
     assert doc.skipped[3].chapter == "Beginnings"
     assert len(doc.warnings) == 2 and all("book.md" in w and "was not read" in w for w in doc.warnings)

@@ -133,9 +133,9 @@ def _parse(text: str, options: ReadOptions) -> _Parsed:
             paragraphs = html_block_text(tok.content, options, dropped)
             if paragraphs is None:
                 table = "<table" in tok.content.lower()
-                text = _html_words(tok.content)
+                unread = _html_words(tok.content)
                 blocks.append(_Block("skip", what="HTML table" if table else "HTML block",
-                                     words=_words(text), line=line, warn=table, source=text,
+                                     words=_words(unread), line=line, warn=table, source=unread,
                                      ledger="table" if table else "HTML markup"))
             else:
                 blocks.extend(_Block("para", p, line=line) for p in paragraphs)
