@@ -25,6 +25,7 @@ from tasks.documents.xhtml import Block, clean_title, join_title
 _PG_START = re.compile(r"\*\*\*\s*START OF TH[EI]S? PROJECT GUTENBERG", re.I)
 _PG_END = re.compile(r"\*\*\*\s*END OF TH[EI]S? PROJECT GUTENBERG|^End of (?:the )?Project Gutenberg", re.I)
 _BY = re.compile(r"^by\s", re.I)
+_NAMED = re.compile(r"^(?:preface|prologue|introduction|foreword|acknowledg(?:e)?ments|dedication|epigraph)\.?$", re.I)
 EPIGRAPH_MAX_WORDS = 150  # unlabelled text under the book's own title entry, this short, is its epigraph
 
 
@@ -72,6 +73,8 @@ def _reason(kind: str, options: ReadOptions) -> str:
         return "image captions are not read; set reading.image_alt to read them"
     if kind == "transcriber":
         return "notes on the digital edition, not the book"
+    if kind == "table":
+        return "tables are not read aloud"
     return f"publisher matter; add '{kind}' to reading.keep to read it"
 
 
@@ -102,6 +105,8 @@ class _Skips:
         token = block.token or kind
         if kind in ("header", "license") and token.startswith("pg"):
             what = f"Project Gutenberg {'header' if kind == 'header' else 'licence'} ({block.source})"
+        elif kind == "table":
+            what = token
         else:
             what = f"{block.source} ({token})" if block.source else token
         self.text(what, LEDGER_KIND.get(kind, kind), _reason(kind, self.options), node, block.text)
@@ -278,6 +283,8 @@ def assemble(
             own = (node.front or "").title() or (
                 "Epigraph" if words <= EPIGRAPH_MAX_WORDS else (pre_title if node is pre else own)
             )
+        elif node is pre and not own and node.body and _NAMED.match(node.body[0].text):
+            own = clean_title(node.body.pop(0).text.rstrip("."))  # "Introduction" set as a plain paragraph
         elif node is pre:
             dedication = len(node.body) <= 3 and sum(b.words for b in node.body) <= 40 and bool(
                 node.body) and node.body[0].text.casefold().startswith("to ")
