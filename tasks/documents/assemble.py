@@ -278,7 +278,7 @@ def assemble(
         )  # fmt: skip
         if book and ((node.label and own.casefold() == book) or title_page):  # the book's own title entry or title page
             skips.text("title", "title page", "the title and author are announced from the manifest", node,
-                       heads or own)
+                       f"{clean_title(node.label)} {heads}" if node.label else heads)
             words = sum(b.words for b in node.body)
             own = (node.front or "").title() or (
                 "Epigraph" if words <= EPIGRAPH_MAX_WORDS else (pre_title if node is pre else own)

@@ -44,14 +44,16 @@ def ledger(document: Document) -> list[LedgerRow]:
     """Rows in reading order: each chapter with its kept words (title and paragraphs, counted as
     `str.split` counts) and the words skipped inside it; skipped parts that sat in no chapter, or in
     one that was left out, go to a last row titled OUTSIDE."""
-    rows = {c.title: LedgerRow(c.title) for c in document.chapters}
-    for chapter in document.chapters:
-        rows[chapter.title].kept += len(chapter.title.split()) + sum(len(p.split()) for p in chapter.paragraphs)
+    rows = [LedgerRow(c.title, len(c.title.split()) + sum(len(p.split()) for p in c.paragraphs))
+            for c in document.chapters]
+    by_title: dict[str, LedgerRow] = {}
+    for row in rows:
+        by_title.setdefault(row.title, row)  # two chapters of one title: what was skipped goes to the first
     outside = LedgerRow(OUTSIDE)
     for entry in document.skipped:
-        row = rows.get(entry.chapter or "", outside)
+        row = by_title.get(entry.chapter or "", outside)
         row.skipped[reason(entry)] = row.skipped.get(reason(entry), 0) + entry.words
-    return [*rows.values(), *([outside] if outside.skipped else [])]
+    return [*rows, *([outside] if outside.skipped else [])]
 
 
 def totals(document: Document) -> tuple[int, dict[str, int]]:

@@ -216,7 +216,9 @@ def _caps(block: list[str]) -> bool:
     """A title-page block: short lines without lower-case letters (honours, publisher, printer), or
     a copyright / "Published" line, or an italic note (`_WITH ELEVEN PLATES_`)."""
     text = " ".join(block)
-    if len(block) > 8 or any(len(line) > 70 for line in block) or classify_heading(block) is not None:
+    if len(block) > 8 or any(len(line) > 70 for line in block) or classify_heading(block) is not None or any(
+        _CONTENTS_RE.match(line) or _heading_line(line) for line in block
+    ):
         return False
     return (not any(c.islower() for c in text) or bool(_PUBLISHER_RE.match(text))
             or (text.startswith("_") and text.endswith("_")))
