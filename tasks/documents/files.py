@@ -69,10 +69,11 @@ def decode_declared(data: bytes, label: str) -> tuple[str, str] | None:
     name = codec(label)
     if name is None:
         return None
+    described = f"{label.lower()} (declared)"
     if name in _LATIN1 and re.search(rb"[\x80-\x9f]", data):
-        name, label = "cp1252", "windows-1252"
+        name, described = "cp1252", f"windows-1252 (declared {label.lower()})"
     try:
-        return data.decode(name), f"{label.lower()} (declared)"
+        return data.decode(name), described
     except UnicodeDecodeError:
         return None
 
