@@ -112,7 +112,9 @@ def _entry_like(line: str) -> bool:
     """A line that could be a Contents entry: short, and a heading, numbered, paged or Title Cased."""
     if len(line) > _MAX_CONTENTS_ENTRY:
         return False
-    if classify_heading([line], alone=True) or re.match(r"^(?:[ivxlcdm]+|\d+)[.):]?\s+\S", line, re.I):
+    if classify_heading([line], alone=True) or re.match(r"^(?:[ivxlcdm]+|\d+)[.):]\s+\S", line, re.I) or re.match(
+        r"^(?:[IVXLCDM]+|\d+)\s+[A-Z]{2}", line
+    ):  # "I. Title", "12 THE TITLE"; not "I walked"
         return True
     if re.search(r"\d+$", line) or not any(c.islower() for c in line):
         return True
