@@ -51,6 +51,8 @@ def ledger(document: Document) -> list[LedgerRow]:
         by_title.setdefault(row.title, row)  # two chapters of one title: what was skipped goes to the first
     outside = LedgerRow(OUTSIDE)
     for entry in document.skipped:
+        if not entry.words:
+            continue  # markup without words (a style sheet, an empty anchor): nothing to account for
         row = by_title.get(entry.chapter or "", outside)
         row.skipped[reason(entry)] = row.skipped.get(reason(entry), 0) + entry.words
     return [*rows, *([outside] if outside.skipped else [])]
