@@ -44,6 +44,19 @@ class Para:
     note: list[str] = field(default_factory=list)  # a footnote's words (referred to at the paragraph's end)
     image: list[str] = field(default_factory=list)  # a figure's caption
     page: int = 0  # a page number of the printed book, mid-paragraph
+    sidenote: list[str] = field(default_factory=list)  # "[Sidenote: ...]" opening the paragraph
+    transcriber: list[str] = field(default_factory=list)  # "[Transcriber's Note: ...]" closing it
+    pg_note: bool = False  # plain text: the note as a "[Footnote 1: ...]" block, not a " [1] ..." line
+
+    def extras(self) -> tuple[str, str]:
+        """The PG bracket pieces that open and close the paragraph's words."""
+        side = f"[Sidenote: {' '.join(self.sidenote)}] " if self.sidenote else ""
+        note = f" [Transcriber's Note: {' '.join(self.transcriber)}]" if self.transcriber else ""
+        return side, note
+
+    def labels(self) -> list[str]:
+        """Words of the markup labels themselves."""
+        return words(("Sidenote " if self.sidenote else "") + ("Transcriber's Note" if self.transcriber else ""))
 
 
 @dataclass
@@ -66,8 +79,12 @@ class Book:
 
 @st.composite
 def paras(draw: st.DrawFn) -> Para:
-    kind = draw(st.sampled_from(["plain", "plain", "bracket", "note", "image", "page"]))
-    para = Para(draw(SENTENCE))
+    kind = draw(st.sampled_from(["plain", "plain", "bracket", "note", "image", "page", "sidenote", "transcriber"]))
+    para = Para(draw(SENTENCE), pg_note=draw(st.booleans()))
+    if kind == "sidenote":
+        para.sidenote = draw(PHRASE)
+    elif kind == "transcriber":
+        para.transcriber = draw(PHRASE)
     if kind == "bracket":
         para.bracket = draw(PHRASE)
     elif kind == "note":
@@ -111,7 +128,8 @@ def _expected(book: Book, *, markers: bool, code: bool = False) -> Counter[str]:
     for i, chapter in enumerate(book.chapters):
         found.update(words(" ".join(chapter.title)))
         for para in [*chapter.paras, *(book.preface if i == 0 else [])]:
-            found.update(para.words + para.bracket + para.note + para.image)
+            found.update(para.words + para.bracket + para.note + para.image + para.sidenote + para.transcriber
+                         + para.labels())
         for row in chapter.table:
             found.update(row)
         if code:
@@ -119,6 +137,12 @@ def _expected(book: Book, *, markers: bool, code: bool = False) -> Counter[str]:
     if markers:
         found.update(str(n + 1) for n in range(sum(bool(p.note) for c in book.chapters for p in c.paras)))
     return found
+
+
+def _footnote_labels(book: Book) -> Counter[str]:
+    """Plain text: "Footnote" in each "[Footnote 1: ...]" block, and its number written twice."""
+    pg = [p for c in book.chapters for p in c.paras if p.note]
+    return Counter({"footnote": sum(p.pg_note for p in pg)})
 
 
 def check(doc: Document, expected: Counter[str]) -> None:
@@ -176,12 +200,14 @@ def _plain_para(para: Para, notes: int) -> tuple[str, int]:
         middle.append(f"[{' '.join(para.bracket)}]")
     if para.page:
         middle.append(f"[Pg {para.page}]")
-    text = " ".join(ws[:half] + middle + ws[half:]) + "."
+    side, tail = para.extras()
+    text = side + " ".join(ws[:half] + middle + ws[half:]) + "." + tail
     if para.image:
         text += f"\n\n [Illustration: {' '.join(para.image[:2])}\n      {' '.join(para.image[2:])}]"
     if para.note:
         notes += 1
-        text = text + f"[{notes}]\n\n [{notes}] {' '.join(para.note)}."
+        definition = f"[Footnote {notes}: {' '.join(para.note)}.]" if para.pg_note else f" [{notes}] {' '.join(para.note)}."
+        text = text + f"[{notes}]\n\n{definition}"
     return text, notes
 
 
@@ -189,7 +215,7 @@ def _plain_para(para: Para, notes: int) -> tuple[str, int]:
 @given(books(), OPTIONS)
 def test_plain_text_accounts_for_every_word(book: Book, options: ReadOptions) -> None:
     doc = _read("book.txt", plain_text(book), options)
-    check(doc, _expected(book, markers=True))
+    check(doc, _expected(book, markers=True) + _footnote_labels(book))
 
 
 # --- Markdown ------------------------------------------------------------------------------------
@@ -207,7 +233,8 @@ def markdown_text(book: Book) -> str:
                 ws.insert(len(ws) // 2, f"[{' '.join(para.bracket)}](#somewhere)")  # link text is read
             if para.page:
                 ws.insert(1, f"<!-- {para.page} -->")
-            text = " ".join(ws)
+            side, tail = para.extras()
+            text = side + " ".join(ws) + tail
             if para.note:
                 notes.append(" ".join(para.note))
                 text += f"[^{len(notes)}]"
@@ -262,7 +289,8 @@ def _html_para(para: Para, notes: list[str]) -> str:
         ws.insert(len(ws) // 2, f"[{' '.join(para.bracket)}]")
     if para.page:
         ws.insert(1, f'<span class="pagenum"><a id="Page_{para.page}">[Pg {para.page}]</a></span>')
-    text = " ".join(ws)
+    side, tail = para.extras()
+    text = side + " ".join(ws) + tail
     if para.note:
         notes.append(" ".join(para.note))
         text += f'<a id="r{len(notes)}"></a><a href="#fn{len(notes)}" class="fnanchor">[{len(notes)}]</a>'
@@ -357,7 +385,8 @@ def docx_bytes(book: Book) -> bytes:
         d.add_heading([f"Chapter {ROMAN[i]}: {title_case(chapter.title)}", title_case(chapter.title),
                        f"{ROMAN[i]}. {title_case(chapter.title)}"][chapter.form], level=1)
         for para in chapter.paras:
-            d.add_paragraph(" ".join(para.words + para.bracket + para.image + para.note))
+            side, tail = para.extras()
+            d.add_paragraph(side + " ".join(para.words + para.bracket + para.image + para.note) + tail)
         if chapter.table:
             table = d.add_table(rows=len(chapter.table), cols=2)
             for r, (a, b) in enumerate(chapter.table):
