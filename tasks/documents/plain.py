@@ -154,14 +154,14 @@ class _Reader:
         key = (self.title, kind)
         self.drops.setdefault(key, []).append(text)
 
-    def note(self, label: str, text: str) -> None:
+    def note(self, label: str, text: str, source: str = "") -> None:
         """A footnote ("[Footnote 1: ...]" block, or a " [1] ..." definition): kept for the chapter's
         end as "Footnote 1: ...", or counted as skipped."""
         text = " ".join(text.split())
         if self.options.notes == "end" and text:
             self.notes.append(f"Footnote {label}: {text}" if label else f"Footnote: {text}")
         else:
-            self.drop("footnote", f"{label} {text}")
+            self.drop("footnote", source or f"{label} {text}")
 
     def close(self) -> None:
         self.body.extend(self.notes)
@@ -272,7 +272,7 @@ def _read_blocks(blocks: list[list[str]], indented: list[bool], reader: _Reader)
             while not blocks[end][-1].endswith("]") and end + 1 < min(len(blocks), i + 20):
                 end += 1  # a note of several paragraphs closes its bracket in the last one
             text = "\n\n".join("\n".join(b) for b in blocks[i : end + 1])
-            reader.note(note.group(1), _FOOTNOTE_RE.sub("", text, count=1).removesuffix("]"))
+            reader.note(note.group(1), _FOOTNOTE_RE.sub("", text, count=1).removesuffix("]"), text)
             i = end + 1
             continue
         definition = _NOTE_DEF_RE.match(first)
