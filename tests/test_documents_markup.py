@@ -201,3 +201,17 @@ def test_markdown_heading_anchors_and_comments(tmp_path: Path) -> None:
         ("Introduction to Tern 2.1", ("Tern 2.1 is out.",)), ("Ports", ("Tern runs on more machines.",))]
     kinds = _kinds(doc)
     assert kinds["heading anchor"] == 2 and kinds["HTML comment"] == len("A note to editors. CL 1234 CL 55".split())
+
+
+def test_title_case_title_lines_complete_the_chapter_title(tmp_path: Path) -> None:
+    text = (
+        "CHAPTER X\n\nThe Man Who Came Back\n\nHe came back in May.\n\n"
+        "CHAPTER XI\n\nThe Second Tale\n\nThe River's Song\n\nIt rained.\n\n"
+        "CHAPTER XII\n\nIt rained all day.\n\nThen it stopped.\n"
+    )
+    doc = _read(tmp_path / "novel.txt", text)
+    assert [(c.title, c.paragraphs) for c in doc.chapters] == [
+        ("Chapter X: The Man Who Came Back", ("He came back in May.",)),
+        ("Chapter XI: The Second Tale. The River's Song", ("It rained.",)),
+        ("Chapter XII", ("It rained all day.", "Then it stopped.")),
+    ]

@@ -17,13 +17,13 @@ their `[1]` reference marks are never read.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tasks.documents.brackets import bracket_markup
 from tasks.documents.files import read_text
 from tasks.documents.gutenberg import split_gutenberg
-from tasks.documents.headings import Heading, classify_heading, heading_key
+from tasks.documents.headings import Heading, classify_heading, heading_key, tidy_title
 from tasks.documents.model import OPENING as _OPENING
 from tasks.documents.model import Document, Metadata, ReadOptions, Skipped, finish_document, skip
 
@@ -330,8 +330,11 @@ def _read_blocks(blocks: list[list[str]], indented: list[bool], reader: _Reader)
                 # one ("THE SECOND TALE" / "THE RIVER'S SONG") joins it as a sentence of its own
                 second = i + 2 < len(blocks) and _title_line(blocks[i + 2], headings[i + 2], second=True) and (
                     i + 3 >= len(blocks) or not _title_line(blocks[i + 3], headings[i + 3]))
-                lines = [block[0], nxt] + ([blocks[i + 2][0]] if second else [])
-                retitled = classify_heading(lines)
+                parts = [nxt] + ([blocks[i + 2][0]] if second else [])
+                title = ". ".join(p.rstrip(".") for p in parts)  # two title lines: two sentences
+                retitled = classify_heading([block[0], title])
+                if retitled is not None and not retitled.has_title:
+                    retitled = replace(retitled, title=f"{retitled.title}: {tidy_title(title)}", has_title=True)
                 if retitled is not None:
                     _retitle(reader, retitled)
                     i += 3 if second else 2
@@ -371,7 +374,14 @@ def _title_line(block: list[str], heading: Heading | None, *, second: bool = Fal
     line = block[0]
     if heading is not None and (heading.kind != "chapter" or heading.numbered):
         return False
-    return not any(c.islower() for c in line) and any(c.isalpha() for c in line) and not _CONTENTS_RE.match(line)
+    if _CONTENTS_RE.match(line) or not any(c.isalpha() for c in line):
+        return False
+    if not any(c.islower() for c in line):
+        return True
+    # "The Man Who Came Back": a title in title case, a few words with no sentence punctuation inside
+    found = [w for w in re.findall(r"[^\W\d_][\w'\u2019-]*", line) if w.lower() not in _SMALL_WORDS]
+    return (2 <= len(line.split()) <= 12 and line[-1] not in "!?,;:\"'\u201d\u2019" and not re.search(r"[.!?;] ", line)
+            and bool(found) and sum(w[0].isupper() for w in found) >= 0.75 * len(found) and found[0][0].isupper())
 
 
 def _index_follows(blocks: list[list[str]], i: int) -> bool:
