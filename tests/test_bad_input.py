@@ -184,11 +184,16 @@ def test_invalid_utf8_in_manifest_and_sources(tmp_path: Path) -> None:
     write(tmp_path, "bad.yaml", b"title: Caf\xe9\nauthor: A\nsource: a.txt\n")
     with pytest.raises(ManifestError, match=r"bad.yaml.*UTF-8"):
         load_manifest(tmp_path / "bad.yaml")
-    for suffix in (".txt", ".md"):
-        write(tmp_path, f"s{suffix}", b"Chapter 1\n\nGood text.\n\nCaf\xe9 \xff\xfe broken.\n")
+    for suffix in (".txt", ".md"):  # bytes that no encoding reads as text
+        write(tmp_path, f"s{suffix}", b"Chapter 1\n\nGood text.\n\n" + bytes(range(0x80, 0x100)) * 4 + b"\n")
         manifest = manifest_in(tmp_path, {"source": f"s{suffix}"})
         with pytest.raises(SourceError, match=rf"s\{suffix}.*not valid UTF-8.*line 5"):
             plan_of(manifest)
+        # Latin-1 without a declaration is detected, with a warning, not refused
+        write(tmp_path, f"l{suffix}", b"Chapter 1\n\nGood text.\n\nCaf\xe9 au lait, na\xefve.\n")
+        chapters, notes = read_chapters(manifest_in(tmp_path, {"source": f"l{suffix}"}))
+        assert "Caf\u00e9 au lait, na\u00efve." in chapters[-1].paragraphs
+        assert any("windows-1252" in note for note in notes)
 
 
 def test_control_characters(tmp_path: Path) -> None:
