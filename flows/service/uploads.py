@@ -15,9 +15,10 @@ from __future__ import annotations
 import errno
 import re
 import unicodedata
+import zipfile
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -213,6 +214,7 @@ def stage_book(form: Form, staging: Path, config: ServiceConfig) -> tuple[Staged
     if zips:
         if len(files) != 1 or manifest_yaml is not None:
             raise Refusal(400, "field 'file': send a .zip of a manifest folder on its own, without other files")
+        _refuse_big_manifest_member(zips[0], config)
         extract_zip(zips[0].path, folder, limits_of(config), zips[0].filename)
         top_yamls = [p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()]
         if len(top_yamls) > 1:
@@ -263,6 +265,21 @@ def stage_book(form: Form, staging: Path, config: ServiceConfig) -> tuple[Staged
     manifest_file = folder / f"{name}.yaml"
     manifest_file.write_bytes(manifest_yaml)
     return StagedBook(name, folder, manifest_file, manifest_yaml, voice or "", moved, generated), overwrite
+
+
+def _refuse_big_manifest_member(upload: Upload, config: ServiceConfig) -> None:
+    """A manifest at the top of the archive (or of its one folder) over the manifest limit, refused from
+    the archive's directory: before anything is unpacked."""
+    with zipfile.ZipFile(upload.path) as archive:
+        infos = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+    parts = [PurePosixPath(i.filename).parts for i in infos]
+    strip = len({p[0] for p in parts if p}) == 1 and all(len(p) > 1 for p in parts)
+    for info, p in zip(infos, parts, strict=True):
+        if len(p) == 1 + strip and PurePosixPath(info.filename).suffix.lower() in (".yaml", ".yml") \
+                and info.file_size > config.max_upload_bytes:
+            raise Refusal(413, f"file {upload.filename!r}: the manifest {p[-1]!r} is {info.file_size} bytes, over "
+                               f"the {config.max_upload_bytes} byte limit for a manifest: keep it short (chapter "
+                               "text goes in files beside it)")
 
 
 def _voice_of(manifest_yaml: bytes, config: ServiceConfig) -> str | None:
