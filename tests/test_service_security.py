@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flows.service import ServiceConfig
-from flows.service.app import public_message
 from flows.service.auth import session_value
 from flows.service.config import parse_hosts
+from flows.service.library import public_message
 from tests.test_service import (  # noqa: F401 - fixtures
     AUTH,
     GOOD,
@@ -329,3 +329,14 @@ def test_fuzzed_multipart_uploads_never_get_a_5xx(svc: Service) -> None:
 
     probe()
     assert not [p for p in svc.config.manifests_dir.iterdir() if p.name.startswith(".incoming-")]
+
+
+def test_undeclared_xhtml_entities_are_not_read_aloud(tmp_path: Path) -> None:
+    from tasks.documents import read_document
+
+    page = ('<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE html [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
+            '<html xmlns="http://www.w3.org/1999/xhtml"><head><title>T</title></head><body><h1>The Quay</h1>'
+            "<p>Tom &amp; Jerry &xxe;went home &eacute;arly.</p></body></html>")
+    path = tmp_path / "quay.xhtml"
+    path.write_text(page)
+    assert read_document(path).chapters[0].paragraphs == ("Tom & Jerry went home \u00e9arly.",)

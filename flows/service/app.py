@@ -4,7 +4,6 @@ stores nothing; a book is checked whole in a staging folder and moved into place
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import tempfile
 import threading
@@ -38,6 +37,7 @@ from .auth import (
 from .backend import RunBackend, RunStatus
 from .config import TOKEN_COOKIE, Refusal, ServiceConfig, check_name
 from .health import GPU, available_engines, health
+from .library import STAGING_PREFIX, public_message, remove_stale_staging
 from .uploads import StagedBook, document_metadata, read_form, stage_book
 
 HERE = Path(__file__).parent
@@ -50,7 +50,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-STAGING_PREFIX = ".incoming-"
 log = logging.getLogger("audiobook.service")
 
 
@@ -483,26 +482,6 @@ def create_app(config: ServiceConfig, runs: RunBackend) -> FastAPI:
                                                                  "chapters": rows, "m4b": m4b})
 
     return app
-
-
-def remove_stale_staging(manifests_dir: Path) -> None:
-    """Remove the staging folders of uploads a killed server left behind (`.incoming-*`)."""
-    try:
-        stale = [p for p in manifests_dir.glob(f"{STAGING_PREFIX}*") if p.is_dir() and not p.is_symlink()]
-    except OSError:
-        return
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
-        log.info("removed %s, left by an upload that never finished", path)
-
-
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s'\"/:,;()]+)+/?")
-
-
-def public_message(message: str) -> str:
-    """A failure's reason without the server's absolute paths: each is cut to its last part
-    ("/srv/audiobook/cache/chunks/ab/x.flac" -> "x.flac"); the full text goes to the log."""
-    return _ABSOLUTE_PATH.sub(lambda m: Path(m[0].rstrip("/")).name or "/", message)
 
 
 def _status_fields(status: RunStatus | None) -> dict[str, Any]:
