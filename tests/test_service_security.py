@@ -309,6 +309,8 @@ def _zip_of(members: list[tuple[str, bytes]]) -> bytes:
     return buf.getvalue()
 
 
+# The server's threads touch the global `random` state while examples are drawn (not the strategies).
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 def test_fuzzed_multipart_uploads_never_get_a_5xx(svc: Service) -> None:
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
     @given(files=st.lists(st.tuples(st.sampled_from(["file", "manifest", "cover"]), _names, _bodies), max_size=4),
