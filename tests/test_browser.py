@@ -215,3 +215,34 @@ def test_a_page_on_another_origin_cannot_submit_or_read_in_no_token_mode(
     assert ("POST", "/books", 403) in app.seen, app.seen
     assert [s for m, p, s in app.seen if p == "/books/done/download/report.json"] == [403, 403], app.seen
     assert snapshot(config) == before and runs.started == []
+
+
+def test_the_page_works_under_its_security_headers(browser: Any, tmp_path: Path) -> None:
+    """Sign in, fill the form from an EPUB, submit: the page's own script under the Content-Security-
+    Policy, the HMAC cookie and the same-origin checks (a fake render backend; no Prefect)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from flows.service import FakeRunBackend, ServerThread, create_app
+    from flows.service.auth import session_value
+    from tests.test_service import TOKEN as SERVICE_TOKEN
+    from tests.test_service import make_config
+
+    epub = tmp_path / "lamp.epub"
+    epub.write_bytes(make_epub())
+    config = make_config(tmp_path, validate_plan=False)
+    runs = FakeRunBackend(config.output_dir)
+    with ServerThread(create_app(config, runs)) as service:
+        wait = WebDriverWait(browser, 60)
+        browser.get(service.url + "/")
+        browser.find_element(By.ID, "token").send_keys(SERVICE_TOKEN)
+        browser.find_element(By.CSS_SELECTOR, "#sign-in button").click()
+        wait.until(lambda d: d.get_cookie("audiobook_token") and not d.find_elements(By.ID, "sign-in"))
+        assert browser.get_cookie("audiobook_token")["value"] == session_value(SERVICE_TOKEN)
+        browser.find_element(By.ID, "document").send_keys(str(epub))
+        wait.until(lambda d: d.find_element(By.ID, "title").get_attribute("value") == "The Lamp Keeper")
+        browser.find_element(By.ID, "submit").click()
+        wait.until(lambda d: "queued the-lamp-keeper" in d.find_element(By.ID, "upload-result").text)
+        assert [name for name, _ in runs.started] == ["the-lamp-keeper"]
+        errors = [e for e in browser.get_log("browser") if "Content Security Policy" in e.get("message", "")]
+        assert errors == []
