@@ -103,7 +103,8 @@ def cached_result(chunk: Chunk, cache: AudioCache) -> ChunkResult | None:
     if hit is None:
         return None
     meta = cache.meta(chunk.key)
-    if not _readable(hit, int(meta.get("frames", -1))):
+    frames = meta.get("frames")
+    if not _readable(hit, frames if isinstance(frames, int) else -1):
         cache.evict(chunk.key)
         return None
     return ChunkResult(chunk.key, str(hit), True, rerolls=int(meta.get("rerolls", 0)), bad_take=meta.get("bad_take"))
