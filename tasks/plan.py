@@ -191,9 +191,12 @@ def plan_chapters(
     use_prompts = info.supports_prompts if prompts_usable is None else prompts_usable
     dropped = 0
     notes = list(warnings)
+    unspeakable: list[str] = []  # chunks with no letter or digit: an engine gives no audio for them
 
     def pieces(sentences: list[str], last_pause_ms: int) -> list[Piece]:
         packed = lexicon.apply_to_chunks(pack_chunks(sentences, info.max_chars), info.max_chars, language)
+        unspeakable.extend(p for p in packed if not speakable(p))
+        packed = [p for p in packed if speakable(p)]
         return [(p, last_pause_ms if i == len(packed) - 1 else pacing.sentence_pause_ms) for i, p in enumerate(packed)]
 
     def paragraph_pieces(paragraph: str) -> tuple[list[Piece], int]:
@@ -267,12 +270,20 @@ def plan_chapters(
         ChapterPlan(ci, title, tuple(keyed(ci, j, *piece) for j, piece in enumerate(chunks)), sentences, kind)
         for ci, (title, kind, chunks, sentences) in enumerate(sections)
     )
+    if unspeakable:
+        notes.append(f"{len(unspeakable)} chunk(s) with nothing to speak (no letters or digits, e.g. a title made "
+                     f"only of markup) are left out: {', '.join(repr(t[:40]) for t in unspeakable[:3])}")
     if dropped:
         notes.append(
             f"{dropped} paragraph(s) hold bracketed prompts; engine {info.name!r} cannot use prompts here, "
             "so they are left out and not spoken"
         )
     return BookPlan(manifest.title, planned, job, info, tuple(notes), dropped, cover)
+
+
+def speakable(text: str) -> bool:
+    """Whether an engine has anything to say for `text`: a letter or a digit ("." or "-" alone: no)."""
+    return any(ch.isalnum() for ch in text)
 
 
 def check_sources_exist(manifest: Manifest) -> None:

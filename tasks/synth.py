@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from tasks.cache import AudioCache
 from tasks.engines import get_engine
 from tasks.engines.base import BatchEngine, Clip, SynthRequest, batch_capacity, synthesize_many
 from tasks.errors import EngineError, TransientEngineError
-from tasks.plan import CHARS_PER_SECOND, Chunk, SynthJob
+from tasks.plan import CHARS_PER_SECOND, Chunk, SynthJob, speakable
 
 TRANSIENT_TRIES = 3
 BACKOFF_S = 0.05
@@ -95,11 +96,17 @@ def check_take(clip: Clip, text: str) -> str | None:
 
 
 def cached_result(chunk: Chunk, cache: AudioCache) -> ChunkResult | None:
-    """The chunk's result from the cache, or None when it must be synthesised."""
+    """The chunk's result from the cache, or None when it must be synthesised. An entry that holds no
+    audio (an empty take stored by an older version) or that cannot be read is deleted: the chunk is
+    rendered again instead of failing the book at assembly."""
     hit = cache.lookup(chunk.key)
     if hit is None:
         return None
     meta = cache.meta(chunk.key)
+    frames = meta.get("frames")
+    if not _readable(hit, frames if isinstance(frames, int) else -1):
+        cache.evict(chunk.key)
+        return None
     return ChunkResult(chunk.key, str(hit), True, rerolls=int(meta.get("rerolls", 0)), bad_take=meta.get("bad_take"))
 
 
@@ -118,6 +125,20 @@ def split_cached(chunks: tuple[Chunk, ...], job: SynthJob) -> tuple[dict[str, Ch
         else:
             hits[chunk.key] = result
     return hits, missing
+
+
+def _readable(path: Path, frames: int) -> bool:
+    """Whether a cached take holds audio that reads back: its header parses and has `frames` frames
+    (-1: not recorded), more than none."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return False
+    return info.frames > 0 and frames in (-1, info.frames)
+
+
+def _no_audio(clip: Clip) -> bool:
+    return len(clip.samples) == 0 or not np.isfinite(clip.samples).all()
 
 
 @contextlib.contextmanager
@@ -195,9 +216,17 @@ def _render(chunks: list[Chunk], job: SynthJob, cache: AudioCache, out: BatchRes
                 continue
             st.attempt = 0
             problem = check_take(outcome, chunk.text)
+            if _no_audio(outcome) and st.take + 1 >= takes:  # never stored: it would fail every later render
+                out.failures.append(ChunkFailure(chunk, f"the engine gave no audio for {chunk.text[:80]!r} in "
+                                                        f"{st.take + 1} takes"))
+                continue
             if problem is None or st.take + 1 >= takes:
                 path = cache.store(chunk.key, outcome.samples, outcome.sample_rate_hz, rerolls=st.take,
                                    bad_take=problem, engine_seconds=round(st.seconds, 3), worker_pid=os.getpid())
+                if not _readable(path, len(outcome.samples)):
+                    cache.evict(chunk.key)
+                    out.failures.append(ChunkFailure(chunk, "the take did not read back from the cache"))
+                    continue
                 out.results[chunk.key] = ChunkResult(chunk.key, str(path), False, st.seconds, st.take, problem,
                                                      st.retries)
             else:
@@ -218,6 +247,9 @@ def synthesize_batch(chunks: list[Chunk], job: SynthJob) -> BatchResult:
     todo: list[Chunk] = []
     for chunk in chunks:
         if chunk.key in out.results or any(c.key == chunk.key for c in todo):
+            continue
+        if not speakable(chunk.text):  # never sent to an engine (plans leave such chunks out)
+            out.failures.append(ChunkFailure(chunk, f"nothing to speak in {chunk.text[:40]!r} (no letters or digits)"))
             continue
         hit = cached_result(chunk, cache)
         if hit is None:

@@ -7,7 +7,10 @@ A book NAME is `manifests/NAME/NAME.yaml` (a folder of its own, as POST /books s
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import shutil
 import tempfile
 import threading
 import urllib.parse
@@ -19,6 +22,8 @@ from tasks.manifest import parse_yaml
 
 from .config import DEFAULT_MAX_UPLOAD_BYTES, NAME_RE, ServiceConfig
 
+STAGING_PREFIX = ".incoming-"  # an upload's staging folder in manifests/
+log = logging.getLogger("audiobook.service")
 MEDIA_TYPES = {".m4b": "audio/mp4", ".mp3": "audio/mpeg", ".json": "application/json"}
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 REPORT_SUMMARY_KEYS = (
@@ -169,3 +174,23 @@ def write_new(path: Path, data: bytes, *, overwrite: bool) -> None:
             os.link(tmp, path)  # atomic, and refuses an existing file
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def remove_stale_staging(manifests_dir: Path) -> None:
+    """Remove the staging folders of uploads a killed server left behind (`.incoming-*`)."""
+    try:
+        stale = [p for p in manifests_dir.glob(f"{STAGING_PREFIX}*") if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s, left by an upload that never finished", path)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s'\"/:,;()]+)+/?")
+
+
+def public_message(message: str) -> str:
+    """A failure's reason without the server's absolute paths: each is cut to its last part
+    ("/srv/audiobook/cache/chunks/ab/x.flac" -> "x.flac"); the full text goes to the log."""
+    return _ABSOLUTE_PATH.sub(lambda m: Path(m[0].rstrip("/")).name or "/", message)

@@ -143,7 +143,19 @@ def parse_document(data: bytes, *, xml_first: bool, encoding: str | None = None)
     parser = lxml.html.HTMLParser(
         no_network=True, remove_comments=True, remove_pis=True, encoding=encoding or sniff_encoding(data)
     )
-    return lxml.html.document_fromstring(strip_internal_subset(data) or b"<html></html>", parser=parser)
+    return lxml.html.document_fromstring(drop_unknown_entities(strip_internal_subset(data)) or b"<html></html>",
+                                         parser=parser)
+
+
+_ENTITY_REF = re.compile(rb"&([A-Za-z][A-Za-z0-9]{0,31});")
+
+
+def drop_unknown_entities(data: bytes) -> bytes:
+    """`data` less its references to entities HTML does not define (`&xxe;`, declared in a DOCTYPE that
+    was removed): the HTML parser would keep them as text and the voice would read them out."""
+    from html.entities import html5
+
+    return _ENTITY_REF.sub(lambda m: m[0] if m[1].decode() + ";" in html5 else b"", data)
 
 
 def _local(tag: object) -> str:
