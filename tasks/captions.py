@@ -141,6 +141,8 @@ def caption_jobs(
     the files are written under `stage`/`folder`."""
     jobs: list[Job] = []
     for stem, audio_key, texts, spans in chapters:
+        if not texts or len(texts) != len(spans):  # a chapter built without its chunks' texts: nothing to time
+            continue
         sentences = sentence_timings(texts, spans, language)
         for kind in ("vtt", "srt"):
             name = f"{folder}/{stem}.{kind}"
