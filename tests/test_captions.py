@@ -252,3 +252,42 @@ def test_render_writes_captions_and_a_read_along_epub(read_along_book: Path, wor
     render_book(str(read_along_book))
     assert {p: p.stat().st_mtime_ns for p in timed} == before
 
+
+
+# ---------------------------------------------------------------- end to end with the real voice
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("prefect_harness")
+def test_piper_render_times_every_sentence(workdirs: dict[str, Path], tmp_path: Path) -> None:
+    from flows.render import render_book
+
+    folder = workdirs["book"]
+    (folder / "tide.md").write_text(
+        "# The Tide\n\nThe tide came in slowly. Gulls circled over the harbour wall.\n\n"
+        "Nobody spoke for a long while. Then the bell rang twice, and the boats went out.\n\n"
+        "# The Bell\n\nThe bell was old. Its voice carried across the whole bay!\n"
+    )
+    manifest = write_manifest(folder, """
+title: The Tide
+author: Test Writer
+engine: piper
+voice: joe
+quality: draft
+seed: 3
+credits: false
+read_along: true
+source: tide.md
+""")
+    report = render_book(str(manifest))
+    out = workdirs["output"] / "book"
+    mp3s = sorted((out / "mp3").glob("*.mp3"))
+    cues = [check_captions(mp3) for mp3 in mp3s]  # the first cue starts where Piper's speech starts
+    assert [[c.text for c in chapter] for chapter in cues] == [
+        ["The Tide.", "The tide came in slowly.", "Gulls circled over the harbour wall.",
+         "Nobody spoke for a long while.", "Then the bell rang twice, and the boats went out."],
+        ["The Bell.", "The bell was old.", "Its voice carried across the whole bay!"],
+    ]
+    assert m4b_chapter_formats(out / "book.m4b") == {"nero": 2, "quicktime": 2}
+    assert "book.epub" in report["files"]
+    check_epub(out / "book.epub", [len(c) for c in cues], tmp_path)
