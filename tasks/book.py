@@ -295,8 +295,8 @@ def _publish_files(
             total_tracks=1, cover=cover, until_s=end_s, fade_out_ms=SAMPLE_FADE_OUT_MS)))
     jobs += timed_jobs(manifest, chapters, out_dir, tags, cover, cover_key)  # captions; the read-along EPUB
     files.extend(out_dir / name for name, _, _ in jobs)
-    # The M4B is the longest job: start it first so the chapter MP3s fill the other core(s).
-    todo = sorted((job for job in jobs if not fresh(job[0], job[1])), key=lambda job: not job[0].endswith(".m4b"))
+    # The M4B (and the EPUB) are the longest jobs: start them first so the chapter MP3s fill the other core(s).
+    todo = sorted((job for job in jobs if not fresh(job[0], job[1])), key=lambda job: not job[0].endswith((".m4b", ".epub")))
     with ThreadPoolExecutor(max_workers=max(1, min(ENCODE_WORKERS, len(todo)))) as pool:
         futures = [(name, key, pool.submit(encode)) for name, key, encode in todo]
         errors: list[BaseException] = []
