@@ -119,9 +119,15 @@ def srt_text(sentences: Sequence[TimedSentence]) -> str:
 def write_captions(sentences: Sequence[TimedSentence], out: Path, kind: str) -> Path:
     """Write the chapter's captions to `out` (temp file + rename); `kind` is "vtt" or "srt"."""
     text = vtt_text(sentences) if kind == "vtt" else srt_text(sentences)
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, text.encode("utf-8"))
+    readable_by_all(out)
     return out
+
+
+def readable_by_all(path: Path) -> None:
+    """A published file readable by all, as the encoded MP3s are (temp files are created owner-only;
+    reading the umask would change it for every thread for a moment, so the usual 0644 is set)."""
+    path.chmod(0o644)
 
 
 def caption_folder(outputs: Sequence[str]) -> str:

@@ -266,6 +266,8 @@ def test_render_writes_captions_and_a_read_along_epub(read_along_book: Path, wor
         assert f"mp3/{mp3.stem}.vtt" in report["files"] and f"mp3/{mp3.stem}.srt" in report["files"]
     assert "book.epub" in report["files"]
     check_epub(out / "book.epub", [len(c) for c in cues], tmp_path)
+    mode = (mp3s[0].stat().st_mode & 0o777)
+    assert {p.stat().st_mode & 0o777 for p in [out / "book.epub", *(out / "mp3").glob("*.[vs][tr][tt]")]} == {mode}
 
     # Unchanged book: the captions and the EPUB are not written again.
     timed = [*(out / "mp3").glob("*.vtt"), *(out / "mp3").glob("*.srt"), out / "book.epub"]

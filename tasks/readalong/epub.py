@@ -26,7 +26,7 @@ from typing import Any
 
 import jinja2
 
-from tasks.captions import TimedSentence
+from tasks.captions import TimedSentence, readable_by_all
 from tasks.errors import AudiobookError
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "data" / "readalong"
@@ -172,6 +172,7 @@ def build_epub(book: EpubBook, out: Path) -> Path:
                 zf.writestr(f"OEBPS/{doc['smil']}", _render("chapter.smil.j2", chapter=doc, **values))
                 mp3 = encode_speech_mp3(doc["wav"], Path(work) / "chapter.mp3")
                 zf.write(mp3, f"OEBPS/{doc['audio']}", compress_type=zipfile.ZIP_STORED)  # MP3 does not deflate
+        readable_by_all(tmp)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
