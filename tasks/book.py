@@ -242,6 +242,8 @@ def publish_book(
         files[:] = [out_dir / f.relative_to(stage) for f in files]
         if "mp3" in manifest.outputs:
             _remove_renamed_chapters(out_dir, {f.name for f in files if f.parent.name == "mp3"})
+        for dropped in {n for n in state if n.endswith(".epub")} - set(wanted):  # read_along turned off
+            (out_dir / dropped).unlink(missing_ok=True)
         atomic_write_bytes(out_dir / STATE_FILE, json.dumps(wanted, indent=1, sort_keys=True).encode())
     except OSError as exc:
         raise output_error(exc, out_dir) from exc

@@ -275,6 +275,12 @@ def test_render_writes_captions_and_a_read_along_epub(read_along_book: Path, wor
     render_book(str(read_along_book))
     assert {p: p.stat().st_mtime_ns for p in timed} == before
 
+    # read_along turned off: the EPUB goes; the captions stay.
+    read_along_book.write_text(read_along_book.read_text().replace("read_along: true\n", ""))
+    report = render_book(str(read_along_book))
+    assert not (out / "book.epub").exists() and "book.epub" not in report["files"]
+    assert {p: p.stat().st_mtime_ns for p in timed[:-1]} == {p: before[p] for p in timed[:-1]}
+
 
 
 # ---------------------------------------------------------------- end to end with the real voice
