@@ -194,12 +194,28 @@ def test_words_with_dots_are_no_urls() -> None:
         ("&mdash;i.e., the modes&mdash;", "that is, the modes"),
         ("\\#Pandoc and # Heading", "Pandoc and Heading"),
         ("* * *", ""),
-        ("[I am really sad,] I lost it.", "[I am really sad,] I lost it."),
-        ("[] and [ ] and [[nested] prompt] and ]stray[ [12]", "and and [[nested] prompt] and stray"),
+        ("[I am really sad,] I lost it.", "I am really sad, I lost it."),
+        ("[] and [ ] and [[nested] prompt] and ]stray[ [12]", "and and nested prompt and stray"),
+        ("there [are] not, Ph[oe]be and [AE]sop, [Pg]", "there are not, Phoebe and AEsop, Pg"),
+        ("## Ports {#ports}", "Ports"),
+        ("X25519 and <!-- CL 30824, CL 30825 --> more", "X twenty-five thousand five hundred and nineteen and more"),
     ],
 )
 def test_symbols_and_markup(raw: str, spoken: str) -> None:
     assert normalize_text(raw) == spoken
+
+
+@pytest.mark.parametrize(
+    ("raw", "spoken"),
+    [
+        ("[I am really sad,] I lost it.", "[I am really sad,] I lost it."),
+        ("[] and [ ] and [[nested] prompt] and ]stray[ [12]", "and and [[nested] prompt] and stray"),
+        ("Ph[oe]be [sadly] went.", "Phoebe [sadly] went."),
+    ],
+)
+def test_prompts_kept_only_when_turned_on(raw: str, spoken: str) -> None:
+    assert normalize_text(raw, prompts=True) == spoken
+    assert "[" not in normalize_text(raw) and "]" not in normalize_text(raw)
 
 
 # --- capitals -----------------------------------------------------------------------------------------
