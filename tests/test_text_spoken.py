@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tasks.text import normalize_heading, normalize_text, split_sentences, strip_prompts
@@ -155,7 +155,7 @@ def test_normalize_heading(title: str, spoken: str) -> None:
         ("See https://www.rfc-editor.org/rfc/rfc1.txt now.", "See rfc-editor dot org now.", "See now."),
         ("Visit www.gutenberg.net.", "Visit gutenberg dot net.", "Visit."),
         ("(http://example.com/a_b?x=1)", "(example dot com)", ""),
-        ("Write to jane.doe@mail.example.co.uk today", "Write to mail dot example dot co dot uk today",
+        ("Write to jane.doe@mail.example.co.uk today", "Write to jane dot doe at mail dot example dot co dot uk today",
          "Write to today"),
         ("Inline <www.eff.org> here", "Inline eff dot org here", "Inline here"),
         ("Archived at perma.cc/ABC-123, see.", "Archived at perma dot cc, see.", "Archived at, see."),
@@ -218,6 +218,45 @@ def test_prompts_kept_only_when_turned_on(raw: str, spoken: str) -> None:
     assert "[" not in normalize_text(raw) and "]" not in normalize_text(raw)
 
 
+# --- identifiers and dates -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "spoken"),
+    [
+        ("See RFC 9110 and RFC 7232, section 2.3.",
+         "See RFC nine one one zero and RFC seven two three two, section two point three."),
+        ("Fixes issue #12808, issue 15658 and bug entry 123456.",
+         "Fixes issue number one two eight zero eight, issue one five six five eight and bug entry one two three "
+         "four five six."),
+        ("They issue 5000 permits; issue 12 is open.", "They issue five thousand permits; issue twelve is open."),
+        ("No. 12345 and #4521, but No. 5.", "Number one two three four five and number four five two one, but number five."),
+        ("Version 1.14, then v1.2.3.", "Version one point fourteen, then version one point two point three."),
+        ("Go 1.8 needs OS X 10.8 or DragonFly 4.4.4; Python 3.10.",
+         "Go one point eight needs OS X ten point eight or DragonFly four point four point four; Python three point ten."),
+        ("About 3.14 metres and 2.25 kilos.", "About three point one four metres and two point two five kilos."),
+        ("HTTP/2 Push over HTTP/1.1.", "HTTP two Push over HTTP one point one."),
+        ("Set `-ssa=0` or `GOARM=1024`.", "Set -ssa equals zero or GOARM equals one zero two four."),
+        ("We met on 3 May 2019 here.", "We met on the third of May, twenty nineteen here."),
+        ("3 May 2019 was a Friday.", "The third of May, twenty nineteen was a Friday."),
+        ("By the 21st May it was done.", "By the twenty-first of May it was done."),
+        ("It began June 1, 2017.", "It began June first, twenty seventeen."),
+        ("Write to jane.doe@example.org now.", "Write to jane dot doe at example dot org now."),
+        ("II. Trade", "Two. Trade"),
+        ("II. TRADE", "Two. Trade"),
+        ("IV. The storm came.", "Four. The storm came."),
+        ("I. Think about your audience", "One. Think about your audience"),
+        ("C. D.", "C. D."),
+        ("I went. I said so.", "I went. I said so."),
+        ('"No\u2014"\u2014he began.', '"No," he began.'),
+        ('"Wait--" he said.', '"Wait," he said.'),
+    ],
+)
+def test_identifiers_dates_and_subheadings(raw: str, spoken: str) -> None:
+    assert normalize_text(raw) == spoken
+    assert normalize_text(spoken) == spoken
+
+
 # --- capitals -----------------------------------------------------------------------------------------
 
 
@@ -274,6 +313,8 @@ def test_normalisation_is_idempotent(raw: str) -> None:
 
 @PROPERTY
 @given(st.text())
+@example("A\ud7fcE A")  # recased two ways: "A\ud7fcE a", then "A\ud7fce a" (issue 18)
+@example("DON'T GO, O'BRIEN")
 def test_normalisation_of_any_text_is_idempotent(raw: str) -> None:
     once = normalize_text(raw)
     assert normalize_text(once) == once

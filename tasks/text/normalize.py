@@ -7,12 +7,14 @@ The steps, in order (each its own module):
   3. urls       URLs and e-mail addresses -> their domain ("rfc-editor dot org"), or dropped;
                 then emphasis markers ("_italic_", "*bold*") go
   4. dashes     em/en dashes and "--" -> a pause (", ")
-  5. abbreviations  "Mr." -> "Mister", "No. 5" -> "number 5", "St. Paul" -> "Saint Paul"
-  6. spoken     numbers, then symbols (& + = @ % ° ...) in words
-  7. markup     a last sweep: no markup character survives; square brackets are text ("[are]" ->
+  5. identifiers    numbers in code spans, "RFC 9110", "issue #12808", "version 1.14", "Go 1.8",
+                "HTTP/2" (tasks/text/identifiers.py)
+  6. abbreviations  "Mr." -> "Mister", "No. 5" -> "number 5", "St. Paul" -> "Saint Paul"
+  7. spoken     numbers and dates, then symbols (& + = @ % ° ...) in words
+  8. markup     a last sweep: no markup character survives; square brackets are text ("[are]" ->
                 "are"), or, with prompts on, kept only as "[...]" prompts
-  8. casing     drop-cap first words ("MARLEY was" -> "Marley was"), then abbreviations again
-  9. roman      "Chapter IV" -> "Chapter Four", "Henry VIII" -> "Henry the Eighth"
+  9. casing     drop-cap first words ("MARLEY was" -> "Marley was"), then abbreviations again
+ 10. roman      "Chapter IV" -> "Chapter Four", "Henry VIII" -> "Henry the Eighth"
 The result is one line, idempotent: normalize_text(normalize_text(x)) == normalize_text(x).
 Each step can report to a WordTracker (tasks/text/ledger.py), which accounts for every input word.
 """
@@ -24,10 +26,11 @@ import re
 from tasks.text.abbreviations import expand_abbreviations
 from tasks.text.casing import fix_drop_caps
 from tasks.text.clean import WS_RE, clean_unicode, dashes_to_pauses
+from tasks.text.identifiers import speak_code_numbers, speak_identifiers
 from tasks.text.ledger import WordTracker
 from tasks.text.markup import MARKUP_STEPS, remove_emphasis, sweep_markup
 from tasks.text.roman import speak_roman_numerals
-from tasks.text.spoken import base_language, speak_numbers, speak_symbols
+from tasks.text.spoken import base_language, drop_footnote_marks, speak_numbers, speak_symbols
 from tasks.text.urls import UrlMode, speak_urls
 
 __all__ = ["normalize_text"]
@@ -79,10 +82,13 @@ def normalize_text(
         text = step(reason, markup_step(text))
     url_reason = "URL (reading.urls: drop)" if urls == "drop" else "URL read as its address"
     text = step(url_reason, speak_urls(text, urls))
+    english = base_language(language) == "en"
+    text = step("code", speak_code_numbers(text) if english else text)
     text = step("markup", remove_emphasis(text))
     text = step("punctuation", dashes_to_pauses(_tidy(text)))
+    text = step("identifier", speak_identifiers(text) if english else text)
     text = step("abbreviation", expand_abbreviations(text, language))
-    english = base_language(language) == "en"
+    text = step("footnote marker", drop_footnote_marks(text))
     text = step("number", speak_numbers(text, language))
     # Reading numbers can free a host name glued to digits ("0perma.cc" -> "zero perma.cc"): URLs again.
     text = step(url_reason, speak_urls(text, urls))
