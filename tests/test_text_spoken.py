@@ -198,7 +198,8 @@ def test_words_with_dots_are_no_urls() -> None:
         ("[] and [ ] and [[nested] prompt] and ]stray[ [12]", "and and nested prompt and stray"),
         ("there [are] not, Ph[oe]be and [AE]sop, [Pg]", "there are not, Phoebe and AEsop, Pg"),
         ("## Ports {#ports}", "Ports"),
-        ("X25519 and <!-- CL 30824, CL 30825 --> more", "X twenty-five thousand five hundred and nineteen and more"),
+        ("X25519 and <!-- CL 30824, CL 30825 --> more", "X two five five one nine and more"),
+        ("Balti[Pg 29]more, you know.[Pg 35] A sign[Pg vii] of it.", "Baltimore, you know. A sign of it."),
     ],
 )
 def test_symbols_and_markup(raw: str, spoken: str) -> None:
@@ -236,6 +237,9 @@ def test_prompts_kept_only_when_turned_on(raw: str, spoken: str) -> None:
          "Go one point eight needs OS X ten point eight or DragonFly four point four point four; Python three point ten."),
         ("About 3.14 metres and 2.25 kilos.", "About three point one four metres and two point two five kilos."),
         ("HTTP/2 Push over HTTP/1.1.", "HTTP two Push over HTTP one point one."),
+        ("Use AES-128 with SHA-256, XX-100.", "Use AES one twenty-eight with SHA two fifty-six, XX one hundred."),
+        ("Faster by 20-30%, or 0-10%.", "Faster by twenty to thirty percent, or zero to ten percent."),
+        ("The Sherry of 1818 does well.", "The Sherry of eighteen eighteen does well."),
         ("Set `-ssa=0` or `GOARM=1024`.", "Set -ssa equals zero or GOARM equals one zero two four."),
         ("We met on 3 May 2019 here.", "We met on the third of May, twenty nineteen here."),
         ("3 May 2019 was a Friday.", "The third of May, twenty nineteen was a Friday."),

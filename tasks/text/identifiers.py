@@ -7,6 +7,7 @@
     "version 1.14"        -> "version one point fourteen"     ("v1.2.3" -> "version one point two point three")
     "Go 1.8", "OS X 10.8" -> "Go one point eight", "OS X ten point eight"  (a dotted number after a name)
     "HTTP/2"              -> "HTTP two"
+    "X25519", "SHA-256"   -> "X two five five one nine", "SHA two fifty-six"
     "`-ssa=0`", "`1024`"  -> "-ssa equals zero", "one zero two four"  (in a code span, digit by digit)
 
 Shorter references ("issue 12", "No. 5") and decimals after ordinary words ("about 3.14") are left to
@@ -44,6 +45,10 @@ _NOT_NAMES = frozenset(
     "Since Until Till Per Plus Minus Times Multiply Divide Add Subtract Take Give Costs Cost Total Was".split()
 )
 _PLURAL_AFTER_RE = re.compile(r" [a-z]{2,}s\b")
+# Digits in a name: "X25519" (five digits or more: digit by digit), "SHA-256", "AES-128" (a letters-then-
+# number name: "two fifty-six").
+_GLUED_LONG_RE = re.compile(r"(?<=[^\W\d_])(\d{5,})(?!\d|[.,]\d)")
+_CAPS_NUMBER_RE = re.compile(r"\b([A-Z]{2,})-([1-9]\d\d)\b(?![.,]\d)")
 _CODE_RE = re.compile(r"`([^`\n]*\d[^`\n]*)`")
 
 
@@ -65,6 +70,14 @@ def _number(m: re.Match[str]) -> str:
     return f"{word} {digit_by_digit(m.group(1))}"
 
 
+def _caps_number(m: re.Match[str]) -> str:
+    digits = m.group(2)
+    if digits[1:] == "00":
+        return f"{m.group(1)} {cardinal(digits)}"  # "XX-100": "XX one hundred"
+    tail = cardinal(digits[1:]) if digits[1] != "0" else f"oh {cardinal(digits[2])}"
+    return f"{m.group(1)} {cardinal(digits[0])} {tail}"
+
+
 def _named(m: re.Match[str]) -> str:
     if m.group(1) in _NOT_NAMES:
         return m.group(0)
@@ -83,6 +96,8 @@ def speak_identifiers(text: str) -> str:
     text = _NUMBER_RE.sub(_number, text)
     text = _VERSION_RE.sub(lambda m: f"{m.group(1)}{version(m.group(2))}", text)
     text = _V_RE.sub(lambda m: f"version {version(m.group(1))}", text)
+    text = _GLUED_LONG_RE.sub(lambda m: f" {digit_by_digit(m.group(1))}", text)
+    text = _CAPS_NUMBER_RE.sub(_caps_number, text)
     return _NAMED_RE.sub(_named, text)
 
 

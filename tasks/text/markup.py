@@ -1,5 +1,5 @@
 """Markup that slipped past a reader never reaches an engine: HTML tags and entities, Markdown links,
-heading attributes ("{#ports}"), footnote references ("[^1]", "[12]"), emphasis markers ("_italic_",
+heading attributes ("{#ports}"), page numbers ("[Pg 29]"), footnote references ("[^1]", "[12]"), emphasis markers ("_italic_",
 "*emphasis*"), and stray characters (* _ # | { } < > ` \\ ^ ~).
 
 Square brackets are text unless the book's manifest turns prompts on: "[are]" is read "are", and a
@@ -18,6 +18,8 @@ _ENTITY_RE = re.compile(r"&(?:#\d{1,7}|#x[0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,
 _TAG_RE = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>")
 _COMMENT_RE = re.compile(r"<!--.*?-->")
 _ATTRIBUTES_RE = re.compile(r"\s*\{#[A-Za-z][\w:.-]*(?:\s+[.#]?[\w-]+(?:=[^\s{}]*)?)*\}")  # "## Ports {#ports}"
+# A printed page number left in the text: "[Pg 29]", "[Pg vii]", "[p. 12]" (inside a word, "Balti[Pg 29]more").
+_PAGE_RE = re.compile(r"\s*\[(?:Pg|Page|p)\.?\s?(?:\d{1,4}|[ivxlcdm]{1,7}|[IVXLCDM]{1,7})\]\s*")
 _LIGATURE_RE = re.compile(r"(?<=[^\W\d_])\[(oe|ae|OE|AE|Oe|Ae)\]|\[(oe|ae|OE|AE|Oe|Ae)\](?=[^\W\d_])")
 _TEMPLATE_RE = re.compile(r"\{%.*?%\}|\{\{.*?\}\}")  # Liquid / Jinja tags: "{% include toc.html %}"
 _MD_LINK_RE = re.compile(r"!?\[([^\[\]]*)\]\(([^()\s]*)(?:\s+\"[^\"]*\")?\)")
@@ -61,6 +63,18 @@ def _footnote_refs(text: str) -> str:
     return _FOOTNOTE_REF_RE.sub("", text) if "[" in text or "{" in text else text
 
 
+def _page(m: re.Match[str]) -> str:
+    before = m.string[m.start() - 1] if m.start() > 0 else ""
+    after = m.string[m.end()] if m.end() < len(m.string) else ""
+    if before.isalpha() and after.isalpha() and not m.group(0)[0].isspace() and not m.group(0)[-1].isspace():
+        return ""  # "Balti[Pg 29]more": one word
+    return " " if m.group(0)[0].isspace() or m.group(0)[-1].isspace() else ""
+
+
+def _page_numbers(text: str) -> str:
+    return _PAGE_RE.sub(_page, text) if "[" in text else text
+
+
 def _ligatures(text: str) -> str:
     return _LIGATURE_RE.sub(lambda m: m.group(1) or m.group(2), text) if "[" in text else text
 
@@ -68,7 +82,8 @@ def _ligatures(text: str) -> str:
 # remove_markup's steps in order, each with the reason the word ledger gives for what it changes or removes.
 MARKUP_STEPS = (
     ("markup", _entities), ("HTML comment", _comments), ("markup", _tags), ("template tag", _templates),
-    ("heading attribute", _attributes), ("link target", _links), ("footnote marker", _footnote_refs),
+    ("heading attribute", _attributes), ("link target", _links), ("page number", _page_numbers),
+    ("footnote marker", _footnote_refs),
     ("ligature", _ligatures),
 )
 

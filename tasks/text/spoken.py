@@ -97,6 +97,7 @@ _SCALES = {"thousand": "thousand", "million": "million", "billion": "billion", "
 _CURRENCY_RE = re.compile(
     rf"([$£€¥₹])\s?({_NUM})(?:\.(\d+))?(?:\s?(thousand|million|billion|trillion|bn|k|m)(?![^\W\d_]))?"
 )
+_PERCENT_RANGE_RE = re.compile(r"(?<![\d.])(\d{1,3})-(\d{1,3})\s?%")  # "20-30%" -> "twenty to thirty percent"
 _PERCENT_RE = re.compile(rf"(?<![\d.])({_NUM})(?:\.(\d+))?\s?(%|per ?cent\b)")
 _TIME_RE = re.compile(r"(?<![\d:.,])([01]?\d|2[0-4]):([0-5]\d)(?!\d|\.\d)")
 _ORDINAL_RE = re.compile(rf"(?<![\d.,])({_NUM})(st|nd|rd|th|ST|ND|RD|TH)(?![^\W\d_])")
@@ -118,7 +119,8 @@ _FRACTIONS = {2: ("half", "halves"), 4: ("quarter", "quarters")}
 # Words ending in "s" that are no plural nouns: "in 1998 was", "1888 as".
 _NOT_PLURAL = frozenset(
     "was is has as this its his hers ours yours theirs us thus perhaps always whereas besides towards "
-    "afterwards unless across less miss yes plus minus".split()
+    "afterwards unless across less miss yes plus minus does goes says seems comes becomes remains means makes "
+    "takes gives shows lies stands".split()
 )
 
 
@@ -252,6 +254,7 @@ def speak_numbers(text: str, language: str = "en") -> str:
     text = re.sub(r"(?<=\d)\s?°\s?F(?![^\W\d_])", " degrees Fahrenheit", text)
     text = re.sub(r"(?<=\d)\s?°", " degrees", text)
     text = _CURRENCY_RE.sub(_currency, text)
+    text = _PERCENT_RANGE_RE.sub(lambda m: f"{cardinal(m.group(1))} to {cardinal(m.group(2))} percent", text)
     text = _PERCENT_RE.sub(_percent, text)
     text = _DAY_MONTH_RE.sub(_day_month, text)
     text = _TIME_RE.sub(_time, text)
