@@ -10,7 +10,8 @@ does (the reason of the last step that rewrote it), and "removed" when nothing m
 
 A word is a run without spaces that holds a letter or digit; brackets next to punctuation or a space
 also separate words (so "type.[1]" is "type." and "1", and the link target of "[a](b)" is a word of
-its own), and so does a digit after a letter and a full stop ("patterns.1", a footnote mark).
+its own), as do brackets around a space ("sign[Pg 253]"), dashes ("word\u2014word", "word--word") and a
+digit after a letter and a full stop ("patterns.1", a footnote mark).
 Punctuation around a word is not part of it: "[are]" and "are" are the same word.
 """
 
@@ -26,15 +27,18 @@ from typing import Any
 __all__ = ["Removal", "TextLedger", "WordTracker", "ledger_words"]
 
 _SPLIT_RE = re.compile(
-    r"\s+"
+    r"\s+|[\u2012-\u2015]+|-{2,}"  # spaces and dashes
     r"|(?<![^\W_])[\[\](){}<>]|[\[\](){}<>](?![^\W_])"  # a bracket with a space or punctuation beside it
     r"|(?<=[^\W\d_][.,;:!?\"'])(?=\d)"  # "patterns.1": a footnote mark after a word's punctuation
 )
 _EDGE_RE = re.compile(r"^[\W_]+|[\W_]+$")
+_SPACED_BRACKETS_RE = re.compile(r"\[([^\[\]]*\s[^\[\]]*)\]")  # "sign[Pg 253] of": "[Pg 253]" is words of its own
 
 
 def ledger_words(text: str) -> list[str]:
     """The words of `text` as the ledger counts them (see the module docstring), as written."""
+    if "[" in text:
+        text = _SPACED_BRACKETS_RE.sub(r" [\1] ", text)
     return [t for t in _SPLIT_RE.split(text) if t and any(c.isalnum() for c in t)]
 
 
