@@ -240,6 +240,8 @@ def test_prompts_kept_only_when_turned_on(raw: str, spoken: str) -> None:
         ("Use AES-128 with SHA-256, XX-100.", "Use AES one twenty-eight with SHA two fifty-six, XX one hundred."),
         ("Faster by 20-30%, or 0-10%.", "Faster by twenty to thirty percent, or zero to ten percent."),
         ("The Sherry of 1818 does well.", "The Sherry of eighteen eighteen does well."),
+        ("See vol. xx, p. 659, and Vol. v.", "See volume twenty, page six hundred and fifty-nine, and Volume five."),
+        ("It was 2-7/8 inches.", "It was two and seven eighths inches."),
         ("Set `-ssa=0` or `GOARM=1024`.", "Set -ssa equals zero or GOARM equals one zero two four."),
         ("We met on 3 May 2019 here.", "We met on the third of May, twenty nineteen here."),
         ("3 May 2019 was a Friday.", "The third of May, twenty nineteen was a Friday."),

@@ -8,6 +8,7 @@
     "Go 1.8", "OS X 10.8" -> "Go one point eight", "OS X ten point eight"  (a dotted number after a name)
     "HTTP/2"              -> "HTTP two"
     "X25519", "SHA-256"   -> "X two five five one nine", "SHA two fifty-six"
+    "vol. xx", "Pl. v"    -> "vol. 20", "Pl. 5" (then "volume twenty", "Pl. five")
     "`-ssa=0`", "`1024`"  -> "-ssa equals zero", "one zero two four"  (in a code span, digit by digit)
 
 Shorter references ("issue 12", "No. 5") and decimals after ordinary words ("about 3.14") are left to
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import re
 
+from tasks.text.roman import roman_value
 from tasks.text.spoken import cardinal, digit_by_digit
 
 __all__ = ["speak_code_numbers", "speak_identifiers"]
@@ -49,6 +51,8 @@ _PLURAL_AFTER_RE = re.compile(r" [a-z]{2,}s\b")
 # number name: "two fifty-six").
 _GLUED_LONG_RE = re.compile(r"(?<=[^\W\d_])(\d{5,})(?!\d|[.,]\d)")
 _CAPS_NUMBER_RE = re.compile(r"\b([A-Z]{2,})-([1-9]\d\d)\b(?![.,]\d)")
+# A volume or plate in lower-case roman numerals ("vol. xx", "Pl. xxviii"): its number, for the rules after.
+_VOLUME_RE = re.compile(r"\b((?:[Vv]ols?|[Pp]l)\.\s?)([ivxlc]{1,8})\b(?![\w'])")
 _CODE_RE = re.compile(r"`([^`\n]*\d[^`\n]*)`")
 
 
@@ -70,6 +74,11 @@ def _number(m: re.Match[str]) -> str:
     return f"{word} {digit_by_digit(m.group(1))}"
 
 
+def _volume(m: re.Match[str]) -> str:
+    value = roman_value(m.group(2).upper())
+    return f"{m.group(1)}{value}" if value is not None else m.group(0)
+
+
 def _caps_number(m: re.Match[str]) -> str:
     digits = m.group(2)
     if digits[1:] == "00":
@@ -86,6 +95,8 @@ def _named(m: re.Match[str]) -> str:
 
 def speak_identifiers(text: str) -> str:
     """Identifiers, references and versions in words (see the module docstring); other digits stay."""
+    if "l." in text or "ls." in text:
+        text = _VOLUME_RE.sub(_volume, text)
     if not any("0" <= c <= "9" for c in text):
         return text
     text = _PROTOCOL_RE.sub(lambda m: f"{m.group(1)} {version(m.group(2))}", text)

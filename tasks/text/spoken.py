@@ -177,6 +177,8 @@ def _chain(m: re.Match[str]) -> str:
     numbers, marks = parts[::2], set(parts[1::2])
     if marks == {"/"} and len(numbers) == 2 and (fraction := _fraction(*numbers)):
         return fraction
+    if parts[1::2] == ["-", "/"] and (fraction := _fraction(*numbers[1:])):
+        return f"{cardinal(numbers[0])} and {fraction}"  # "2-7/8" inches
     if marks == {"-"} and len(numbers) == 2:
         a, b = numbers
         if len(a) == 4 and 1100 <= int(a) <= 2099 and len(b) in (2, 4):
