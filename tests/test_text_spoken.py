@@ -237,7 +237,7 @@ def test_prompts_kept_only_when_turned_on(raw: str, spoken: str) -> None:
          "Go one point eight needs OS X ten point eight or DragonFly four point four point four; Python three point ten."),
         ("About 3.14 metres and 2.25 kilos.", "About three point one four metres and two point two five kilos."),
         ("HTTP/2 Push over HTTP/1.1.", "HTTP two Push over HTTP one point one."),
-        ("Use AES-128 with SHA-256, XX-100.", "Use AES one twenty-eight with SHA two fifty-six, XX one hundred."),
+        ("AES-128 with SHA-256, XX-100.", "AES-one twenty-eight with SHA-two fifty-six, XX-one hundred."),
         ("Faster by 20-30%, or 0-10%.", "Faster by twenty to thirty percent, or zero to ten percent."),
         ("The Sherry of 1818 does well.", "The Sherry of eighteen eighteen does well."),
         ("See vol. xx, p. 659, and Vol. v.", "See volume twenty, page six hundred and fifty-nine, and Volume five."),

@@ -7,7 +7,7 @@
     "version 1.14"        -> "version one point fourteen"     ("v1.2.3" -> "version one point two point three")
     "Go 1.8", "OS X 10.8" -> "Go one point eight", "OS X ten point eight"  (a dotted number after a name)
     "HTTP/2"              -> "HTTP two"
-    "X25519", "SHA-256"   -> "X two five five one nine", "SHA two fifty-six"
+    "X25519", "SHA-256"   -> "X two five five one nine", "SHA-two fifty-six"
     "vol. xx", "Pl. v"    -> "vol. 20", "Pl. 5" (then "volume twenty", "Pl. five")
     "`-ssa=0`", "`1024`"  -> "-ssa equals zero", "one zero two four"  (in a code span, digit by digit)
 
@@ -81,10 +81,11 @@ def _volume(m: re.Match[str]) -> str:
 
 def _caps_number(m: re.Match[str]) -> str:
     digits = m.group(2)
+    # The hyphen stays: "AES-one" opening a paragraph is no drop cap to re-case.
     if digits[1:] == "00":
-        return f"{m.group(1)} {cardinal(digits)}"  # "XX-100": "XX one hundred"
+        return f"{m.group(1)}-{cardinal(digits)}"  # "XX-100": "XX-one hundred"
     tail = cardinal(digits[1:]) if digits[1] != "0" else f"oh {cardinal(digits[2])}"
-    return f"{m.group(1)} {cardinal(digits[0])} {tail}"
+    return f"{m.group(1)}-{cardinal(digits[0])} {tail}"
 
 
 def _named(m: re.Match[str]) -> str:
