@@ -89,10 +89,14 @@ class TextLedger:
 
     @staticmethod
     def total(ledgers: Iterable[TextLedger]) -> TextLedger:
-        out = TextLedger()
+        kept = 0
+        changed: Counter[str] = Counter()
+        removed: list[Removal] = []
         for ledger in ledgers:
-            out = out + ledger
-        return out
+            kept += ledger.kept
+            changed.update(dict(ledger.changed))
+            removed.extend(ledger.removed)
+        return TextLedger(kept, tuple(sorted(changed.items())), tuple(removed))
 
     def to_dict(self, *, examples: int = 5) -> dict[str, Any]:
         """For the render report: counts, and the first few removed passages of each reason."""
