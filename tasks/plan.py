@@ -7,6 +7,7 @@ cache and the report speak of.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,12 @@ class ChapterLedger:
 OUTSIDE_CHAPTERS = "(outside the chapters)"  # the ledger entry of what a reader skipped between chapters
 
 
+def _skipped_row(entry: Skipped) -> tuple[str, str, int]:
+    """(what, reason, words): the reason is the reader's short kind ("licence", "page number") where it
+    gives one, else its reason."""
+    return entry.what, getattr(entry, "kind", "") or entry.reason, entry.words
+
+
 @dataclass(frozen=True)
 class BookPlan:
     title: str
@@ -178,8 +185,7 @@ def read_book(
             )
             warnings.extend(document.warnings)
             skipped.extend(
-                Skipped(s.what, s.reason, s.words, s.chapter if s.chapter is not None else spec.title)
-                for s in document.skipped
+                s if s.chapter is not None else dataclasses.replace(s, chapter=spec.title) for s in document.skipped
             )
             paragraphs = tuple(p for ch in document.chapters for p in ch.paragraphs)
             if metadata is None and document.metadata.cover:
@@ -265,7 +271,7 @@ def plan_chapters(
         sections.append(credits_section(OPENING_CREDITS, opening_credits(manifest)))
     limit_s = MAX_PART_SECONDS * ESTIMATE_MARGIN
     ledgers: list[ChapterLedger] = []
-    outside = tuple((s.what, s.reason, s.words) for s in skipped if s.chapter is None)
+    outside = tuple(_skipped_row(s) for s in skipped if s.chapter is None and s.words)
     if outside:
         ledgers.append(ChapterLedger(OUTSIDE_CHAPTERS, skipped=outside))
     for ci, chapter in enumerate(chapters):
@@ -278,7 +284,7 @@ def plan_chapters(
         paragraphs = [p for p in (paragraph_pieces(text, accounts) for text in texts) if p[0]]
         ledgers.append(ChapterLedger(
             chapter.title, TextLedger.total(accounts),
-            tuple((s.what, s.reason, s.words) for s in skipped if s.chapter == chapter.title),
+            tuple(_skipped_row(s) for s in skipped if s.chapter == chapter.title and s.words),
         ))
         if not paragraphs and texts == () and (heading := title_pieces(chapter.title, None)):
             sections.append((chapter.title, "chapter", heading, 0))  # a heading alone: a part's announcement
