@@ -131,8 +131,12 @@ def print_ledger(plan: BookPlan) -> None:
             print(f"      text: {text.words} words: {text.kept} kept, {text.changed_words} changed"
                   f"{f' ({changed})' if changed else ''}, {text.removed_words} removed"
                   f"{f' ({removed})' if removed else ''}")
-        for what, reason, words in entry.skipped:
-            print(f"      reader skipped {words} words: {what} ({reason})")
+        skipped: dict[str, int] = {}
+        for _, reason, words in entry.skipped:
+            skipped[reason] = skipped.get(reason, 0) + words
+        if skipped:
+            print(f"      reader skipped {sum(skipped.values())} words: "
+                  + ", ".join(f"{reason} {n}" for reason, n in skipped.items()))
 
 
 def print_spoken_text(plan: BookPlan, pacing: Pacing) -> None:

@@ -146,4 +146,4 @@ def test_check_prints_the_ledger(workdirs: dict[str, Path], capsys: pytest.Captu
     assert "ledger:" in out
     # "Go 1.8 supports RFC 7232 now." (the reader took the comment); the table is the reader's skip.
     assert "text: 6 words: 4 kept, 2 changed (identifier 2), 0 removed" in out, out
-    assert "reader skipped 4 words: table" in out and "reader skipped 2 words: front matter" in out
+    assert "reader skipped 4 words: not read aloud 4" in out and "reader skipped 2 words: not read aloud 2" in out
