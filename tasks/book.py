@@ -350,6 +350,7 @@ def build_report(
         "retries": sum(r.retries for r in results.values()),
         "bad_takes": bad,
         "prompts_dropped": plan.prompts_dropped,
+        "ledger": [entry.to_dict() for entry in plan.ledger],
         "wall_seconds": round(wall_seconds, 3),
         "engine_seconds": round(engine_seconds, 3),
         "estimated_cost": round(engine_seconds / 3600 * dollars_per_hour, 4),
