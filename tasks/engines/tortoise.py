@@ -5,7 +5,8 @@
       -> N autoregressive candidates          one decode for K chunks x N candidates (tortoise_batch)
       -> CLVP re-ranking                      per chunk: the candidate whose codes best match the text wins
       -> AR latents of the winners            the diffusion model's conditioning, K in one pass
-      -> diffusion (mel) -> UnivNet vocoder   per chunk (DDPM or DDIM) -> K at once; 24 kHz mono float32
+      -> diffusion (mel) -> UnivNet vocoder   equal lengths share forwards (DDPM or DDIM) -> K at once;
+                                              24 kHz mono float32
 
 Chunks are grouped by voice and settings, sorted by token length, and rendered `batch_capacity` at a time
 (rows = chunks x candidates, from the device's memory); out of memory halves the batch, and every batch
