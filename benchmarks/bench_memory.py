@@ -6,14 +6,18 @@ Each book renders in a fresh child process through the real `flows.render.render
 runner, as `audiobook render` runs) against a real Prefect server started beforehand (so no ephemeral
 server lives in the measured process). The engine is the fake one made instant: every chunk is a slice
 of one precomputed harmonic clip as long as the chunk's text warrants (14 characters a second), so
-synthesis costs nothing and the audio has speech's length and level. Chapters are long (60 minutes by
-default) and the books differ only in how many there are. The book is encoded to MP3 only (the M4B
-would add one more ffmpeg process and minutes of wall, not memory in the render process).
+synthesis costs nothing and the audio has speech's length and level. Chapters are long (30 minutes by
+default) and the books differ only in how many there are: both have at least two, so both assemble two
+chapters at once (AUDIOBOOK_WORKERS threads) and only the book's length differs. (A 1-hour book of one
+chapter assembles one chapter at a time: it would compare concurrency, not length.) The book is
+encoded to MP3 only (the M4B would add one more ffmpeg process and minutes of wall, not memory in the
+render process).
 
 peak_rss_mib is the child's VmHWM (the render process's high-water mark: flow, synthesis, chapter
 assembly, report), polled from here; ffmpeg's own processes are not in it. Targets: under 1 GiB at
 every size, and the largest book within 20% of the smallest (rss_ratio = largest / smallest).
---quick: 0.1 h against 1 h. Wall on two shared cores: about 1.5 min for 1 h, 10-15 min for 10 h.
+--quick: 0.1 h against 1 h (3-minute chapters). Wall on two shared cores: 1-2.5 min for 1 h, 8-15 min
+for 10 h (more under load).
 """
 
 from __future__ import annotations
@@ -115,14 +119,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="0.1 h against 1 h")
     parser.add_argument("--hours", type=float, nargs="+", default=None, help="book lengths (default 1 10)")
-    parser.add_argument("--chapter-minutes", type=float, default=60.0)
+    parser.add_argument("--chapter-minutes", type=float, default=30.0)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(args.child)
         return {}
     hours = sorted(args.hours or ([0.1, 1.0] if args.quick else [1.0, 10.0]))
-    chapter_minutes = min(args.chapter_minutes, hours[0] * 60)
+    chapter_minutes = min(args.chapter_minutes, hours[0] * 60 / 2)  # the smallest book has two chapters
 
     runs: dict[str, dict[str, Any]] = {}
     with common.workdir("bench-memory-") as work:

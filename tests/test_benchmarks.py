@@ -74,8 +74,8 @@ def test_scaling(results: dict[str, dict[str, Any]]) -> None:
 
 
 def test_memory(results: dict[str, dict[str, Any]]) -> None:
-    out = common.run_bench("bench_memory.py", ["--hours", "0.01", "0.02", "--chapter-minutes", "0.6"])
-    assert [r["chapters"] for r in out["runs"].values()] == [1, 2]
+    out = common.run_bench("bench_memory.py", ["--hours", "0.01", "0.03"])
+    assert list(out["runs"]) == ["0.01h", "0.03h"] and all(r["chapters"] >= 2 for r in out["runs"].values())
     assert all(r["chunks"] > 0 and r["audio_h"] > 0.005 for r in out["runs"].values())
     assert 0 < out["peak_rss_mib_small"] < 4096 and out["rss_large_over_small"] > 0
     results["memory"] = out
