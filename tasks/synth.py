@@ -14,7 +14,9 @@ hits). Any other EngineError is recorded as a failure of that chunk; the other c
 
 Take checks: a clip much longer or shorter than its text warrants, near-silent or clipped is re-rolled
 with a seed derived from the job's seed (bounded by job.max_takes); the last take is kept and named in
-the report when none passes.
+the report when none passes. With `job.verify` on, a take that passes is also heard by speech recognition
+(tasks.verify): "reroll" re-rolls a take with words missing or added, "flag" keeps it; the kept take's
+verdict goes into the chunk's cache metadata.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +38,7 @@ from tasks.engines import get_engine
 from tasks.engines.base import BatchEngine, Clip, SynthRequest, batch_capacity, synthesize_many
 from tasks.errors import EngineError, TransientEngineError
 from tasks.plan import CHARS_PER_SECOND, Chunk, SynthJob
+from tasks.verify import judge_take
 
 TRANSIENT_TRIES = 3
 BACKOFF_S = 0.05
@@ -49,6 +53,8 @@ class ChunkResult:
     rerolls: int = 0
     bad_take: str | None = None  # why the kept take failed its checks, when every take failed
     retries: int = 0
+    verify: dict[str, Any] | None = None  # the kept take's speech-recognition verdict (tasks.verify)
+    heard_rerolls: int = 0  # re-rolls because words were missing or added
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,8 @@ def cached_result(chunk: Chunk, cache: AudioCache) -> ChunkResult | None:
     if hit is None:
         return None
     meta = cache.meta(chunk.key)
-    return ChunkResult(chunk.key, str(hit), True, rerolls=int(meta.get("rerolls", 0)), bad_take=meta.get("bad_take"))
+    return ChunkResult(chunk.key, str(hit), True, rerolls=int(meta.get("rerolls", 0)), bad_take=meta.get("bad_take"),
+                       verify=meta.get("verify"), heard_rerolls=int(meta.get("heard_rerolls", 0)))
 
 
 def split_cached(chunks: tuple[Chunk, ...], job: SynthJob) -> tuple[dict[str, ChunkResult], list[Chunk]]:
@@ -151,6 +158,7 @@ class _Takes:
     attempt: int = 0  # transient faults of the current take
     retries: int = 0
     seconds: float = 0.0
+    heard_rerolls: int = 0
 
 
 def _render(chunks: list[Chunk], job: SynthJob, cache: AudioCache, out: BatchResult) -> list[str]:
@@ -195,12 +203,18 @@ def _render(chunks: list[Chunk], job: SynthJob, cache: AudioCache, out: BatchRes
                 continue
             st.attempt = 0
             problem = check_take(outcome, chunk.text)
+            verdict, unheard = judge_take(outcome.samples, outcome.sample_rate_hz, chunk.text, job.verify,
+                                          job.verify_threshold) if problem is None else (None, None)
+            problem = problem or unheard
+            heard = verdict.as_meta() if verdict is not None else None
             if problem is None or st.take + 1 >= takes:
                 path = cache.store(chunk.key, outcome.samples, outcome.sample_rate_hz, rerolls=st.take,
-                                   bad_take=problem, engine_seconds=round(st.seconds, 3), worker_pid=os.getpid())
+                                   bad_take=problem, engine_seconds=round(st.seconds, 3), worker_pid=os.getpid(),
+                                   verify=heard, heard_rerolls=st.heard_rerolls)
                 out.results[chunk.key] = ChunkResult(chunk.key, str(path), False, st.seconds, st.take, problem,
-                                                     st.retries)
+                                                     st.retries, heard, st.heard_rerolls)
             else:
+                st.heard_rerolls += unheard is not None
                 st.take += 1
                 again.append(chunk)
         if backoff:
