@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,48 @@ def test_flag_mode_keeps_the_take_and_reports_it(dropping: DropsWordsOnce, tmp_p
     summary = chapter_summary([TEXT], [meta["verify"]], [0], [12.5], 0.9)
     assert summary is not None and summary["flagged"] and summary["rerolls_missing_words"] == 0
     assert all(f["time_s"] >= 12.5 and f["chunk_text"] == TEXT for f in summary["flagged"])
+
+
+@pytest.mark.e2e
+def test_audiobook_verify_hears_a_finished_book_and_finds_a_damaged_span(workdirs: dict[str, Path]) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from tasks.audio import read_audio
+    from tests.conftest import write_manifest
+
+    def audiobook(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}  # a busy machine
+        return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True,
+                              timeout=600, env=env, cwd=Path(__file__).resolve().parent.parent)
+
+    folder = workdirs["book"]
+    (folder / "story.txt").write_text(f"{TEXT}\n\n{OTHER}\n", encoding="utf-8")
+    manifest = write_manifest(folder, "title: Ferry\nauthor: A. Writer\nsource: story.txt\ncredits: false\n"
+                                      "speak_titles: false\noutputs: [mp3]\n")
+    rendered = audiobook("render", str(manifest))
+    assert rendered.returncode == 0, rendered.stderr
+    out = workdirs["output"] / "book"
+    report = json.loads((out / "report.json").read_text())
+    heard = report["chapters"][0]["heard"]
+    assert heard["words_verified"] >= len(words_of(TEXT)) - 2 and heard["flagged"] == []
+    clean = audiobook("verify", str(out))
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "2 chunks heard, 0 suspicious span(s)" in clean.stdout
+    # Silence the middle of the first chunk's speech in the published MP3: its words go missing there.
+    mp3 = next((out / "mp3").glob("*.mp3"))
+    samples, sr = read_audio(mp3)
+    speech = np.flatnonzero(np.abs(samples) > 0.05)
+    start, end = speech[0] / sr, (speech[0] / sr) + 8.0
+    a, b = int((start + 2.5) * sr), int((start + 5.0) * sr)
+    samples[a:b] = 0.0
+    sf.write(str(mp3), samples, sr, format="MP3")
+    damaged = audiobook("verify", str(manifest))
+    assert damaged.returncode == 3, damaged.stdout + damaged.stderr
+    assert "suspicious span(s)" in damaged.stdout and "words missing" in damaged.stdout
+    times = re.findall(r"^  Ferry at (\d+):(\d+\.\d): ", damaged.stdout, flags=re.M)
+    assert times and any(start - 0.5 <= int(m) * 60 + float(s) <= end for m, s in times)
