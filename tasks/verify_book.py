@@ -30,19 +30,20 @@ class Finding:
     why: str
 
 
-def _locate(target: Path, output_dir: Path) -> tuple[Path, Path]:
-    """(manifest, book output folder) for an output folder or a manifest."""
+def _locate(target: Path, output_dir: Path) -> tuple[Path, Path, str | None]:
+    """(manifest, book output folder, the engine it was rendered with) for an output folder or a manifest."""
     if target.is_dir():
         report = target / "report.json"
         try:
-            manifest = Path(json.loads(report.read_text(encoding="utf-8"))["manifest"])
+            data = json.loads(report.read_text(encoding="utf-8"))
+            manifest, engine = Path(data["manifest"]), data.get("engine")
         except (OSError, ValueError, KeyError, TypeError):
             raise SourceError("no readable report.json: not a rendered book's folder", file=report,
                               fix="give the book's output folder (output/<book>/) or its manifest") from None
-        return manifest, target
+        return manifest, target, engine if isinstance(engine, str) else None
     if not target.is_file():
         raise SourceError("no such file or folder", file=target, fix="give a book's output folder or its manifest")
-    return target, output_dir / target.stem
+    return target, output_dir / target.stem, None
 
 
 def verify_book(target: Path, *, cache_dir: Path, voices_dir: Path, output_dir: Path,
@@ -53,9 +54,9 @@ def verify_book(target: Path, *, cache_dir: Path, voices_dir: Path, output_dir: 
     from tasks.manifest import load_manifest
     from tasks.plan import make_plan
 
-    manifest_path, out_dir = _locate(target, output_dir)
+    manifest_path, out_dir, engine = _locate(target, output_dir)
     manifest = load_manifest(manifest_path)
-    plan = make_plan(manifest, engine_name=None, cache_dir=cache_dir, voices_dir=voices_dir)
+    plan = make_plan(manifest, engine_name=engine, cache_dir=cache_dir, voices_dir=voices_dir)
     limit = threshold if threshold is not None else manifest.verify_threshold
     tail_ms = chapter_tail_ms(manifest)
     chapters = [(ch, cached_chapter_audio(ch, plan.job, tail_ms)) for ch in plan.chapters]
