@@ -11,8 +11,9 @@ costs about as much as synthesis itself and misreads a fifth of a clean take's w
 
 - a word is *missing* when the aligner had to squeeze it into its minimum length with a poor acoustic
   score, or fit it very badly (audio cut out of the middle of a sentence);
-- *extra speech* is speech energy inside the pauses the aligner placed (a repeated phrase, babble at the
-  end, foreign speech appended);
+- *extra speech* is speech energy inside the pauses the aligner placed, and the part of a word aligned
+  over much longer than the take's speaking rate gives it (a repeated phrase, babble at the end,
+  foreign speech appended);
 - when no alignment exists at all (a take that stops early or skips words so that the text cannot be
   fitted), the take is transcribed instead and scored by the words the transcript shares with the text.
 
@@ -37,7 +38,10 @@ Mode = Literal["off", "flag", "reroll"]
 RATE_HZ = 16000
 FRAME = RATE_HZ // 100  # pocketsphinx's 10 ms frames
 DEFAULT_THRESHOLD = 0.9  # words heard / words expected below this: a bad take
-MAX_EXTRA_S = 1.0  # more speech than this outside the expected words: a bad take
+MAX_EXTRA_S = 0.25  # more speech than this outside the expected words: a bad take
+# A word (but the last, which carries the take's tail) aligned over more than this many times the take's
+# median length per phone, plus 0.1 s, has speech in it that is not the word (a repeated phrase).
+STRETCH_FACTOR = 2.0
 ENGINE_DEFAULTS: dict[str, Mode] = {"tortoise": "reroll", "piper": "flag"}  # any other engine (test doubles): off
 # A word is missing when it fits this badly (mean negative log acoustic score per frame; clean words
 # stay under about 7), or when it is squeezed to its minimum length (3 frames per phone) and fits poorly.
@@ -278,6 +282,11 @@ def verify_take(samples: np.ndarray, sample_rate_hz: int, text: str, *,
         index += 1
     end_run()
     missing.sort()
+    lengths = [(word, last - first + 1) for word, first, last, _ in segs if not word.startswith(("<", "["))]
+    if len(lengths) > 2:
+        per_phone = float(np.median([frames / rec.phones(word) for word, frames in lengths]))
+        extra += int(sum(max(0.0, frames - STRETCH_FACTOR * per_phone * rec.phones(word) - 10)
+                         for word, frames in lengths[:-1]))
     # Consecutive missing words make one span.
     run: list[tuple[int, int, int]] = []
     for item in [*missing, (-2, 0, 0)]:
