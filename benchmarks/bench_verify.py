@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 cmp["chunks"] += 1
                 cmp["clean_flagged"] += flagged
                 cmp["clean_wer"].append(round(wer, 3))
-                cmp["seconds"] += secs
+                cmp["seconds"] += secs  # clean takes only: the cost per take of the other method
                 cmp["audio_s"] += clip.duration_s
             bounds = word_bounds(x, sr, text)
             if bounds is None or len(bounds) < 10:
@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "caught_fraction": round(cmp["caught"] / max(cmp["planted"], 1), 3),
             "clean_flagged_fraction": round(cmp["clean_flagged"] / max(cmp["chunks"], 1), 3),
             "clean_mean_wer": round(float(np.mean(cmp["clean_wer"])), 3) if cmp["clean_wer"] else None,
+            # its time on the clean takes over the synthesis time of those same takes' audio
             "cost_vs_synth_alone": round(cmp["seconds"] / max(synth_s * cmp["audio_s"] / max(audio_s, 1e-9), 1e-9), 3),
         },
         "load_average": [round(v, 2) for v in __import__("os").getloadavg()],
