@@ -99,6 +99,8 @@ class SynthJob:
     voices_dir: str | None
     cache_dir: str
     max_takes: int = 3
+    verify: str = "off"  # take check by speech recognition: off | flag | reroll (tasks.verify)
+    verify_threshold: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -375,6 +377,7 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     """Everything up to synthesis: the engine and voice checked, the sources read, chunks keyed."""
     from tasks.cover import prepare_cover
     from tasks.engines import get_engine
+    from tasks.verify import verify_mode
 
     name = engine_name or manifest.engine
     engine = get_engine(name)
@@ -388,9 +391,12 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     cover, cover_notes = prepare_cover(manifest, metadata, cache_dir / "covers")
     warnings = (*warnings, *cover_notes)
     settings = {**engine.settings_for(manifest.quality), "sentence_pause_ms": manifest.pacing.sentence_pause_ms}
+    verify, verify_warning = verify_mode(manifest.verify, name, manifest.language)
+    if verify_warning:
+        warnings = (*warnings, verify_warning)
     job = SynthJob(
         engine=name, voice=manifest.voice, settings=settings, seed=manifest.seed, voices_dir=str(voices_dir),
-        cache_dir=str(cache_dir),
+        cache_dir=str(cache_dir), verify=verify, verify_threshold=manifest.verify_threshold,
     )
     fingerprint = engine.voice_fingerprint(manifest.voice, str(voices_dir))
     # An engine that supports prompts may still lack what it needs for them (Tortoise's aligner):
