@@ -8,7 +8,7 @@ cache and the report speak of.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ from tasks.text import (
     split_sentences,
     strip_prompts,
 )
+from tasks.workers import WorkerFacts, worker_facts
 
 # Speech rate used for estimates and take checks: about 14 characters of English per second.
 CHARS_PER_SECOND = 14.0
@@ -97,6 +98,7 @@ class SynthJob:
     voices_dir: str | None
     cache_dir: str
     max_takes: int = 3
+    engine_version: str | None = None  # what the chunk keys name; a worker that runs another refuses the job
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class BookPlan:
     warnings: tuple[str, ...] = field(default=())
     prompts_dropped: int = 0
     cover: str | None = None  # the cover image to embed (JPEG or PNG), see tasks.cover
+    worker: WorkerFacts | None = None  # the facts the keys and task sizes come from (tasks.workers)
 
     @property
     def chunks(self) -> tuple[Chunk, ...]:
@@ -312,8 +315,18 @@ def check_sources_exist(manifest: Manifest) -> None:
             )
 
 
-def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, voices_dir: Path) -> BookPlan:
-    """Everything up to synthesis: the engine and voice checked, the sources read, chunks keyed."""
+def job_settings(engine: Any, manifest: Manifest) -> dict[str, Any]:
+    """The engine settings of a book's chunks (part of every chunk key)."""
+    return {**engine.settings_for(manifest.quality), "sentence_pause_ms": manifest.pacing.sentence_pause_ms}
+
+
+def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, voices_dir: Path,
+              facts: WorkerFacts | None = None, check_only: bool = False) -> BookPlan:
+    """Everything up to synthesis: the engine and voice checked, the sources read, chunks keyed.
+
+    The keys name the engine version as the worker runs it: `facts` from the worker that will render
+    (tasks.workers, asked by the flow), else this process's own (it is the worker). `check_only`
+    validates the input and touches no device (no torch): its keys are not for synthesis."""
     from tasks.cover import prepare_cover
     from tasks.engines import get_engine
 
@@ -328,18 +341,25 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     chapters, warnings, metadata = read_book(manifest)
     cover, cover_notes = prepare_cover(manifest, metadata, cache_dir / "covers")
     warnings = (*warnings, *cover_notes)
-    settings = {**engine.settings_for(manifest.quality), "sentence_pause_ms": manifest.pacing.sentence_pause_ms}
+    settings = job_settings(engine, manifest)
+    info = engine.info
+    prompts = any(has_prompt(p) for ch in chapters for p in ch.paragraphs)
+    if facts is None and not check_only:
+        facts = worker_facts(name, settings, prompts=prompts)
+    if facts is not None:
+        info = replace(info, version=facts.version, device=facts.device)
     job = SynthJob(
         engine=name, voice=manifest.voice, settings=settings, seed=manifest.seed, voices_dir=str(voices_dir),
-        cache_dir=str(cache_dir),
+        cache_dir=str(cache_dir), engine_version=info.version,
     )
     fingerprint = engine.voice_fingerprint(manifest.voice, str(voices_dir))
-    # An engine that supports prompts may still lack what it needs for them (Tortoise's aligner):
-    # then prompts are removed here, so the chunk keys name the text that is really spoken.
-    usable = engine.info.supports_prompts
-    if usable and any(has_prompt(p) for ch in chapters for p in ch.paragraphs):
-        usable = getattr(engine, "prompt_mode", "redact") == "redact"
-    return plan_chapters(
-        chapters, manifest, engine.info, job, fingerprint, warnings, prompts_usable=usable,
+    # An engine that supports prompts may still lack what it needs for them (Tortoise's aligner, on the
+    # worker): then prompts are removed here, so the chunk keys name the text that is really spoken.
+    usable = info.supports_prompts
+    if usable and not check_only and prompts:
+        usable = (facts.prompt_mode if facts else None) == "redact"
+    book = plan_chapters(
+        chapters, manifest, info, job, fingerprint, warnings, prompts_usable=usable,
         cover=str(cover) if cover else None, lexicon=book_lexicon(manifest, voices_dir),
     )
+    return replace(book, worker=facts)

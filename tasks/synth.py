@@ -36,6 +36,7 @@ from tasks.engines import get_engine
 from tasks.engines.base import BatchEngine, Clip, SynthRequest, batch_capacity, synthesize_many
 from tasks.errors import EngineError, TransientEngineError
 from tasks.plan import CHARS_PER_SECOND, Chunk, SynthJob, speakable
+from tasks.workers import check_job
 
 TRANSIENT_TRIES = 3
 BACKOFF_S = 0.05
@@ -258,6 +259,7 @@ def synthesize_batch(chunks: list[Chunk], job: SynthJob) -> BatchResult:
             out.results[chunk.key] = hit
     transient: list[str] = []
     if todo:
+        check_job(job)  # a worker that runs another engine version (precision) than the keys name refuses
         with engine_slot(job.engine):
             transient = _render(todo, job, cache, out)
     if transient:

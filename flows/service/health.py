@@ -104,7 +104,25 @@ def health() -> dict[str, Any]:
         },
         "gpu": gpu,
         "prefect": {"reachable": reachable, "api_url": api_url},
+        "workers": workers(),
     }
+
+
+def workers(timeout_s: float = 5.0) -> dict[str, Any]:
+    """Every engine worker where renders run: the service's resident Dask workers (or AUDIOBOOK_CLUSTER's),
+    each with its host, device, GPU and free memory, engines loaded and chunks done. Without a cluster,
+    each render runs its engines in its own process: there are no standing workers to list."""
+    from flows.serve import CLUSTER_ENV
+
+    address = os.environ.get(CLUSTER_ENV) or os.environ.get("AUDIOBOOK_CLUSTER", "")
+    if not address or address.startswith("local:"):
+        return {"cluster": None, "list": []}
+    try:
+        from tasks.workers import cluster_workers
+
+        return {"cluster": address, "list": cluster_workers(address, timeout_s=timeout_s)}
+    except Exception as exc:  # an unreachable cluster makes the service degraded, never the health check fail
+        return {"cluster": address, "list": [], "error": str(exc)}
 
 
 
