@@ -35,7 +35,7 @@ from tasks.synth import (
     engine_batch_size,
     split_cached,
 )
-from tasks.workers import WorkerFacts, check_gpu
+from tasks.workers import WorkerFacts, check_gpu, check_precision
 
 WORKERS = int(os.environ.get("AUDIOBOOK_WORKERS", "2"))
 
@@ -121,6 +121,7 @@ def ask_worker(manifest: Manifest, engine: str | None) -> WorkerFacts:
         future = worker_facts.submit(name, settings, engine_here.info.supports_prompts)
     facts = future.result()
     check_gpu(facts)
+    check_precision(facts)
     return facts
 
 

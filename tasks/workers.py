@@ -4,6 +4,8 @@
                                                      flows.render.ask_worker); loads no model
     check_gpu(facts)                                 on the renderer: Tortoise on a GPU-less pool is
                                                      refused (exit 2) unless AUDIOBOOK_TORTOISE_DEVICE=cpu
+    check_precision(facts)                           on the renderer: AUDIOBOOK_TORTOISE_PRECISION set here
+                                                     and a worker that runs another: refused (exit 2)
     check_job(job)                                   on the worker, before it renders: a job planned for
                                                      another engine version (precision, weights) is refused
     worker_status() / cluster_workers(address)       what each worker is and has done (doctor, /healthcheck)
@@ -129,6 +131,17 @@ def check_gpu(facts: WorkerFacts) -> None:
     figure = f"{minutes:.0f}" if minutes >= 1 else f"{minutes:.1f}"
     raise NoGpuWorkerError(f"no GPU worker: Tortoise on CPU takes ~{figure} min per chunk; "
                            "set AUDIOBOOK_TORTOISE_DEVICE=cpu to do it anyway")
+
+
+def check_precision(facts: WorkerFacts) -> None:
+    """On the renderer, before any chunk: an explicit AUDIOBOOK_TORTOISE_PRECISION here is the job's;
+    a worker that runs another precision is refused (the keys would name what did not run)."""
+    asked = os.environ.get("AUDIOBOOK_TORTOISE_PRECISION", "").strip().lower()
+    if facts.engine == "tortoise" and asked and asked != facts.precision:
+        raise UserError(f"the render asks for {asked} but worker {facts.host} runs Tortoise in {facts.precision} "
+                        f"on {facts.device}", field="AUDIOBOOK_TORTOISE_PRECISION",
+                        fix=f"set AUDIOBOOK_TORTOISE_PRECISION={asked} on the workers too (fp16 needs a GPU), "
+                        "or leave it unset to take what the workers run")
 
 
 def check_job(job: SynthJob) -> None:

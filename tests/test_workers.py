@@ -21,7 +21,14 @@ from tasks.engines import registry, reset_engines
 from tasks.errors import UserError
 from tasks.manifest import load_manifest
 from tasks.plan import make_plan
-from tasks.workers import NoGpuWorkerError, WorkerFacts, WorkerMismatchError, check_gpu, worker_facts
+from tasks.workers import (
+    NoGpuWorkerError,
+    WorkerFacts,
+    WorkerMismatchError,
+    check_gpu,
+    check_precision,
+    worker_facts,
+)
 from tests.conftest import fake_engine, write_manifest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,6 +137,20 @@ def test_the_flow_keys_and_sizes_tasks_from_the_worker(workdirs: dict[str, Path]
         report = render_book(str(fake_book(workdirs)))
     assert len(asked) == 1 and report["engine_version"] == asked[0].version == "fake-1"
     assert report["chunks_synthesized"] == report["chunks_total"] > 0
+
+
+def test_a_precision_asked_by_the_render_is_checked_against_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu = WorkerFacts(engine="tortoise", version="v/fp16", device="cuda", precision="fp16", capacity=8, host="gpu-1")
+    monkeypatch.delenv("AUDIOBOOK_TORTOISE_PRECISION", raising=False)
+    check_precision(gpu)  # nothing asked: the worker's precision is the job's (and its keys')
+    monkeypatch.setenv("AUDIOBOOK_TORTOISE_PRECISION", "fp16")
+    check_precision(gpu)
+    monkeypatch.setenv("AUDIOBOOK_TORTOISE_PRECISION", "fp32")
+    with pytest.raises(UserError) as caught:
+        check_precision(gpu)
+    assert caught.value.exit_code == 2
+    assert "asks for fp32 but worker gpu-1 runs Tortoise in fp16" in str(caught.value)
+    assert "AUDIOBOOK_TORTOISE_PRECISION=fp32 on the workers" in str(caught.value)
 
 
 # -- GPU or a clear no -----------------------------------------------------------------------------------
