@@ -275,9 +275,9 @@ def test_healthcheck_lists_the_resident_workers(monkeypatch: pytest.MonkeyPatch)
 
     with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=":0") as cluster:
         monkeypatch.setenv("AUDIOBOOK_SERVE_CLUSTER", str(cluster.scheduler_address))
-        listed = workers()
+        listed = workers(wait_s=60)
     assert listed["cluster"] == str(cluster.scheduler_address) and len(listed["list"]) == 1
     assert {"host", "device", "gpu", "gpu_free_gib", "engines_loaded", "chunks_done"} <= set(listed["list"][0])
     monkeypatch.setenv("AUDIOBOOK_SERVE_CLUSTER", "tcp://127.0.0.1:9")  # gone: reported, never raised
-    gone = workers(timeout_s=1)
+    gone = workers(timeout_s=1, wait_s=30)
     assert gone["list"] == [] and "cannot reach" in gone["error"]
