@@ -9,7 +9,7 @@ TORTOISE_STAMP := $(VENV)/.installed-tortoise
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup setup-test setup-tortoise setup-browser setup-containers render test lint bench fuzz clean
+.PHONY: setup setup-test setup-tortoise setup-browser setup-containers render test test-containers lint bench fuzz clean
 
 $(PY):
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -59,12 +59,15 @@ lint: setup-test
 	$(VENV)/bin/ruff check flows tasks tests benchmarks
 	$(VENV)/bin/mypy
 
-test: setup-test setup-tortoise setup-browser setup-containers lint  ## set up if needed, then run the whole suite
+test: setup-test setup-tortoise setup-browser lint  ## set up if needed, then run the whole suite
 	$(VENV)/bin/pytest -q
 
 fuzz: setup-test          ## the property tests with new random examples (repeat: FUZZ_RUNS=5)
 	for i in $$(seq $${FUZZ_RUNS:-1}); do HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest -q -m "not gpu" \
 	  tests/test_text.py tests/test_text_spoken.py tests/test_documents*.py tests/test_audio.py tests/test_bad_input.py || exit 1; done
+
+test-containers: setup-test setup-containers  ## build the images and run them (podman; about 15 minutes)
+	AUDIOBOOK_CONTAINER_TESTS=1 $(VENV)/bin/pytest -q tests/test_containers.py
 
 bench: setup-test setup-tortoise   ## the benchmarks; figures go to output/bench/results.json
 	$(PY) benchmarks/run_all.py

@@ -116,9 +116,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     sentences = sum(c.sentences for c in plan.chapters)
     print(f"total: {len(plan.chapters)} chapters, {sentences} sentences, {len(plan.chunks)} chunks, "
           f"estimated {plan.estimated_seconds / 60:.1f} min of audio")
+    print_ledger(plan)
     for warning in plan.warnings:
         print(f"warning: {warning}")
     return 0
+
+
+def print_ledger(plan: BookPlan) -> None:
+    """Every word of each source chapter: kept, changed or removed by the text stage (with reasons),
+    and what the reader skipped (with reasons)."""
+    print("ledger: the words of each chapter, as the reader skipped them and the text stage read them")
+    for entry in plan.ledger:
+        text = entry.text
+        print(f"  {entry.title}")
+        if text.words:
+            changed = ", ".join(f"{reason} {n}" for reason, n in text.changed)
+            removed = ", ".join(f"{reason} {n}" for reason, n in text.removed_by_reason().items())
+            print(f"      text: {text.words} words: {text.kept} kept, {text.changed_words} changed"
+                  f"{f' ({changed})' if changed else ''}, {text.removed_words} removed"
+                  f"{f' ({removed})' if removed else ''}")
+        skipped: dict[str, int] = {}
+        for _, reason, words in entry.skipped:
+            skipped[reason] = skipped.get(reason, 0) + words
+        if skipped:
+            print(f"      reader skipped {sum(skipped.values())} words: "
+                  + ", ".join(f"{reason} {n}" for reason, n in skipped.items()))
 
 
 def print_spoken_text(plan: BookPlan, pacing: Pacing) -> None:

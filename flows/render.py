@@ -118,7 +118,7 @@ def ask_worker(manifest: Manifest, engine: str | None) -> WorkerFacts:
     engine_here = get_engine(name)
     settings = job_settings(engine_here, manifest)
     with tts_placement():
-        future = worker_facts.submit(name, settings, engine_here.info.supports_prompts)
+        future = worker_facts.submit(name, settings, engine_here.info.supports_prompts and manifest.prompts)
     facts = future.result()
     check_gpu(facts)
     check_precision(facts)

@@ -61,6 +61,7 @@ def real_jpeg(path: Path) -> Path:
 
 
 def test_upload_render_play_and_download_in_chromium(browser: Any, workdirs: dict[str, Path], tmp_path: Path) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -94,7 +95,8 @@ def test_upload_render_play_and_download_in_chromium(browser: Any, workdirs: dic
 
         # The list follows the render without a reload, to "completed", with the cover as a thumbnail.
         row = '#books li[data-book="the-lamp-keeper"]'
-        WebDriverWait(browser, 300).until(
+        # (ignored: the list is rebuilt every 2 s, so an element found may be replaced before it is read)
+        WebDriverWait(browser, 300, ignored_exceptions=(StaleElementReferenceException,)).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} .status")
             and d.find_element(By.CSS_SELECTOR, f"{row} .status").text in ("completed", "failed"))
         assert browser.find_element(By.CSS_SELECTOR, f"{row} .status").text == "completed", server.log_text()

@@ -406,7 +406,7 @@ def create_app(config: ServiceConfig, runs: RunBackend) -> FastAPI:
             raise Refusal(400, f"bad file path {file[:80]!r}")
         suffix = Path(file).suffix.lower()
         if suffix not in library.MEDIA_TYPES or (suffix == ".json" and file != "report.json"):
-            raise Refusal(404, f"no such file: {file[:80]!r} (downloads are the .m4b, the .mp3 files and report.json)")
+            raise Refusal(404, f"no such file: {file[:80]!r} (downloads are the .m4b, .epub, .mp3, .vtt and .srt files and report.json)")
         out_root = config.output_dir.resolve()
         folder = library.book_dir(config, name)
         try:
@@ -478,6 +478,9 @@ def create_app(config: ServiceConfig, runs: RunBackend) -> FastAPI:
         chapters = (entry.get("report") or {}).get("chapters") or []
         rows = [{"title": c.get("title"), "duration_s": c.get("duration_s"),
                  "audio": mp3s[i] if i < len(mp3s) else None} for i, c in enumerate(chapters)]
+        for row in rows:  # the chapter's captions: the page highlights the sentence being read
+            vtt = row["audio"][:-4] + ".vtt" if row["audio"] else None
+            row["captions"] = vtt if vtt in entry["files"] else None
         m4b = next((f for f in entry["files"] if f.endswith(".m4b")), None)
         return templates.TemplateResponse(request, "book.html", {**page_context(request), "book": entry,
                                                                  "chapters": rows, "m4b": m4b})

@@ -24,7 +24,8 @@ from .config import DEFAULT_MAX_UPLOAD_BYTES, NAME_RE, ServiceConfig
 
 STAGING_PREFIX = ".incoming-"  # an upload's staging folder in manifests/
 log = logging.getLogger("audiobook.service")
-MEDIA_TYPES = {".m4b": "audio/mp4", ".mp3": "audio/mpeg", ".json": "application/json"}
+MEDIA_TYPES = {".m4b": "audio/mp4", ".mp3": "audio/mpeg", ".json": "application/json",
+               ".epub": "application/epub+zip", ".vtt": "text/vtt", ".srt": "application/x-subrip"}
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 REPORT_SUMMARY_KEYS = (
     "title", "author", "engine", "voice", "quality", "duration_s", "chunks_total", "chunks_synthesized",
@@ -51,7 +52,8 @@ def book_exists(config: ServiceConfig, name: str) -> bool:
 
 
 def book_files(config: ServiceConfig, name: str) -> list[str]:
-    """Downloadable files of a book (relative to output/NAME): the M4B, the MP3s, report.json."""
+    """Downloadable files of a book (relative to output/NAME): the M4B, the EPUB, the MP3s and their
+    captions, report.json."""
     folder = book_dir(config, name)
     if not folder.is_dir() or folder.is_symlink():
         return []
@@ -65,7 +67,7 @@ def book_files(config: ServiceConfig, name: str) -> list[str]:
         if path.suffix.lower() == ".json" and rel.as_posix() != "report.json":
             continue
         found.append(rel.as_posix())
-    order = {".m4b": 0, ".mp3": 1, ".json": 2}
+    order = {".m4b": 0, ".epub": 0, ".mp3": 1, ".vtt": 1, ".srt": 1, ".json": 2}
     return sorted(found, key=lambda f: (order[Path(f).suffix.lower()], f))
 
 
