@@ -1,6 +1,6 @@
 """Orchestration overhead: a many-chunk book through the real render flow with an engine that costs nothing.
 
-    .venv/bin/python benchmarks/bench_overhead.py [--quick] [--chunks N]
+    .venv/bin/python benchmarks/bench_overhead.py [--quick] [--chunks N] [--ship-audio]
 
 The real `flows.render.render_book` on a real Prefect server (`prefect server start` on a free port,
 SQLite, started before timing; a 3-chunk warm-up render runs first so imports and the client's first
@@ -17,6 +17,11 @@ Definitions (all wall-clock, in the flow process):
   cached_rerender_fraction = wall of rendering the same manifest again (everything cached) / first wall
 A third run renders the same book with the plain functions and no Prefect (fresh cache), so Prefect's
 share of the overhead can be read off directly.
+
+--ship-audio: the synthesis tasks take the stateless-worker path although they run in the flow's own
+threads: each returns its chunks' audio as FLAC bytes and the flow stores them (tasks.synth
+receive_batch), as with workers on other machines. Without it, tasks in the renderer's process store
+each chunk as it is spoken (the default on one machine).
 """
 
 from __future__ import annotations
@@ -165,6 +170,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="1,000 chunks instead of 5,000")
     parser.add_argument("--chunks", type=int, default=None)
     parser.add_argument("--chapters", type=int, default=10)
+    parser.add_argument("--ship-audio", action="store_true",
+                        help="tasks return FLAC bytes for the flow to store (the stateless-worker path)")
     args = parser.parse_args(argv)
     chunks = args.chunks or (1000 if args.quick else 5000)
 
@@ -178,6 +185,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
             engine = make_instant_engine()
             register_engine("fake", lambda: engine)
+            if args.ship_audio:
+                import flows.render
+
+                flows.render.renderer_id = lambda: "elsewhere/0"  # every task ships its audio back
             try:
                 from flows.render import WORKERS, render_book
 
@@ -201,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "definition": ("overhead_ms_per_chunk = (first render wall - engine wall - chapter assembly wall - "
                        "encode wall) / chunks; cached_rerender_fraction = cached re-render wall / first render "
                        "wall; both on a real Prefect server, after a warm-up render"),
-        "sizes": {"chunks": chunks, "chapters": args.chapters, "workers": WORKERS},
+        "sizes": {"chunks": chunks, "chapters": args.chapters, "workers": WORKERS, "ship_audio": args.ship_audio},
         "prefect_server_startup_s": server["startup_s"],
         "warmup_render_s": round(warmup_s, 3),
         "first": first,
@@ -210,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     rows: list[tuple[str, Any]] = [
         ("chunks / chapters / worker threads", f"{chunks} / {args.chapters} / {WORKERS}"),
+        ("audio from tasks", "FLAC bytes, stored by the flow" if args.ship_audio else "stored by the task"),
         ("audio minutes", first["audio_minutes"]),
         ("first render wall s", first["wall_s"]),
         ("  engine / assembly / encode wall s", f"{first['engine_s']} / {first['assembly_wall_s']} / {first['encode_wall_s']}"),

@@ -6,9 +6,11 @@ Each benchmark runs in its own process (Prefect's settings and AUDIOBOOK_WORKERS
 and prints its own table; this script then prints a summary against the targets and writes the
 headline figures, the sizes used, each benchmark's full result, the hardware and the date.
 Default sizes: 1 h and 10 h (10 x 1 h) books for post-processing, 5,000 chunks for the overhead,
-~2.5 min of Piper speech end to end, ~4.8 min for scaling. --quick: 0.1 h / 1 h, 1,000 chunks,
-~50 s, ~3.3 min. bench_tortoise.py runs at --size small on the CPU when torch is importable (stock vs our
-per-chunk engine vs the batched one; the GPU figures come from benchmarks/gpu_check.sh).
+~2.5 min of Piper speech end to end, ~4.8 min for scaling, a whole render's peak memory at 1 h and
+10 h, 40 chunks with planted faults for the take check (10 also by transcription). --quick: 0.1 h / 1 h,
+1,000 chunks, ~50 s, ~3.3 min, 0.1 h / 1 h, 12 (4) chunks. bench_tortoise.py runs at --size small on the
+CPU when torch is importable (stock vs our per-chunk engine vs the batched one; the GPU figures come from
+benchmarks/gpu_check.sh).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ BENCHES = {
     "overhead": "bench_overhead.py",
     "pipeline_cpu": "bench_pipeline_cpu.py",
     "scaling": "bench_scaling.py",
+    "memory": "bench_memory.py",
+    "verify": "bench_verify.py",
 }
 # key -> (bench, target description, passes?)
 TARGETS: dict[str, tuple[str, str, Any]] = {
@@ -39,6 +43,11 @@ TARGETS: dict[str, tuple[str, str, Any]] = {
     "cached_rerender_fraction": ("overhead", "<= 0.05", lambda v: v <= 0.05),
     "pipeline_overhead_vs_piper": ("pipeline_cpu", "<= 0.25", lambda v: v <= 0.25),
     "speedup_2_workers": ("scaling", "(no target; ideal 2.0)", None),
+    "render_peak_rss_mib_1h": ("memory", "< 1024 MiB", lambda v: v < 1024),
+    "render_peak_rss_mib_10h": ("memory", "< 1024 MiB and within 20% of 1 h", None),
+    "verify_caught_fraction": ("verify", ">= 0.90", lambda v: v >= 0.9),
+    "verify_clean_flagged_fraction": ("verify", "<= 0.02", lambda v: v <= 0.02),
+    "verify_cost_vs_synth": ("verify", "<= 0.15", lambda v: v <= 0.15),
 }
 # Tortoise's targets are for a GPU (benchmarks/gpu_check.sh); on a CPU its figures are reported only.
 TORTOISE_TARGETS: dict[str, tuple[str, str, Any]] = {
@@ -72,6 +81,18 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out["speedup_2_workers_runner"] = scal["runner"]
         out["speedup_2_processes_vs_stock_2_threads"] = scal.get("speedup_2_processes_vs_stock_2_threads")
         out["scaling_sizes"] = scal["sizes"]
+    if mem := results.get("memory"):
+        # the keys name the default sizes (1 h, 10 h); "render_memory_sizes" says what was really run
+        out["render_peak_rss_mib_1h"] = mem["peak_rss_mib_small"]
+        out["render_peak_rss_mib_10h"] = mem["peak_rss_mib_large"]
+        out["render_rss_10h_over_1h"] = mem["rss_large_over_small"]
+        out["render_memory_sizes"] = mem["sizes"]
+    if ver := results.get("verify"):
+        out["verify_caught_fraction"] = ver["caught_fraction"]
+        out["verify_clean_flagged_fraction"] = ver["clean_flagged_fraction"]
+        out["verify_cost_vs_synth"] = ver["check_cost_vs_synth"]
+        out["verify_transcription_method"] = ver["transcription_method"]
+        out["verify_sizes"] = ver["sizes"]
     if tort := results.get("tortoise"):
         out["tortoise_cpu"] = {k: v for k, v in tort.items() if not isinstance(v, dict | list)}
         for key in ("speedup_batched_vs_per_chunk", "speedup_batched_vs_stock"):
@@ -88,6 +109,8 @@ def verdicts(head: dict[str, Any]) -> list[tuple[str, Any]]:
         value = head[key]
         if key == "postprocess_peak_rss_mib_10h":
             passed: bool | None = value < 1024 and head["postprocess_rss_10h_over_1h"] <= 1.2
+        elif key == "render_peak_rss_mib_10h":
+            passed = value < 1024 and head["render_rss_10h_over_1h"] <= 1.2
         else:
             passed = ok(value) if ok else None
         mark = "" if passed is None else ("  MET" if passed else "  MISSED")

@@ -2,12 +2,13 @@
 
     audiobook render MANIFEST [--output DIR] [--engine NAME]   render a book (exit 0 on success)
     audiobook check MANIFEST [--engine NAME] [--text]          validate and print the plan (or the spoken text)
+    audiobook verify OUTPUT_DIR_OR_MANIFEST                    hear a finished book, print suspicious spans
     audiobook voices list | voices latents NAME                reference voices (Tortoise)
     audiobook models fetch [--dir DIR]                         fetch Tortoise weights ahead of time
     audiobook doctor [--engine NAME]                           device, ffmpeg, weights, a test render
     audiobook doctor --cluster ADDRESS                         every worker of a Dask cluster
 
-Exit codes: 0 success; 2 a problem with the input the user can fix (the message names the file, the
+Exit codes: 0 success (3: `verify` found suspicious spans); 2 a problem with the input the user can fix (the message names the file, the
 field and the fix); 1 an internal fault. No traceback unless AUDIOBOOK_DEBUG=1.
 """
 
@@ -141,6 +142,18 @@ def print_ledger(plan: BookPlan) -> None:
         if skipped:
             print(f"      reader skipped {sum(skipped.values())} words: "
                   + ", ".join(f"{reason} {n}" for reason, n in skipped.items()))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from tasks.verify_book import print_findings, verify_book
+
+    target = Path(args.target)
+    if not target.exists():
+        target = paths.resolve_manifest(args.target)
+    findings, heard = verify_book(target, cache_dir=paths.cache_dir(), voices_dir=paths.voices_dir(),
+                                  output_dir=paths.output_dir(), threshold=args.threshold)
+    print_findings(findings, heard)
+    return 3 if findings else 0
 
 
 def print_spoken_text(plan: BookPlan, pacing: Pacing) -> None:
@@ -348,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--text", action="store_true",
                        help="print exactly what will be spoken (the chunk texts, chapter by chapter) to proofread")
     check.set_defaults(func=cmd_check)
+
+    verify = sub.add_parser("verify", help="hear a finished book against its script; print suspicious spans "
+                            "(exit 3 when there are any)")
+    verify.add_argument("target", metavar="OUTPUT_DIR_OR_MANIFEST")
+    verify.add_argument("--threshold", type=float, help="words heard / expected below this is suspicious "
+                        "(default: the manifest's verify_threshold)")
+    verify.set_defaults(func=cmd_verify)
 
     voices = sub.add_parser("voices", help="reference voices").add_subparsers(dest="voices_command", required=True)
     voices.add_parser("list", help="list the voices each engine can use").set_defaults(func=cmd_voices_list)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.futures import as_completed
+from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import book, paths, progress
@@ -33,6 +35,8 @@ from tasks.synth import (
     batch_chunks,
     chunk_cache,
     engine_batch_size,
+    receive_batch,
+    renderer_id,
     split_cached,
 )
 from tasks.workers import WorkerFacts, check_gpu, check_precision
@@ -68,33 +72,45 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
 
 
 def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
-    """Fan the chunks out in batches; wait for all; fail naming each chunk that never rendered."""
+    """Fan the chunks out in batches; take each batch's result as it completes (a worker elsewhere sends
+    its chunks' audio, stored here at once, see tasks.synth); fail naming each chunk that never rendered.
+
+    Memory stays flat in the book's length: a finished future is dropped as soon as its result is
+    taken, and the results kept are paths and numbers, never audio."""
     results, missing = split_cached(plan.chunks, plan.job)  # cached chunks need no task
     # A batching engine gets tasks of its capacity, sorted by length; others, reading-order batches.
     capacity = (plan.worker.capacity if plan.worker else engine_batch_size(plan.job)) if missing else 1
     batches = batch_chunks(tuple(missing), capacity=capacity)
     total = len(plan.chunks)
     cached = total - len(missing)
+    del missing
     artifact = create_progress_artifact(
         100.0 * cached / max(total, 1), description=f"Synthesising {total} chunks of {plan.title!r} ({cached} cached)"
     )
+    finished: queue.SimpleQueue[PrefectFuture[BatchResult]] = queue.SimpleQueue()
+    pending: dict[PrefectFuture[BatchResult], list[Chunk]] = {}
+    renderer = renderer_id()
     with tts_placement():
-        futures = []
         for i, chunks in enumerate(batches):
             with fair_share(i):
-                futures.append(synthesize_chunks.submit(chunks, plan.job, len(chunks)))
+                future = synthesize_chunks.submit(chunks, plan.job, len(chunks), renderer)
+            pending[future] = chunks
+            future.add_done_callback(finished.put)
+    del batches
     failures: list[ChunkFailure] = []
     done = cached
     progress.report(done, total, "synthesising")
-    for future in as_completed(futures):
-        chunks = batches[futures.index(future)]
+    while pending:
+        future = finished.get()
+        chunks = pending.pop(future)
         try:
-            batch = future.result()
+            batch = receive_batch(future.result(), plan.job)
         except Exception as exc:  # a transient fault outlived its retries: blame only what is missing
             batch = recover_batch(chunks, plan, f"{type(exc).__name__}: {exc}")
         results.update(batch.results)
         failures.extend(batch.failures)
         done += len(chunks)
+        del future, batch, chunks  # nothing of a consumed batch stays referenced here
         progress.report(done, total, "synthesising")
         update_progress_artifact(artifact, 100.0 * done / max(total, 1))  # type: ignore[arg-type]
     if failures:
@@ -126,13 +142,24 @@ def ask_worker(manifest: Manifest, engine: str | None) -> WorkerFacts:
 
 
 def assemble_all(plan: BookPlan, results: dict[str, ChunkResult], tail_ms: int) -> list[book.ChapterAudio]:
-    """Every chapter's audio: from the cache where it is there (no task), else one task per chapter."""
+    """Every chapter's audio: from the cache where it is there (no task), else one task per chapter.
+
+    Assembly reads the chunks from this process's cache, so it runs here (threads), whichever runner
+    the synthesis went to."""
     cached = {ch.index: book.cached_chapter_audio(ch, plan.job, tail_ms) for ch in plan.chapters}
-    futures = {
-        ch.index: assemble_chapter.submit(ch, {c.key: results[c.key] for c in ch.chunks}, plan.job, tail_ms)
-        for ch in plan.chapters if cached[ch.index] is None
-    }
-    return [cached[ch.index] or futures[ch.index].result() for ch in plan.chapters]
+    todo = [ch for ch in plan.chapters if cached[ch.index] is None]
+    if not todo:
+        return [audio for audio in cached.values() if audio is not None]
+    context = FlowRunContext.get()
+    if context is not None and isinstance(context.task_runner, ThreadPoolTaskRunner):
+        futures = {ch.index: assemble_chapter.submit(ch, {c.key: results[c.key] for c in ch.chunks}, plan.job, tail_ms)
+                   for ch in todo}
+        return [cached[ch.index] or futures[ch.index].result() for ch in plan.chapters]
+    with ThreadPoolTaskRunner(max_workers=WORKERS) as local:  # type: ignore[var-annotated]
+        local_futures = {ch.index: local.submit(assemble_chapter, {  # type: ignore[arg-type]
+            "chapter": ch, "results": {c.key: results[c.key] for c in ch.chunks}, "job": plan.job,
+            "tail_ms": tail_ms}) for ch in todo}
+        return [cached[ch.index] or local_futures[ch.index].result() for ch in plan.chapters]
 
 
 def recover_batch(chunks: list[Chunk], plan: BookPlan, error: str) -> BatchResult:
@@ -178,7 +205,8 @@ def with_cluster(cluster: str | None) -> Any:
 
     if cluster.startswith("local:"):
         workers = int(cluster.removeprefix("local:"))
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                                                "dashboard_address": ":0"})  # 8787 may be taken
     else:
         runner = DaskTaskRunner(address=cluster)
     return render_book.with_options(task_runner=runner)  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ from tasks.manifest import Manifest
 from tasks.plan import MAX_PART_SECONDS, BookPlan, ChapterKind, ChapterPlan, SynthJob
 from tasks.readalong import timed_jobs
 from tasks.synth import ChunkResult
+from tasks.verify import chapter_summary
 
 OUTPUT_SAMPLE_RATE_HZ = 44100
 HEAD_MS = 750  # ACX: 0.5-1 s of room tone at the head of each file
@@ -367,6 +368,12 @@ def build_report(
                 "kind": c.kind,
                 "words": (words := plan.chapters[c.index].words),
                 "words_per_minute": round(words / (c.stats.duration_s / 60), 1) if c.stats.duration_s else 0.0,
+                "heard": chapter_summary(
+                    [k.text for k in plan.chapters[c.index].chunks],
+                    [results[k.key].verify for k in plan.chapters[c.index].chunks],
+                    [results[k.key].heard_rerolls for k in plan.chapters[c.index].chunks if not results[k.key].cached],
+                    [a for a, _ in c.clip_spans_s] or [0.0] * len(plan.chapters[c.index].chunks),
+                    plan.job.verify_threshold),
             }
             for c in chapters
         ],

@@ -129,6 +129,12 @@ class AudioCache:
         atomic_write_bytes(self._sidecar(key), json.dumps(record, sort_keys=True).encode())
         return path
 
+    def store_bytes(self, key: str, data: bytes, **meta: Any) -> Path:
+        """Store an encoded file (as `store` writes it, e.g. FLAC bytes a worker sent) for `key`:
+        the file atomically, then the sidecar that makes it a hit."""
+        atomic_write_bytes(self.path_for(key), data)
+        return self.adopt(key, **meta)
+
     def adopt(self, key: str, **meta: Any) -> Path:
         """Make the finished file already written (atomically) at `path_for(key)` an entry: its sidecar."""
         path = self.path_for(key)

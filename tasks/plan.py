@@ -100,6 +100,8 @@ class SynthJob:
     voices_dir: str | None
     cache_dir: str
     max_takes: int = 3
+    verify: str = "off"  # take check by speech recognition: off | flag | reroll (tasks.verify)
+    verify_threshold: float = 0.9
     engine_version: str | None = None  # what the chunk keys name; a worker that runs another refuses the job
 
 
@@ -388,6 +390,7 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     validates the input and touches no device (no torch): its keys are not for synthesis."""
     from tasks.cover import prepare_cover
     from tasks.engines import get_engine
+    from tasks.verify import verify_mode
 
     name = engine_name or manifest.engine
     engine = get_engine(name)
@@ -401,6 +404,9 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     cover, cover_notes = prepare_cover(manifest, metadata, cache_dir / "covers")
     warnings = (*warnings, *cover_notes)
     settings = job_settings(engine, manifest)
+    verify, verify_warning = verify_mode(manifest.verify, name, manifest.language)
+    if verify_warning:
+        warnings = (*warnings, verify_warning)
     info = engine.info
     prompts = manifest.prompts and any(has_prompt(p) for ch in chapters for p in ch.paragraphs)
     if facts is None and not check_only:
@@ -409,7 +415,8 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
         info = replace(info, version=facts.version, device=facts.device)
     job = SynthJob(
         engine=name, voice=manifest.voice, settings=settings, seed=manifest.seed, voices_dir=str(voices_dir),
-        cache_dir=str(cache_dir), engine_version=info.version,
+        cache_dir=str(cache_dir), verify=verify, verify_threshold=manifest.verify_threshold,
+        engine_version=info.version,
     )
     fingerprint = engine.voice_fingerprint(manifest.voice, str(voices_dir))
     # An engine that supports prompts may still lack what it needs for them (Tortoise's aligner, on the

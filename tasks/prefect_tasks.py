@@ -1,7 +1,10 @@
 """Thin Prefect wrappers over the plain functions. The only module in tasks/ that imports Prefect.
 
 Caching is ours (content-addressed files, see tasks.cache), so Prefect's own result caching and
-persistence are off: tasks return small records (paths and numbers), never audio.
+persistence are off. Tasks return small records (paths and numbers); the one exception is a synthesis
+task run outside the renderer's process, which returns its chunks' FLAC bytes (a few hundred KB each)
+for the renderer to store: never kept in memory by Prefect (`cache_result_in_memory=False`), and
+dropped by the flow as soon as they are stored.
 """
 
 from __future__ import annotations
@@ -40,10 +43,14 @@ def worker_facts(engine: str, settings: dict[str, Any], prompts: bool = True) ->
 
 @task(
     name="synthesize-chunks", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_transient_only,
-    task_run_name="synthesize-ch{chunks[0].chapter_index}-{chunks[0].index}+{n}", **_COMMON,
+    task_run_name="synthesize-ch{chunks[0].chapter_index}-{chunks[0].index}+{n}", cache_result_in_memory=False,
+    **_COMMON,
 )
-def synthesize_chunks(chunks: list[plan.Chunk], job: plan.SynthJob, n: int = 0) -> synth.BatchResult:
-    return synth.synthesize_batch(chunks, job)
+def synthesize_chunks(
+    chunks: list[plan.Chunk], job: plan.SynthJob, n: int = 0, renderer: str | None = None
+) -> synth.BatchResult:
+    """`renderer`: the renderer's synth.renderer_id(); run in any other process, the audio comes back as bytes."""
+    return synth.synthesize_batch(chunks, job, renderer=renderer)
 
 
 @task(name="assemble-chapter", task_run_name="assemble-chapter-{chapter.index}", **_COMMON)

@@ -12,21 +12,34 @@ Retries: a TransientEngineError is retried here a few times per chunk with back-
 it is raised, and the Prefect task's own retries run the batch again (chunks done meanwhile are cache
 hits). Any other EngineError is recorded as a failure of that chunk; the other chunks of the batch go on.
 
+Where the audio goes: a task running in the renderer's own process (threads) stores each chunk in the
+renderer's content-addressed cache as soon as it is spoken, as a plain call does. A task on any other
+worker (a Dask or process-pool worker, another machine) writes nothing to disk: it returns each chunk's
+audio as FLAC bytes in its ChunkResult (`audio`), and the renderer stores them with `receive_batch` as the
+task's result arrives. A worker that happens to see the renderer's cache folder still serves verified
+hits from it, but no result depends on a shared disk.
+
 Take checks: a clip much longer or shorter than its text warrants, near-silent or clipped is re-rolled
 with a seed derived from the job's seed (bounded by job.max_takes); the last take is kept and named in
-the report when none passes.
+the report when none passes. With `job.verify` on, a take that passes is also heard by speech recognition
+(tasks.verify): "reroll" re-rolls a take with words missing or added, "flag" keeps it; the kept take's
+verdict goes into the chunk's cache metadata.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
+import socket
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -36,6 +49,7 @@ from tasks.engines import get_engine
 from tasks.engines.base import BatchEngine, Clip, SynthRequest, batch_capacity, synthesize_many
 from tasks.errors import EngineError, TransientEngineError
 from tasks.plan import CHARS_PER_SECOND, Chunk, SynthJob, speakable
+from tasks.verify import judge_take
 from tasks.workers import check_job
 
 TRANSIENT_TRIES = 3
@@ -45,12 +59,16 @@ BACKOFF_S = 0.05
 @dataclass(frozen=True)
 class ChunkResult:
     key: str
-    path: str
+    path: str  # the audio in the renderer's cache; "" while it still travels in `audio`
     cached: bool
     engine_seconds: float = 0.0
     rerolls: int = 0
     bad_take: str | None = None  # why the kept take failed its checks, when every take failed
     retries: int = 0
+    audio: bytes | None = None  # FLAC bytes from a worker outside the renderer's process (see receive_batch)
+    worker_pid: int | None = None  # the process that spoke it (recorded in the cache's sidecar)
+    verify: dict[str, Any] | None = None  # the kept take's speech-recognition verdict (tasks.verify)
+    heard_rerolls: int = 0  # re-rolls because words were missing or added
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,36 @@ class BatchResult:
 
 def chunk_cache(job: SynthJob) -> AudioCache:
     return AudioCache(Path(job.cache_dir) / "chunks", ".flac")
+
+
+def renderer_id() -> str:
+    """Who this process is, for `synthesize_batch(..., renderer=...)`: host and process id."""
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+def flac_bytes(samples: np.ndarray, sample_rate_hz: int) -> bytes:
+    """A clip as the cache stores it (FLAC, 16-bit), in memory."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.asarray(samples, dtype=np.float32), sample_rate_hz, subtype="PCM_16", format="FLAC")
+    return buffer.getvalue()
+
+
+def receive_batch(batch: BatchResult, job: SynthJob) -> BatchResult:
+    """Store the audio a worker returned (ChunkResult.audio) into the renderer's cache, atomically, and
+    drop the bytes: the results keep only paths. A chunk already cached here (a worker that shares this
+    disk, another render) is not written again."""
+    cache = chunk_cache(job)
+    for key, result in list(batch.results.items()):
+        if result.audio is None:
+            continue
+        hit = cache.lookup(key)
+        if hit is None:
+            meta = {"rerolls": result.rerolls, "bad_take": result.bad_take,
+                    "engine_seconds": round(result.engine_seconds, 3), "worker_pid": result.worker_pid,
+                    "verify": result.verify, "heard_rerolls": result.heard_rerolls}
+            hit = cache.store_bytes(key, result.audio, **meta)
+        batch.results[key] = replace(result, path=str(hit), audio=None)
+    return batch
 
 
 def derive_seed(seed: int, take: int) -> int:
@@ -108,7 +156,8 @@ def cached_result(chunk: Chunk, cache: AudioCache) -> ChunkResult | None:
     if not _readable(hit, frames if isinstance(frames, int) else -1):
         cache.evict(chunk.key)
         return None
-    return ChunkResult(chunk.key, str(hit), True, rerolls=int(meta.get("rerolls", 0)), bad_take=meta.get("bad_take"))
+    return ChunkResult(chunk.key, str(hit), True, rerolls=int(meta.get("rerolls", 0)), bad_take=meta.get("bad_take"),
+                       verify=meta.get("verify"), heard_rerolls=int(meta.get("heard_rerolls", 0)))
 
 
 def split_cached(chunks: tuple[Chunk, ...], job: SynthJob) -> tuple[dict[str, ChunkResult], list[Chunk]]:
@@ -173,11 +222,13 @@ class _Takes:
     attempt: int = 0  # transient faults of the current take
     retries: int = 0
     seconds: float = 0.0
+    heard_rerolls: int = 0
 
 
-def _render(chunks: list[Chunk], job: SynthJob, cache: AudioCache, out: BatchResult) -> list[str]:
+def _render(chunks: list[Chunk], job: SynthJob, cache: AudioCache, out: BatchResult, *, ship: bool = False) -> list[str]:
     """Synthesise `chunks` in rounds of one engine call each (first takes, then re-rolls and retries of
-    what is left); store each finished chunk. Returns the transient faults that outlived their tries."""
+    what is left); store each finished chunk (or, with `ship`, put its FLAC bytes in its result).
+    Returns the transient faults that outlived their tries."""
     engine = get_engine(job.engine)
     takes = max(job.max_takes, 1)
     state = {c.key: _Takes() for c in chunks}
@@ -221,16 +272,28 @@ def _render(chunks: list[Chunk], job: SynthJob, cache: AudioCache, out: BatchRes
                 out.failures.append(ChunkFailure(chunk, f"the engine gave no audio for {chunk.text[:80]!r} in "
                                                         f"{st.take + 1} takes"))
                 continue
+            verdict, unheard = judge_take(outcome.samples, outcome.sample_rate_hz, chunk.text, job.verify,
+                                          job.verify_threshold) if problem is None else (None, None)
+            problem = problem or unheard
+            heard = verdict.as_meta() if verdict is not None else None
             if problem is None or st.take + 1 >= takes:
-                path = cache.store(chunk.key, outcome.samples, outcome.sample_rate_hz, rerolls=st.take,
-                                   bad_take=problem, engine_seconds=round(st.seconds, 3), worker_pid=os.getpid())
-                if not _readable(path, len(outcome.samples)):
-                    cache.evict(chunk.key)
-                    out.failures.append(ChunkFailure(chunk, "the take did not read back from the cache"))
-                    continue
-                out.results[chunk.key] = ChunkResult(chunk.key, str(path), False, st.seconds, st.take, problem,
-                                                     st.retries)
+                if ship:
+                    audio: bytes | None = flac_bytes(outcome.samples, outcome.sample_rate_hz)
+                    path = ""
+                else:
+                    audio = None
+                    stored = cache.store(chunk.key, outcome.samples, outcome.sample_rate_hz, rerolls=st.take,
+                                         bad_take=problem, engine_seconds=round(st.seconds, 3),
+                                         worker_pid=os.getpid(), verify=heard, heard_rerolls=st.heard_rerolls)
+                    if not _readable(stored, len(outcome.samples)):
+                        cache.evict(chunk.key)
+                        out.failures.append(ChunkFailure(chunk, "the take did not read back from the cache"))
+                        continue
+                    path = str(stored)
+                out.results[chunk.key] = ChunkResult(chunk.key, path, False, st.seconds, st.take, problem,
+                                                     st.retries, audio, os.getpid(), heard, st.heard_rerolls)
             else:
+                st.heard_rerolls += unheard is not None
                 st.take += 1
                 again.append(chunk)
         if backoff:
@@ -239,11 +302,16 @@ def _render(chunks: list[Chunk], job: SynthJob, cache: AudioCache, out: BatchRes
     return transient
 
 
-def synthesize_batch(chunks: list[Chunk], job: SynthJob) -> BatchResult:
+def synthesize_batch(chunks: list[Chunk], job: SynthJob, *, renderer: str | None = None) -> BatchResult:
     """Synthesise a batch. Permanent failures are collected; every chunk gets its own tries, and a
     transient fault that outlived them is raised after the rest of the batch is done (and cached), so
-    the task's retry runs only what is still missing."""
+    the task's retry runs only what is still missing.
+
+    `renderer` is the `renderer_id()` of the process that renders the book (None: this one). Run
+    anywhere else, the batch writes nothing to disk and returns every chunk's audio as FLAC bytes;
+    chunks finished before a transient fault are held in this process for the task's retry."""
     out = BatchResult()
+    ship = renderer is not None and renderer != renderer_id()
     cache = chunk_cache(job)
     todo: list[Chunk] = []
     for chunk in chunks:
@@ -252,7 +320,11 @@ def synthesize_batch(chunks: list[Chunk], job: SynthJob) -> BatchResult:
         if not speakable(chunk.text):  # never sent to an engine (plans leave such chunks out)
             out.failures.append(ChunkFailure(chunk, f"nothing to speak in {chunk.text[:40]!r} (no letters or digits)"))
             continue
-        hit = cached_result(chunk, cache)
+        hit = _take_held(chunk.key) if ship else None
+        if hit is None:
+            hit = cached_result(chunk, cache)
+            if hit is not None and ship:  # a cache this worker happens to see: send its bytes all the same
+                hit = replace(hit, audio=Path(hit.path).read_bytes(), path="")
         if hit is None:
             todo.append(chunk)
         else:
@@ -261,11 +333,34 @@ def synthesize_batch(chunks: list[Chunk], job: SynthJob) -> BatchResult:
     if todo:
         check_job(job)  # a worker that runs another engine version (precision) than the keys name refuses
         with engine_slot(job.engine):
-            transient = _render(todo, job, cache, out)
+            transient = _render(todo, job, cache, out, ship=ship)
     if transient:
+        if ship:
+            _hold(out.results.values())
         more = f" (and {len(transient) - 1} more)" if len(transient) > 1 else ""
         raise TransientEngineError(f"{transient[0]}{more}")
     return out
+
+
+# Shipped chunks of a batch that then raised a transient fault: the Prefect task's retry runs in the same
+# worker process and takes them from here instead of speaking them again. Bounded; oldest dropped first.
+_HELD: OrderedDict[str, ChunkResult] = OrderedDict()
+_HELD_MAX = 256
+_HELD_LOCK = threading.Lock()
+
+
+def _hold(results: Iterable[ChunkResult]) -> None:
+    with _HELD_LOCK:
+        for result in results:
+            if result.audio is not None and not result.cached:
+                _HELD[result.key] = result
+        while len(_HELD) > _HELD_MAX:
+            _HELD.popitem(last=False)
+
+
+def _take_held(key: str) -> ChunkResult | None:
+    with _HELD_LOCK:
+        return _HELD.pop(key, None)
 
 
 def engine_batch_size(job: SynthJob) -> int:

@@ -73,13 +73,21 @@ def test_scaling(results: dict[str, dict[str, Any]]) -> None:
     results["scaling"] = out
 
 
+def test_memory(results: dict[str, dict[str, Any]]) -> None:
+    out = common.run_bench("bench_memory.py", ["--hours", "0.01", "0.03"])
+    assert list(out["runs"]) == ["0.01h", "0.03h"] and all(r["chapters"] >= 2 for r in out["runs"].values())
+    assert all(r["chunks"] > 0 and r["audio_h"] > 0.005 for r in out["runs"].values())
+    assert 0 < out["peak_rss_mib_small"] < 4096 and out["rss_large_over_small"] > 0
+    results["memory"] = out
+
+
 def test_run_all_summary(results: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     if set(results) != set(run_all.BENCHES):
         pytest.skip("needs every benchmark's result from the tests above")
     head = run_all.headline(results)
     for key in ("postprocess_ratio_vs_ffmpeg", "postprocess_peak_rss_mib_1h", "postprocess_peak_rss_mib_10h",
                 "overhead_ms_per_chunk", "cached_rerender_fraction", "pipeline_overhead_vs_piper",
-                "speedup_2_workers"):
+                "speedup_2_workers", "render_peak_rss_mib_1h", "render_peak_rss_mib_10h"):
         assert isinstance(head[key], int | float), key
     assert len(run_all.verdicts(head)) == len(run_all.TARGETS)
     path = common.atomic_write_json(tmp_path / "results.json", head)

@@ -1,283 +1,153 @@
-"""Facts from where the work runs (tasks.workers): the chunk keys name the engine version a worker
-reports, a worker refuses a job planned for another version, Tortoise refuses a GPU-less pool unless
-asked, and every worker of a cluster can be listed. The fake engine for the flow, the real Tortoise
-model classes at tiny size (random weights) on CPU for the Tortoise facts."""
+"""Stateless workers: a synthesis task outside the renderer's process sends its audio back as bytes; the
+renderer stores it in its own cache. No shared disk between the workers and the renderer."""
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.util
+import hashlib
 import json
-import subprocess
-import sys
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 from tasks import synth
-from tasks.cache import chunk_key
-from tasks.engines import registry, reset_engines
-from tasks.errors import UserError
-from tasks.manifest import load_manifest
-from tasks.plan import make_plan
-from tasks.workers import (
-    NoGpuWorkerError,
-    WorkerFacts,
-    WorkerMismatchError,
-    check_gpu,
-    check_precision,
-    worker_facts,
-)
-from tests.conftest import fake_engine, write_manifest
+from tasks.cache import AudioCache
+from tasks.engines import register_engine, reset_engines
+from tasks.engines.fake import FakeEngine
+from tasks.errors import TransientEngineError
+from tasks.plan import Chunk, SynthJob
+from tests.conftest import write_manifest
 
-REPO = Path(__file__).resolve().parent.parent
-HAS_TORTOISE = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("tortoise") is not None
-TINY_ENV = {
-    "AUDIOBOOK_TORTOISE_MODELS": "tiny", "AUDIOBOOK_TORTOISE_SAMPLES": "2",
-    "AUDIOBOOK_TORTOISE_DIFFUSION_STEPS": "2", "AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS": "40",
-    "AUDIOBOOK_TORTOISE_REDACTION": "0",
-}
-BOOK = """
-title: Facts
-author: Test Author
-engine: {engine}
-voice: {voice}
-quality: draft
-credits: false
-speak_titles: false
-chapters:
-  - title: One
-    text: "The tide came in. A boat waited by the steps."
-  - title: Two
-    text: "The tide went out."
-"""
+ELSEWHERE = "another-host/4242"  # a renderer that is not this process
+TEXTS = ["The first sentence of the book.", "A second one, a little longer.", "The third and last sentence."]
 
 
 @pytest.fixture
-def tiny(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in TINY_ENV.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AUDIOBOOK_TORTOISE_DEVICE", "AUDIOBOOK_TORTOISE_PRECISION", "AUDIOBOOK_TORTOISE_HALF",
-                 "AUDIOBOOK_TORTOISE_BATCH_ROWS"):
-        monkeypatch.delenv(name, raising=False)
-    reset_engines()
-    yield
+def engine() -> Iterator[FakeEngine]:
+    fake = FakeEngine()
+    register_engine("fake", lambda: fake)
+    yield fake
     reset_engines()
 
 
-def fake_book(workdirs: dict[str, Path]) -> Path:
-    return write_manifest(workdirs["book"], BOOK.format(engine="fake", voice="v"))
+def chunks() -> list[Chunk]:
+    return [Chunk(0, i, t, 300, hashlib.sha256(t.encode()).hexdigest()) for i, t in enumerate(TEXTS)]
 
 
-def tortoise_book(workdirs: dict[str, Path]) -> Path:
-    import shutil
-
-    shutil.copytree(REPO / "voices" / "joe", workdirs["voices"] / "narrator")
-    return write_manifest(workdirs["book"], BOOK.format(engine="tortoise", voice="narrator"))
+def job(cache: Path) -> SynthJob:
+    return SynthJob(engine="fake", voice="v", settings={}, seed=7, voices_dir=None, cache_dir=str(cache))
 
 
-def facts_like(base: WorkerFacts, **changes: object) -> WorkerFacts:
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+def files_under(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
 
 
-# -- keys name what the worker runs ---------------------------------------------------------------------
+def test_a_worker_elsewhere_returns_flac_bytes_and_writes_nothing(engine: FakeEngine, tmp_path: Path) -> None:
+    the_job = job(tmp_path / "cache")
+    out = synth.synthesize_batch(chunks(), the_job, renderer=ELSEWHERE)
+    assert not (tmp_path / "cache").exists()  # nothing on the worker's disk
+    for c in chunks():
+        result = out.results[c.key]
+        assert result.path == "" and result.audio is not None and not result.cached
+        info = sf.info(__import__("io").BytesIO(result.audio))
+        assert info.format == "FLAC" and info.samplerate == 24000 and info.duration > 0.5
+    # The renderer stores them: paths in its cache, verified hits, bytes dropped from the results.
+    received = synth.receive_batch(out, the_job)
+    cache = AudioCache(tmp_path / "cache" / "chunks")
+    for c in chunks():
+        result = received.results[c.key]
+        assert result.audio is None and cache.lookup(c.key) == Path(result.path)
+        assert cache.meta(c.key)["worker_pid"] == os.getpid() and cache.meta(c.key)["rerolls"] == 0
+    assert sum(engine.calls.values()) == 3
+    # Rendered again by the renderer itself: all hits, no engine call.
+    again = synth.synthesize_batch(chunks(), the_job, renderer=synth.renderer_id())
+    assert all(r.cached and r.audio is None for r in again.results.values())
+    assert sum(engine.calls.values()) == 3
 
 
-def test_plan_keys_come_from_the_workers_facts(workdirs: dict[str, Path]) -> None:
-    manifest = load_manifest(fake_book(workdirs))
-    with fake_engine():
-        here = worker_facts("fake", {"quality": "draft"})
-        assert (here.engine, here.version, here.device, here.capacity) == ("fake", "fake-1", "cpu", 1)
-        gpu_worker = facts_like(here, version="fake-1/fp16", device="cuda", precision="fp16", capacity=8)
-        plans = {f.version: make_plan(manifest, engine_name=None, cache_dir=workdirs["cache"],
-                                      voices_dir=workdirs["voices"], facts=f) for f in (here, gpu_worker)}
-    local, remote = plans["fake-1"], plans["fake-1/fp16"]
-    assert remote.job.engine_version == "fake-1/fp16" and remote.engine_info.version == "fake-1/fp16"
-    assert remote.engine_info.device == "cuda" and remote.worker == gpu_worker
-    for a, b in zip(local.chunks, remote.chunks, strict=True):
-        assert a.text == b.text and a.key != b.key
-        assert b.key == chunk_key(text=b.text, voice_fingerprint=_fake_fingerprint("v"), engine="fake",
-                                  engine_version="fake-1/fp16", settings=remote.job.settings, seed=remote.job.seed)
+def test_the_renderers_own_process_stores_each_chunk_as_it_is_spoken(engine: FakeEngine, tmp_path: Path) -> None:
+    out = synth.synthesize_batch(chunks(), job(tmp_path), renderer=synth.renderer_id())
+    assert all(r.audio is None and Path(r.path).is_file() for r in out.results.values())
 
 
-def _fake_fingerprint(voice: str) -> str:
-    from tasks.engines.fake import FakeEngine
-
-    return FakeEngine().voice_fingerprint(voice, None)
-
-
-def test_a_worker_refuses_a_job_planned_for_another_version(workdirs: dict[str, Path]) -> None:
-    manifest = load_manifest(fake_book(workdirs))
-    with fake_engine() as engine:
-        facts = facts_like(worker_facts("fake", {"quality": "draft"}), version="fake-1/fp16", precision="fp16")
-        plan = make_plan(manifest, engine_name=None, cache_dir=workdirs["cache"], voices_dir=workdirs["voices"],
-                         facts=facts)
-        with pytest.raises(WorkerMismatchError) as caught:
-            synth.synthesize_batch(list(plan.chunks), plan.job)
-        assert sum(engine.calls.values()) == 0  # refused before the engine spoke a word
-    message = str(caught.value)
-    assert "'fake-1'" in message and "'fake-1/fp16'" in message and "refuses" in message
-    assert not list((workdirs["cache"] / "chunks").glob("*/*.flac"))
+def test_a_worker_that_sees_the_cache_sends_its_hits_as_bytes(engine: FakeEngine, tmp_path: Path) -> None:
+    the_job = job(tmp_path)
+    synth.synthesize_batch(chunks(), the_job)  # cached where the worker can see it
+    out = synth.synthesize_batch(chunks(), the_job, renderer=ELSEWHERE)
+    assert all(r.cached and r.audio is not None for r in out.results.values())
+    assert sum(engine.calls.values()) == 3  # no chunk spoken twice
 
 
-def test_the_flow_keys_and_sizes_tasks_from_the_worker(workdirs: dict[str, Path], prefect_harness: None,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.render import render_book
+def test_a_retry_on_the_same_worker_does_not_speak_finished_chunks_again(tmp_path: Path) -> None:
+    """A transient fault that outlives its tries fails the task after the rest of the batch is done; the
+    task's retry (same worker process) takes the finished chunks from memory, nothing from disk."""
+    fake = FakeEngine(transient_failures=0)
+    register_engine("fake", lambda: fake)
+    flaky = TEXTS[1]
+    original = fake.synthesize
 
-    asked: list[WorkerFacts] = []
-    real = worker_facts
+    def synthesize(text: str, *args: object, **kwargs: object) -> object:
+        if text == flaky and fake.calls[text] < synth.TRANSIENT_TRIES:
+            fake.calls[text] += 1
+            raise TransientEngineError("the device went away")
+        return original(text, *args, **kwargs)  # type: ignore[arg-type]
 
-    def answer(engine: str, settings: dict[str, object], *, prompts: bool = True) -> WorkerFacts:
-        asked.append(real(engine, settings, prompts=prompts))
-        return asked[-1]
-
-    monkeypatch.setattr("tasks.workers.worker_facts", answer)
-    with fake_engine():
-        report = render_book(str(fake_book(workdirs)))
-    assert len(asked) == 1 and report["engine_version"] == asked[0].version == "fake-1"
-    assert report["chunks_synthesized"] == report["chunks_total"] > 0
-
-
-def test_a_precision_asked_by_the_render_is_checked_against_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    gpu = WorkerFacts(engine="tortoise", version="v/fp16", device="cuda", precision="fp16", capacity=8, host="gpu-1")
-    monkeypatch.delenv("AUDIOBOOK_TORTOISE_PRECISION", raising=False)
-    check_precision(gpu)  # nothing asked: the worker's precision is the job's (and its keys')
-    monkeypatch.setenv("AUDIOBOOK_TORTOISE_PRECISION", "fp16")
-    check_precision(gpu)
-    monkeypatch.setenv("AUDIOBOOK_TORTOISE_PRECISION", "fp32")
-    with pytest.raises(UserError) as caught:
-        check_precision(gpu)
-    assert caught.value.exit_code == 2
-    assert "asks for fp32 but worker gpu-1 runs Tortoise in fp16" in str(caught.value)
-    assert "AUDIOBOOK_TORTOISE_PRECISION=fp32 on the workers" in str(caught.value)
+    fake.synthesize = synthesize  # type: ignore[method-assign]
+    try:
+        the_job = job(tmp_path / "cache")
+        with pytest.raises(TransientEngineError, match="device went away"):
+            synth.synthesize_batch(chunks(), the_job, renderer=ELSEWHERE)
+        assert {t: fake.calls[t] for t in TEXTS} == {TEXTS[0]: 1, flaky: 3, TEXTS[2]: 1}
+        out = synth.synthesize_batch(chunks(), the_job, renderer=ELSEWHERE)  # the retry
+        assert {t: fake.calls[t] for t in TEXTS} == {TEXTS[0]: 1, flaky: 4, TEXTS[2]: 1}
+        assert all(r.audio is not None for r in out.results.values()) and not (tmp_path / "cache").exists()
+    finally:
+        reset_engines()
 
 
-# -- GPU or a clear no -----------------------------------------------------------------------------------
-
-
-def test_no_gpu_message_is_one_line_with_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AUDIOBOOK_TORTOISE_DEVICE", raising=False)
-    cpu = WorkerFacts(engine="tortoise", version="v/fp32", device="cpu", precision="fp32", capacity=8, host="h",
-                      seconds_per_chunk=780.0)
-    with pytest.raises(NoGpuWorkerError) as caught:
-        check_gpu(cpu)
-    assert str(caught.value) == ("no GPU worker: Tortoise on CPU takes ~13 min per chunk; "
-                                 "set AUDIOBOOK_TORTOISE_DEVICE=cpu to do it anyway")
-    assert caught.value.exit_code == 2
-    check_gpu(facts_like(cpu, device="cuda"))  # a GPU worker, a CPU engine, or CPU asked for: no refusal
-    check_gpu(facts_like(cpu, engine="piper"))
-    check_gpu(facts_like(cpu, cpu_forced=True))
-    monkeypatch.setenv("AUDIOBOOK_TORTOISE_DEVICE", "cpu")
-    check_gpu(cpu)
-
-
-@pytest.mark.skipif(not HAS_TORTOISE, reason="needs torch and tortoise-tts")
-def test_tortoise_facts_on_a_cpu_worker(tiny: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tasks.engines import get_engine
-
-    settings = get_engine("tortoise").settings_for("draft")
-    facts = worker_facts("tortoise", settings, prompts=False)
-    if facts.device != "cpu":
-        pytest.skip("this machine has a GPU")
-    assert facts.precision == "fp32" and facts.version.endswith("/models-random-tiny-seed0/fp32")
-    assert facts.capacity == 32 // 2 and not facts.cpu_forced and not facts.measured
-    assert facts.seconds_per_chunk and facts.seconds_per_chunk > 0  # the tiny estimate
-    monkeypatch.setenv("AUDIOBOOK_TORTOISE_BATCH_ROWS", "6")
-    assert worker_facts("tortoise", settings, prompts=False).capacity == 3  # the worker's own setting
-    monkeypatch.setenv("AUDIOBOOK_TORTOISE_PRECISION", "fp16")  # a precision this worker cannot run
-    reset_engines()
-    with pytest.raises(UserError, match="AUDIOBOOK_TORTOISE_PRECISION=fp16 needs a GPU"):
-        worker_facts("tortoise", settings, prompts=False)
-
-
-@pytest.mark.skipif(not HAS_TORTOISE, reason="needs torch and tortoise-tts")
-def test_tortoise_render_on_a_gpu_less_pool_stops_before_any_chunk(
-    tiny: None, workdirs: dict[str, Path], prefect_harness: None, capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.usefixtures("prefect_harness")
+def test_workers_with_their_own_cache_folder_render_a_complete_book(
+    workdirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import torch
+    """Two Dask worker processes whose AUDIOBOOK_CACHE_DIR is another folder, and whose view of the
+    renderer's cache path is their own folder too (tests/separate_disk_worker.py): no shared disk. The
+    book is complete, every chunk came from a worker and sits in the renderer's cache, written there by
+    the renderer; the workers' folder holds no chunk audio."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect_dask import DaskTaskRunner
 
-    from flows.cli import run
+    from flows.render import render_book
+    from tasks.encode import read_m4b_chapters
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    for handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):  # cli sets these: undo afterwards
-        monkeypatch.setenv(f"PREFECT_LOGGING_HANDLERS_{handler}_LEVEL", "CRITICAL")
-    monkeypatch.setattr("flows.cli.server_healthy", lambda *a, **k: False)
-    code = run(["render", str(tortoise_book(workdirs))])
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == 2, err
-    assert len(errors) == 1 and errors[0].startswith("error: no GPU worker: Tortoise on CPU takes ~")
-    assert errors[0].endswith("min per chunk; set AUDIOBOOK_TORTOISE_DEVICE=cpu to do it anyway")
-    assert "Traceback" not in err
-    assert not list((workdirs["cache"] / "chunks").glob("*/*.flac")) and not list(workdirs["output"].iterdir())
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))  # the workers report to it too
+    monkeypatch.setenv("AUDIOBOOK_FAKE_DELAY_S", "0.05")  # so both workers get batches
+    worker_cache = tmp_path / "worker-cache"
+    for name, count in (("one", 20), ("two", 20)):
+        text = "\n\n".join(f"Part {name}, paragraph {i}, begins here. It has two sentences." for i in range(count))
+        (workdirs["book"] / f"{name}.txt").write_text(text)
+    manifest = write_manifest(workdirs["book"], "title: W\nauthor: X\nengine: fake\nvoice: v\ncredits: false\n"
+                                                  "speak_titles: false\nchapters:\n  - {title: One, file: one.txt}\n"
+                                                  "  - {title: Two, file: two.txt}\n")
 
+    def runner() -> DaskTaskRunner:
+        return DaskTaskRunner(cluster_kwargs={
+            "n_workers": 2, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0",
+            "env": {"AUDIOBOOK_CACHE_DIR": str(worker_cache)}, "preload": ["tests.separate_disk_worker"],
+        })
 
-@pytest.mark.skipif(not HAS_TORTOISE, reason="needs torch and tortoise-tts")
-def test_planning_a_tortoise_book_from_facts_never_imports_torch(workdirs: dict[str, Path]) -> None:
-    manifest = tortoise_book(workdirs)
-    code = f"""
-import sys
-from pathlib import Path
-from tasks.manifest import load_manifest
-from tasks.plan import make_plan
-from tasks.workers import WorkerFacts
-facts = WorkerFacts(engine="tortoise", version="tortoise-x/fp16", device="cuda", precision="fp16", capacity=16,
-                    host="gpu-1", prompt_mode="dropped")
-plan = make_plan(load_manifest({str(manifest)!r}), engine_name=None, cache_dir=Path({str(workdirs["cache"])!r}),
-                 voices_dir=Path({str(workdirs["voices"])!r}), facts=facts)
-assert plan.job.engine_version == "tortoise-x/fp16" and plan.chunks
-assert "torch" not in sys.modules, "the planner imported torch"
-"""
-    env = {**TINY_ENV, "PYTHONPATH": str(REPO), "HOME": str(workdirs["cache"]), "PATH": "/usr/bin:/bin"}
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True)
-
-
-# -- every worker, listed --------------------------------------------------------------------------------
-
-
-def test_doctor_lists_every_worker_of_a_cluster(workdirs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    from distributed import LocalCluster
-
-    from flows.cli import run
-
-    registry.reset()
-    with fake_engine():
-        manifest = load_manifest(fake_book(workdirs))
-        plan = make_plan(manifest, engine_name=None, cache_dir=workdirs["cache"], voices_dir=workdirs["voices"])
-        synth.synthesize_batch(list(plan.chunks), plan.job)  # chunks done in this process (the workers' too)
-        with LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=":0") as cluster:
-            code = run(["doctor", "--cluster", str(cluster.scheduler_address)])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    workers = json.loads(out)["workers"]
-    assert len(workers) == 2
-    for worker in workers:
-        assert {"address", "host", "device", "gpu", "gpu_free_gib", "engines_loaded", "chunks_done"} <= set(worker)
-        assert worker["engines_loaded"].get("fake") == "cpu"
-        assert [d["chunks"] for d in worker["chunks_done"] if d["engine"] == "fake"] == [len(plan.chunks)]
-
-
-def test_doctor_with_an_unreachable_cluster_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    from flows.cli import run
-
-    code = run(["doctor", "--cluster", "tcp://127.0.0.1:9", "--timeout", "2"])
-    err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: --cluster: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
-
-
-def test_healthcheck_lists_the_resident_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from distributed import LocalCluster
-
-    from flows.service.health import workers
-
-    with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=":0") as cluster:
-        monkeypatch.setenv("AUDIOBOOK_SERVE_CLUSTER", str(cluster.scheduler_address))
-        listed = workers(wait_s=60)
-    assert listed["cluster"] == str(cluster.scheduler_address) and len(listed["list"]) == 1
-    assert {"host", "device", "gpu", "gpu_free_gib", "engines_loaded", "chunks_done"} <= set(listed["list"][0])
-    monkeypatch.setenv("AUDIOBOOK_SERVE_CLUSTER", "tcp://127.0.0.1:9")  # gone: reported, never raised
-    gone = workers(timeout_s=1, wait_s=30)
-    assert gone["list"] == [] and "cannot reach" in gone["error"]
+    report = render_book.with_options(task_runner=runner())(str(manifest))
+    assert report["chunks_synthesized"] == report["chunks_total"] == 40
+    assert [c["title"] for c in report["chapters"]] == ["One", "Two"]
+    assert all(c["duration_s"] > 20 for c in report["chapters"])
+    m4b = workdirs["output"] / "book" / "book.m4b"
+    assert [t for t, _ in read_m4b_chapters(m4b)] == ["One", "Two"]
+    cache = AudioCache(workdirs["cache"] / "chunks")
+    sidecars = list((workdirs["cache"] / "chunks").rglob("*.json"))
+    assert len(sidecars) == 40 and all(cache.lookup(p.stem) for p in sidecars)
+    pids = {json.loads(p.read_text())["worker_pid"] for p in sidecars}
+    assert os.getpid() not in pids and len(pids) >= 1, pids
+    assert not [p for p in files_under(worker_cache) if p.suffix in (".flac", ".wav")]
+    again = render_book.with_options(task_runner=runner())(str(manifest))
+    assert again["chunks_synthesized"] == 0 and again["chunks_cached"] == 40
