@@ -22,7 +22,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import book, paths, progress
-from tasks.errors import RenderError
+from tasks.errors import RenderError, UserError
 from tasks.inputs import book_inputs_digest
 from tasks.lock import book_lock
 from tasks.manifest import Manifest, load_manifest
@@ -135,7 +135,17 @@ def ask_worker(manifest: Manifest, engine: str | None) -> WorkerFacts:
     settings = job_settings(engine_here, manifest)
     with tts_placement():
         future = worker_facts.submit(name, settings, engine_here.info.supports_prompts and manifest.prompts)
-    facts = future.result()
+    wait_s = float(os.environ.get("AUDIOBOOK_WORKER_WAIT_S", "600"))
+    try:
+        facts = future.result(timeout=wait_s)
+    except TimeoutError:
+        resource = os.environ.get("AUDIOBOOK_TTS_RESOURCE")
+        raise UserError(
+            f"no worker answered in {wait_s:.0f} s" + (f": is there one with the resource {resource}?" if resource else ""),
+            field="AUDIOBOOK_TTS_RESOURCE" if resource else "--cluster",
+            fix="start a worker (dask worker ... --resources GPU=1), list them with 'audiobook doctor --cluster "
+                "ADDRESS', or wait longer with AUDIOBOOK_WORKER_WAIT_S",
+        ) from None
     check_gpu(facts)
     check_precision(facts)
     return facts

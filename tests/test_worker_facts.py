@@ -281,3 +281,23 @@ def test_healthcheck_lists_the_resident_workers(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("AUDIOBOOK_SERVE_CLUSTER", "tcp://127.0.0.1:9")  # gone: reported, never raised
     gone = workers(timeout_s=1, wait_s=30)
     assert gone["list"] == [] and "cannot reach" in gone["error"]
+
+
+def test_a_pool_with_no_worker_for_synthesis_is_a_clear_error(
+    workdirs: dict[str, Path], prefect_harness: None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Synthesis needs a `GPU` resource that no worker offers: the facts task waits AUDIOBOOK_WORKER_WAIT_S,
+    then the render stops with a UserError that says what to do, before any chunk."""
+    from prefect_dask import DaskTaskRunner
+
+    from flows.render import render_book
+
+    monkeypatch.setenv("AUDIOBOOK_TTS_RESOURCE", "GPU")
+    monkeypatch.setenv("AUDIOBOOK_WORKER_WAIT_S", "3")
+    runner = DaskTaskRunner(cluster_kwargs={"n_workers": 1, "threads_per_worker": 1, "processes": False,
+                                            "dashboard_address": ":0"})
+    with fake_engine() as engine, pytest.raises(UserError) as caught:
+        render_book.with_options(task_runner=runner)(str(fake_book(workdirs)))
+    assert "no worker answered in 3 s: is there one with the resource GPU?" in str(caught.value)
+    assert caught.value.exit_code == 2 and sum(engine.calls.values()) == 0
+    assert not list((workdirs["cache"] / "chunks").glob("*/*.flac"))
