@@ -113,6 +113,17 @@ class Manifest(_Frozen):
             raise ValueError("list at least one output format: m4b, mp3")
         return tuple(dict.fromkeys(v))
 
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _verify_yaml_words(cls, v: Any) -> Any:
+        """YAML reads a bare `off` as false and `on` as true: `verify: off` means "off", `on` the engine's
+        default check."""
+        if v is False:
+            return "off"
+        if v is True:
+            return None
+        return v
+
     @field_validator("year", mode="before")
     @classmethod
     def _year_text(cls, v: Any) -> Any:

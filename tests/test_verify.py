@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from tasks import synth
 from tasks.cache import AudioCache
@@ -77,6 +78,9 @@ def test_manifest_verify_settings_are_validated(tmp_path: Path) -> None:
     manifest = validate_manifest({**base, "verify": "reroll", "verify_threshold": 0.8}, tmp_path / "b.yaml")
     assert (manifest.verify, manifest.verify_threshold) == ("reroll", 0.8)
     assert validate_manifest(base, tmp_path / "b.yaml").verify is None
+    # YAML reads a bare `off` as false and `on` as true
+    assert validate_manifest({**base, **yaml.safe_load("verify: off")}, tmp_path / "b.yaml").verify == "off"
+    assert validate_manifest({**base, **yaml.safe_load("verify: on")}, tmp_path / "b.yaml").verify is None
     with pytest.raises(ManifestError) as err:
         validate_manifest({**base, "verify": "sometimes"}, tmp_path / "b.yaml")
     assert err.value.field == "verify" and "reroll" in str(err.value.fix)

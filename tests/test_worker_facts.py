@@ -62,8 +62,10 @@ def tiny(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
                  "AUDIOBOOK_TORTOISE_BATCH_ROWS"):
         monkeypatch.delenv(name, raising=False)
     reset_engines()
+    registry.reset()  # what earlier tests in this process rendered is not this worker's measurement
     yield
     reset_engines()
+    registry.reset()
 
 
 def fake_book(workdirs: dict[str, Path]) -> Path:
