@@ -1,6 +1,6 @@
 """Peak memory of a whole render against the book's length: a 1-hour and a 10-hour book, same chapters.
 
-    .venv/bin/python benchmarks/bench_memory.py [--quick] [--hours H [H ...]] [--chapter-minutes M]
+    .venv/bin/python benchmarks/bench_memory.py [--quick] [--hours H [H ...]] [--chapter-minutes M] [--ship-audio]
 
 Each book renders in a fresh child process through the real `flows.render.render_book` (thread task
 runner, as `audiobook render` runs) against a real Prefect server started beforehand (so no ephemeral
@@ -16,6 +16,8 @@ render process).
 peak_rss_mib is the child's VmHWM (the render process's high-water mark: flow, synthesis, chapter
 assembly, report), polled from here; ffmpeg's own processes are not in it. Targets: under 1 GiB at
 every size, and the largest book within 20% of the smallest (rss_ratio = largest / smallest).
+--ship-audio: every synthesis task returns its chunks as FLAC bytes for the flow to store (the
+stateless-worker path, see tasks.synth), though it runs in the flow's threads.
 --quick: 0.1 h against 1 h (3-minute chapters). Wall on two shared cores: 1-2.5 min for 1 h, 8-15 min
 for 10 h (more under load).
 """
@@ -76,9 +78,14 @@ def write_book(folder: Path, hours: float, chapter_minutes: float) -> Path:
     )
 
 
-def child(manifest: str) -> None:
+def child(manifest: str, ship_audio: bool = False) -> None:
     """Runs in the measured process: one render, a JSON line of what it did."""
     from tasks.engines import register_engine
+
+    if ship_audio:
+        import flows.render
+
+        flows.render.renderer_id = lambda: "elsewhere/0"  # every task sends its audio back as bytes
 
     engine = make_tone_engine()
     register_engine("fake", lambda: engine)
@@ -90,9 +97,10 @@ def child(manifest: str) -> None:
                       "chapters": len(report["chapters"]), "audio_h": round(report["duration_s"] / 3600, 3)}))
 
 
-def measure(manifest: Path, env: dict[str, str]) -> dict[str, Any]:
+def measure(manifest: Path, env: dict[str, str], ship_audio: bool = False) -> dict[str, Any]:
     """Render `manifest` in a child process, polling its VmHWM; returns the child's figures and the peak."""
-    proc = subprocess.Popen([sys.executable, __file__, "--child", str(manifest)], stdout=subprocess.PIPE,
+    flags = ["--ship-audio"] if ship_audio else []
+    proc = subprocess.Popen([sys.executable, __file__, "--child", str(manifest), *flags], stdout=subprocess.PIPE,
                             text=True, env=env, cwd=str(common.REPO))
     peak = [0.0]
     status = Path(f"/proc/{proc.pid}/status")
@@ -120,10 +128,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="0.1 h against 1 h")
     parser.add_argument("--hours", type=float, nargs="+", default=None, help="book lengths (default 1 10)")
     parser.add_argument("--chapter-minutes", type=float, default=30.0)
+    parser.add_argument("--ship-audio", action="store_true",
+                        help="tasks return FLAC bytes for the flow to store (the stateless-worker path)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(args.child)
+        child(args.child, args.ship_audio)
         return {}
     hours = sorted(args.hours or ([0.1, 1.0] if args.quick else [1.0, 10.0]))
     chapter_minutes = min(args.chapter_minutes, hours[0] * 60 / 2)  # the smallest book has two chapters
@@ -135,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for h in hours:
                 manifest = write_book(work / f"book-{h:g}h", h, chapter_minutes)
                 env = {**os.environ, "AUDIOBOOK_CACHE_DIR": str(work / f"cache-{h:g}h")}
-                runs[f"{h:g}h"] = measure(manifest, env)
+                runs[f"{h:g}h"] = measure(manifest, env, args.ship_audio)
     small, large = runs[f"{hours[0]:g}h"], runs[f"{hours[-1]:g}h"]
     ratio = large["peak_rss_mib"] / small["peak_rss_mib"]
     under = all(r["peak_rss_mib"] < GIB_MIB for r in runs.values())
@@ -145,7 +155,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rss_large_over_small": round(ratio, 3),
         "under_1_gib": under,
         "within_20_percent": ratio <= 1.2,
-        "sizes": {"hours": hours, "chapter_minutes": chapter_minutes, "cpus": os.cpu_count()},
+        "sizes": {"hours": hours, "chapter_minutes": chapter_minutes, "cpus": os.cpu_count(),
+                  "ship_audio": args.ship_audio},
         "prefect_server_startup_s": server["startup_s"],
         "runs": runs,
     }
