@@ -3,19 +3,21 @@
     .venv/bin/python benchmarks/bench_tortoise.py [--size tiny|small|full] [--device cpu|cuda]
                      [--preset ultra_fast|fast|standard] [--chunks 16] [--tokens 80] [--rows N]
 
-Every side gets identical random weights (no download): we build the real classes at `--size`, write them
-as a local Hugging Face cache folder, and
-  - stock: swap size-overridden classes into `tortoise.api` so the unmodified `TextToSpeech.__init__`
-    loads that folder; each chunk calls `tts_with_preset(voice_samples=...)` as `do_tts.py` does
-    (latents recomputed per call, models shuttled CPU<->GPU by `temporary_cuda`);
+Every side gets identical random weights (no download): the real classes at `--size`, seeded alike.
+  - batched: our engine's default path, all chunks handed over in one `synthesize_many` call;
   - per_chunk: our engine with `decoder: per-chunk` (adapter 1's path: stock's sampler, models resident);
-  - batched: our engine's default path, all chunks handed over in one `synthesize_many` call.
+  - stock: the weights written as a local Hugging Face cache folder and size-overridden classes swapped
+    into `tortoise.api`, so the unmodified `TextToSpeech.__init__` loads them; each chunk calls
+    `tts_with_preset(voice_samples=...)` as `do_tts.py` does (latents recomputed per call, models
+    shuttled CPU<->GPU by `temporary_cuda`).
 All three run the preset's candidates, DDPM steps and conditioning-free setting. `batched_table` then
 runs the batched engine at the quality table's own diffusion (DDIM for draft and standard), for the
-record. Random weights never emit the stop token, so every candidate runs to `--tokens` codes.
+record. Random weights never emit the stop token, so every candidate runs to `--tokens` codes. Our two
+engine sides share one model bundle, built once; the checkpoints are written only when stock runs.
 
-Prints seconds per stage, realtime factors, peak GPU memory and the ratios; writes output/bench/tortoise.json
-with `speedup_batched_vs_per_chunk` and `speedup_batched_vs_stock` (one run, same chunks and settings).
+Sides run in that order, and the JSON (`--out`, and `--into FILE` under `--key`) is rewritten as each
+side ends, so a run cut short keeps its finished sides. Prints seconds per stage, realtime factors, peak
+GPU memory, AR rows per decode, the diffusion share and the ratios (one run, same chunks and settings).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import shutil
 import sys
@@ -36,6 +37,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks.check_record import merge, write  # noqa: E402 - standard library only
 
 # Sixteen chunks of mixed length (our own wording), 2 to 150 characters.
 CHUNKS = [
@@ -178,23 +181,27 @@ def run_stock(models_dir: Path, clips: list[Any], args: argparse.Namespace, chun
     stages.seconds["other_s"] = total - sum(stages.seconds.values())  # CLVP, AR latents, CPU<->GPU moves
     return {"load_s": round(load_s, 3), "total_s": round(total, 3), "audio_s": round(audio_s, 3),
             "rtf": round(total / audio_s, 3), "stages": {k: round(v, 3) for k, v in stages.seconds.items()},
+            "diffusion_share": round(stages.seconds.get("diffusion_s", 0.0) / total, 3) if total else None,
             "gpu_peak_gib": _gpu_peak_gib(args.device)}
 
 
-def run_engine(models_dir: Path, voices: Path, cache: Path, args: argparse.Namespace, chunks: list[str],
+def engine_models(args: argparse.Namespace) -> Any:
+    """The random weights every side uses, built in memory (as write_checkpoints writes them)."""
+    from tasks.engines import tortoise_models as tm
+
+    return tm._build_random(args.size, args.seed, args.device, True, args.device == "cuda")
+
+
+def run_engine(models: Any, voices: Path, cache: Path, args: argparse.Namespace, chunks: list[str],
                decoder: str, *, table: bool = False) -> dict[str, Any]:
     """Our engine on `chunks` in one synthesize_many call (the per-chunk decoder loops inside it)."""
     from tasks.engines import tortoise as tt
-    from tasks.engines import tortoise_models as tm
     from tasks.engines.base import Clip, SynthRequest
 
     _gpu_reset(args.device)
     half = args.device == "cuda"
-    t = time.perf_counter()
-    models = tm.load_pretrained(models_dir, args.device, size=args.size, half=half)
     engine = tt.TortoiseEngine(models=models, device=args.device, half=half, cache_dir=cache)
     engine._prompt_mode = "dropped"  # no prompts in these chunks: do not look for the aligner
-    load_s = time.perf_counter() - t
     t = time.perf_counter()
     engine.latents_path("bench", voices)
     latents_s = time.perf_counter() - t
@@ -217,13 +224,25 @@ def run_engine(models_dir: Path, voices: Path, cache: Path, args: argparse.Names
         raise RuntimeError(f"{decoder}: {failed[0]}")
     audio_s = sum(c.duration_s for c in clips if isinstance(c, Clip))
     stages = {k: round(v, 3) for k, v in engine.last_timings.items() if k not in ("total_s", "audio_s")}
-    return {"load_s": round(load_s, 3), "voice_latents_once_s": round(latents_s, 3), "total_s": round(total, 3),
+    stats = engine.decode_stats
+    return {"voice_latents_once_s": round(latents_s, 3), "total_s": round(total, 3),
             "audio_s": round(audio_s, 3), "rtf": round(total / audio_s, 3), "stages": stages,
+            "diffusion_share": round(stages.get("diffusion_s", 0.0) / total, 3) if total else None,
             "gpu_peak_gib": _gpu_peak_gib(args.device), "precision": engine.precision,
             "settings": {k: settings[k] for k in ("num_autoregressive_samples", "diffusion_iterations",
                                                   "diffusion_sampler", "cond_free", "max_mel_tokens")},
             "chunks_per_call": 1 if decoder == "per-chunk" else engine.batch_capacity(settings),
-            "decode_steps": engine.decode_stats.get("decode_steps")}
+            "decode_steps": stats.get("decode_steps"), "decode_calls": stats.get("decode_calls"),
+            "rows_per_decode": round(stats["decode_rows"] / stats["decode_calls"], 1)
+            if stats.get("decode_calls") else None}
+
+
+def save(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """Rewrite --out (and the --into file's entry) atomically with the result so far."""
+    for out in {args.out, args.json} - {None}:
+        write(out, result)
+    if args.into:
+        merge(args.into, [args.key or args.quality], result)
 
 
 def torch_sync() -> None:
@@ -255,6 +274,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="keep the random checkpoints here and reuse them on the next run (default: a temp dir)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=REPO / "output" / "bench" / "tortoise.json")
+    p.add_argument("--into", type=Path, default=None,
+                   help="also keep the result, as it grows, under --key in this JSON file (the GPU check's)")
+    p.add_argument("--key", default=None, help="with --into: the key (default: the quality)")
     args = p.parse_args(argv)
     if args.quality:
         from tasks.engines.tortoise import QUALITY_SETTINGS
@@ -290,50 +312,68 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.device == "cuda":  # CUDA context and cuBLAS start-up outside every timed side
         (torch.ones(64, 64, device="cuda") @ torch.ones(64, 64, device="cuda")).sum().item()
     chunks = (CHUNKS * args.chunks)[: args.chunks]
-    with tempfile.TemporaryDirectory(prefix="bench-tortoise-") as tmp_name:
-        tmp = Path(tmp_name)
-        t = time.perf_counter()
-        models_dir = args.models_dir or tmp / "models"
-        stamp = models_dir / f".random-{args.size}-seed{args.seed}"
-        if not stamp.exists():
-            if models_dir.exists():
-                shutil.rmtree(models_dir)
-            write_checkpoints(models_dir, args.size, args.seed)
-            stamp.touch()
-        write_s = time.perf_counter() - t
-        write_voice(tmp / "voices" / "bench")
-        clips = [__import__("torch").from_numpy(tt.load_clip_22k(p)).unsqueeze(0)
-                 for p in tt.voice_clips("bench", tmp / "voices")]
-        sides: dict[str, Any] = {}
-        if not args.no_stock:
-            sides["stock"] = run_stock(models_dir, clips, args, chunks)
-        sides["per_chunk"] = run_engine(models_dir, tmp / "voices", tmp / "cache", args, chunks, "per-chunk")
-        sides["batched"] = run_engine(models_dir, tmp / "voices", tmp / "cache", args, chunks, "batched")
-        if not args.no_table:
-            sides["batched_table"] = run_engine(models_dir, tmp / "voices", tmp / "cache", args, chunks, "batched",
-                                                table=True)
     result: dict[str, Any] = {
         "size": args.size, "device": args.device, "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
-        "preset": args.preset, "quality": args.quality, "cond_free": args.cond_free, "chunks": len(chunks), "chunk_chars": [len(c) for c in chunks], "samples": args.samples,
-        "steps": args.steps, "tokens": args.tokens, "batch": args.batch, "seed": args.seed,
-        "write_checkpoints_s": round(write_s, 2), "torch": torch.__version__, **sides,
+        "preset": args.preset, "quality": args.quality, "cond_free": args.cond_free, "chunks": len(chunks),
+        "chunk_chars": [len(c) for c in chunks], "samples": args.samples, "steps": args.steps,
+        "tokens": args.tokens, "batch": args.batch, "seed": args.seed, "torch": torch.__version__,
+        "cuda": torch.version.cuda, "complete": False,
     }
-    ratio = lambda a, b: round(sides[a]["total_s"] / sides[b]["total_s"], 3)  # noqa: E731
-    result["speedup_batched_vs_per_chunk"] = ratio("per_chunk", "batched")
-    if "batched_table" in sides:
-        result["speedup_batched_table_vs_per_chunk"] = ratio("per_chunk", "batched_table")
-    if "stock" in sides:
-        result["speedup_batched_vs_stock"] = ratio("stock", "batched")
-        result["speedup_per_chunk_vs_stock"] = result["speedup"] = ratio("stock", "per_chunk")
-    for out in {args.out, args.json} - {None}:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+    sides: dict[str, Any] = {}
+
+    def record(name: str, side: dict[str, Any]) -> None:
+        """Keep a finished side (and the ratios it makes possible) on disk at once."""
+        sides[name] = result[name] = side
+        ratio = lambda a, b: round(sides[a]["total_s"] / sides[b]["total_s"], 3)  # noqa: E731
+        if "per_chunk" in sides and "batched" in sides:
+            result["speedup_batched_vs_per_chunk"] = ratio("per_chunk", "batched")
+        if "per_chunk" in sides and "batched_table" in sides:
+            result["speedup_batched_table_vs_per_chunk"] = ratio("per_chunk", "batched_table")
+        if "stock" in sides and "batched" in sides:
+            result["speedup_batched_vs_stock"] = ratio("stock", "batched")
+        if "stock" in sides and "per_chunk" in sides:
+            result["speedup_per_chunk_vs_stock"] = result["speedup"] = ratio("stock", "per_chunk")
+        save(result, args)
+
+    with tempfile.TemporaryDirectory(prefix="bench-tortoise-") as tmp_name:
+        tmp = Path(tmp_name)
+        write_voice(tmp / "voices" / "bench")
+        t = time.perf_counter()
+        models = engine_models(args)
+        result["build_models_s"] = round(time.perf_counter() - t, 2)
+        save(result, args)
+        record("batched", run_engine(models, tmp / "voices", tmp / "cache", args, chunks, "batched"))
+        record("per_chunk", run_engine(models, tmp / "voices", tmp / "cache", args, chunks, "per-chunk"))
+        if not args.no_stock:
+            del models  # stock loads its own copy
+            t = time.perf_counter()
+            models_dir = args.models_dir or tmp / "models"
+            stamp = models_dir / f".random-{args.size}-seed{args.seed}"
+            if not stamp.exists():
+                if models_dir.exists():
+                    shutil.rmtree(models_dir)
+                write_checkpoints(models_dir, args.size, args.seed)
+                stamp.touch()
+            result["write_checkpoints_s"] = round(time.perf_counter() - t, 2)
+            clips = [torch.from_numpy(tt.load_clip_22k(p)).unsqueeze(0) for p in tt.voice_clips("bench", tmp / "voices")]
+            record("stock", run_stock(models_dir, clips, args, chunks))
+            if not args.no_table:
+                models = engine_models(args)
+        if not args.no_table:
+            record("batched_table", run_engine(models, tmp / "voices", tmp / "cache", args, chunks, "batched",
+                                               table=True))
+    result["complete"] = True
+    save(result, args)
     print(f"tortoise bench: size={args.size} device={args.device} quality={args.quality} chunks={len(chunks)} "
           f"samples={args.samples} steps={args.steps} tokens={args.tokens} batch={args.batch}")
     for side, r in sides.items():
         stages = " ".join(f"{k}={v:.2f}" for k, v in r["stages"].items())
         gpu = f" gpu_peak={r['gpu_peak_gib']} GiB" if r["gpu_peak_gib"] is not None else ""
         extra = f" chunks/call={r['chunks_per_call']}" if "chunks_per_call" in r else ""
+        if r.get("rows_per_decode"):
+            extra += f" rows/decode={r['rows_per_decode']}"
+        if r.get("diffusion_share") is not None:
+            extra += f" diffusion={100 * r['diffusion_share']:.0f}%"
         print(f"  {side:13s} total={r['total_s']:.2f}s audio={r['audio_s']:.2f}s rtf={r['rtf']:.3f}{gpu}{extra}  "
               f"[{stages}]")
     for key in ("speedup_batched_vs_per_chunk", "speedup_batched_vs_stock", "speedup_per_chunk_vs_stock",

@@ -1,6 +1,7 @@
 """The Tortoise GPU checks, runnable without pytest or Prefect (the GPU machine has neither):
 
     python benchmarks/gpu_checks.py [--device cuda|cpu] [--size full|small|tiny] [--out checks.json]
+                                    [--into gpu_check.json]   (kept there under "checks" as each check ends)
 
 1. stock_equivalence   one chunk, 4 candidates: our sampler vs stock `inference_speech` (kv_cache=False), fp32
 2. batch_invariance    6 chunks of mixed length x 4 candidates, alone vs together: fp32, and fp16 autocast
@@ -46,9 +47,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--size", default="full", choices=("tiny", "small", "full"))
     p.add_argument("--tokens", type=int, default=40)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--into", type=Path, default=None, help="the GPU check's JSON: the report so far, after each check")
     args = p.parse_args(argv)
     import torch
 
+    from benchmarks.check_record import merge
     from tasks.engines import tortoise as tt
     from tasks.engines import tortoise_batch as tb
     from tasks.engines import tortoise_models as tm
@@ -57,6 +60,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {"device": args.device, "size": args.size, "torch": torch.__version__,
                               "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None}
     started = time.perf_counter()
+
+    def keep() -> None:
+        report["wall_s"] = round(time.perf_counter() - started, 1)
+        if args.into:
+            merge(args.into, ["checks"], report)
     models = tm._build_random(args.size, 0, args.device, False, args.device == "cuda")  # kv_cache=False: stock
     ar = models.autoregressive
     dim = ar.model_dim
@@ -80,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stock = torch.nn.functional.pad(stock, (0, m - stock.shape[1]), value=ar.stop_mel_token)
     div = first_divergence(ours([1], False)[0], stock)
     report["stock_equivalence_fp32"] = {"first_divergence": div, "equal": all(d is None for d in div)}
+    keep()
 
     # 2. batch invariance
     for label, half in (("fp32", False), ("fp16", True)) if args.device == "cuda" else (("fp32", False),):
@@ -93,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report[f"batch_invariance_{label}"] = {
             "rows": len(divs), "rows_equal": sum(d is None for d in divs),
             "first_divergence": divs, "decode_alone_s": round(alone_s, 2), "decode_together_s": round(batch_s, 2)}
+        keep()
 
     # 3. the whole engine
     engine = tt.TortoiseEngine(models=models, device=args.device, half=args.device == "cuda",
@@ -114,11 +124,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["engine_render"] = {"precision": engine.precision, "max_abs_diff": diffs,
                                "durations_s": [round(c.duration_s, 2) for c in alone_clips],
                                "finite": all(bool(np.isfinite(c.samples).all()) for c in alone_clips)}
-    report["wall_s"] = round(time.perf_counter() - started, 1)
+    keep()
     ok = report["engine_render"]["finite"] and (args.device == "cuda" or (
         report["stock_equivalence_fp32"]["equal"] and report["batch_invariance_fp32"]["rows_equal"]
         == report["batch_invariance_fp32"]["rows"] and all(d is not None and d < 1e-3 for d in diffs)))
     report["ok"] = bool(ok)
+    keep()
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

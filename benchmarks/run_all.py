@@ -7,9 +7,11 @@ and prints its own table; this script then prints a summary against the targets 
 headline figures, the sizes used, each benchmark's full result, the hardware and the date.
 Default sizes: 1 h and 10 h (10 x 1 h) books for post-processing, 5,000 chunks for the overhead,
 ~2.5 min of Piper speech end to end, ~4.8 min for scaling, a whole render's peak memory at 1 h and
-10 h, and a 100,000-word book on 1 to 32 simulated GPU workers. --quick: 0.1 h / 1 h, 1,000 chunks,
-~50 s, ~3.3 min, 0.1 h / 1 h, 2,000 words on 1 and 2 workers. bench_tortoise.py runs at
---size small on the CPU when torch is importable (stock vs our per-chunk engine vs the batched one; the GPU figures come from benchmarks/gpu_check.sh).
+10 h, 40 chunks with planted faults for the take check (10 also by transcription), and a 100,000-word
+book on 1 to 32 simulated GPU workers. --quick: 0.1 h / 1 h, 1,000 chunks, ~50 s, ~3.3 min, 0.1 h / 1 h,
+12 (4) chunks, 2,000 words on 1 and 2 workers. bench_tortoise.py runs at --size small on the CPU when
+torch is importable (stock vs our per-chunk engine vs the batched one; the GPU figures come from
+benchmarks/gpu_check.sh).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ BENCHES = {
     "pipeline_cpu": "bench_pipeline_cpu.py",
     "scaling": "bench_scaling.py",
     "memory": "bench_memory.py",
+    "verify": "bench_verify.py",
     "scaling_gpu": "bench_scaling.py --simulated-gpu",
 }
 # key -> (bench, target description, passes?)
@@ -46,6 +49,9 @@ TARGETS: dict[str, tuple[str, str, Any]] = {
     "renderer_ceiling_chunks_per_s": ("scaling_gpu", ">= 200 chunks/s", lambda v: v >= 200),
     "render_peak_rss_mib_1h": ("memory", "< 1024 MiB", lambda v: v < 1024),
     "render_peak_rss_mib_10h": ("memory", "< 1024 MiB and within 20% of 1 h", None),
+    "verify_caught_fraction": ("verify", ">= 0.90", lambda v: v >= 0.9),
+    "verify_clean_flagged_fraction": ("verify", "<= 0.02", lambda v: v <= 0.02),
+    "verify_cost_vs_synth": ("verify", "<= 0.15", lambda v: v <= 0.15),
 }
 # Tortoise's targets are for a GPU (benchmarks/gpu_check.sh); on a CPU its figures are reported only.
 TORTOISE_TARGETS: dict[str, tuple[str, str, Any]] = {
@@ -90,6 +96,12 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out["render_peak_rss_mib_10h"] = mem["peak_rss_mib_large"]
         out["render_rss_10h_over_1h"] = mem["rss_large_over_small"]
         out["render_memory_sizes"] = mem["sizes"]
+    if ver := results.get("verify"):
+        out["verify_caught_fraction"] = ver["caught_fraction"]
+        out["verify_clean_flagged_fraction"] = ver["clean_flagged_fraction"]
+        out["verify_cost_vs_synth"] = ver["check_cost_vs_synth"]
+        out["verify_transcription_method"] = ver["transcription_method"]
+        out["verify_sizes"] = ver["sizes"]
     if tort := results.get("tortoise"):
         out["tortoise_cpu"] = {k: v for k, v in tort.items() if not isinstance(v, dict | list)}
         for key in ("speedup_batched_vs_per_chunk", "speedup_batched_vs_stock"):

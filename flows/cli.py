@@ -2,11 +2,12 @@
 
     audiobook render MANIFEST [--output DIR] [--engine NAME]   render a book (exit 0 on success)
     audiobook check MANIFEST [--engine NAME] [--text]          validate and print the plan (or the spoken text)
+    audiobook verify OUTPUT_DIR_OR_MANIFEST                    hear a finished book, print suspicious spans
     audiobook voices list | voices latents NAME                reference voices (Tortoise)
     audiobook models fetch [--dir DIR]                         fetch Tortoise weights ahead of time
     audiobook doctor [--engine NAME]                           device, ffmpeg, weights, a test render
 
-Exit codes: 0 success; 2 a problem with the input the user can fix (the message names the file, the
+Exit codes: 0 success (3: `verify` found suspicious spans); 2 a problem with the input the user can fix (the message names the file, the
 field and the fix); 1 an internal fault. No traceback unless AUDIOBOOK_DEBUG=1.
 """
 
@@ -35,6 +36,9 @@ def configure_prefect_environment(*, probe: bool = True) -> str:
     os.environ.setdefault("PREFECT_HOME", str(paths.project_root() / ".prefect"))
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A temporary server on a busy or small machine (a container, 2 shared cores) can take more than
+    # Prefect's default 20 s to start; a render should wait for it, not fail.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # The terminal shows our progress bar and one-line errors; Prefect's own logs go to its server/UI.
     for handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
         os.environ.setdefault(f"PREFECT_LOGGING_HANDLERS_{handler}_LEVEL", "CRITICAL")
@@ -112,9 +116,43 @@ def cmd_check(args: argparse.Namespace) -> int:
     sentences = sum(c.sentences for c in plan.chapters)
     print(f"total: {len(plan.chapters)} chapters, {sentences} sentences, {len(plan.chunks)} chunks, "
           f"estimated {plan.estimated_seconds / 60:.1f} min of audio")
+    print_ledger(plan)
     for warning in plan.warnings:
         print(f"warning: {warning}")
     return 0
+
+
+def print_ledger(plan: BookPlan) -> None:
+    """Every word of each source chapter: kept, changed or removed by the text stage (with reasons),
+    and what the reader skipped (with reasons)."""
+    print("ledger: the words of each chapter, as the reader skipped them and the text stage read them")
+    for entry in plan.ledger:
+        text = entry.text
+        print(f"  {entry.title}")
+        if text.words:
+            changed = ", ".join(f"{reason} {n}" for reason, n in text.changed)
+            removed = ", ".join(f"{reason} {n}" for reason, n in text.removed_by_reason().items())
+            print(f"      text: {text.words} words: {text.kept} kept, {text.changed_words} changed"
+                  f"{f' ({changed})' if changed else ''}, {text.removed_words} removed"
+                  f"{f' ({removed})' if removed else ''}")
+        skipped: dict[str, int] = {}
+        for _, reason, words in entry.skipped:
+            skipped[reason] = skipped.get(reason, 0) + words
+        if skipped:
+            print(f"      reader skipped {sum(skipped.values())} words: "
+                  + ", ".join(f"{reason} {n}" for reason, n in skipped.items()))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from tasks.verify_book import print_findings, verify_book
+
+    target = Path(args.target)
+    if not target.exists():
+        target = paths.resolve_manifest(args.target)
+    findings, heard = verify_book(target, cache_dir=paths.cache_dir(), voices_dir=paths.voices_dir(),
+                                  output_dir=paths.output_dir(), threshold=args.threshold)
+    print_findings(findings, heard)
+    return 3 if findings else 0
 
 
 def print_spoken_text(plan: BookPlan, pacing: Pacing) -> None:
@@ -297,6 +335,8 @@ class terminal_progress:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tasks.documents import SUFFIXES
+
     parser = argparse.ArgumentParser(prog="audiobook", description="Render YAML manifests into audiobooks.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -314,6 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--text", action="store_true",
                        help="print exactly what will be spoken (the chunk texts, chapter by chapter) to proofread")
     check.set_defaults(func=cmd_check)
+
+    verify = sub.add_parser("verify", help="hear a finished book against its script; print suspicious spans "
+                            "(exit 3 when there are any)")
+    verify.add_argument("target", metavar="OUTPUT_DIR_OR_MANIFEST")
+    verify.add_argument("--threshold", type=float, help="words heard / expected below this is suspicious "
+                        "(default: the manifest's verify_threshold)")
+    verify.set_defaults(func=cmd_verify)
 
     voices = sub.add_parser("voices", help="reference voices").add_subparsers(dest="voices_command", required=True)
     voices.add_parser("list", help="list the voices each engine can use").set_defaults(func=cmd_voices_list)
@@ -346,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser("submit", help="send a book (a manifest and its files, or a document) to a running "
                             "service and queue its render")
-    submit.add_argument("path", help="a manifest (its files go with it) or a document (.epub, .docx, .txt, .md)")
+    submit.add_argument("path", help="a manifest (its files go with it) or a document "
+                        f"({', '.join(SUFFIXES)})")
     submit.add_argument("--server", default=os.environ.get("AUDIOBOOK_SERVER", "http://127.0.0.1:8080"))
     submit.add_argument("--overwrite", action="store_true", help="replace a book of the same name")
     for option in ("name", "title", "author", "narrator", "engine", "voice", "quality"):

@@ -213,7 +213,8 @@ def with_cluster(cluster: str | None) -> Any:
 
     if cluster.startswith("local:"):
         workers = int(cluster.removeprefix("local:"))
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                                                "dashboard_address": ":0"})  # 8787 may be taken
     else:
         runner = DaskTaskRunner(address=cluster)
     return render_book.with_options(task_runner=runner)  # type: ignore[arg-type]

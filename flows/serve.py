@@ -173,7 +173,7 @@ def resident_workers(count: int) -> Iterator[str | None]:
     from distributed import LocalCluster
 
     resources = {os.environ["AUDIOBOOK_TTS_RESOURCE"]: 1} if os.environ.get("AUDIOBOOK_TTS_RESOURCE") else None
-    with LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=":0",
                       resources=resources) as cluster:
         yield str(cluster.scheduler_address)
 

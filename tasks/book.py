@@ -29,7 +29,9 @@ from tasks.encode import BookTags, encode_m4b, encode_mp3
 from tasks.errors import UserError
 from tasks.manifest import Manifest
 from tasks.plan import MAX_PART_SECONDS, BookPlan, ChapterKind, ChapterPlan, SynthJob
+from tasks.readalong import timed_jobs
 from tasks.synth import ChunkResult
+from tasks.verify import chapter_summary
 
 OUTPUT_SAMPLE_RATE_HZ = 44100
 HEAD_MS = 750  # ACX: 0.5-1 s of room tone at the head of each file
@@ -55,6 +57,7 @@ class ChapterAudio:
     cached: bool
     kind: ChapterKind = "chapter"
     clip_spans_s: tuple[tuple[float, float], ...] = ()  # (start, end) of each chunk's audio in the file
+    texts: tuple[str, ...] = ()  # what each chunk says, one per clip span (captions, read-along)
 
 
 def chapter_tail_ms(manifest: Manifest) -> int:
@@ -80,7 +83,8 @@ def cached_chapter_audio(chapter: ChapterPlan, job: SynthJob, tail_ms: int) -> C
     if hit is not None and {"stats", "clip_spans_s"} <= set(meta := cache.meta(key)):
         spans = tuple((float(a), float(b)) for a, b in meta["clip_spans_s"])
         return ChapterAudio(
-            chapter.index, chapter.title, key, str(hit), AudioStats(**meta["stats"]), True, chapter.kind, spans
+            chapter.index, chapter.title, key, str(hit), AudioStats(**meta["stats"]), True, chapter.kind, spans,
+            tuple(c.text for c in chapter.chunks),
         )
     return None
 
@@ -103,7 +107,8 @@ def assemble_chapter_audio(
     )
     spans = tuple((a / OUTPUT_SAMPLE_RATE_HZ, b / OUTPUT_SAMPLE_RATE_HZ) for a, b in samples)
     path = cache.adopt(key, stats=asdict(stats), clip_spans_s=[list(s) for s in spans])
-    return ChapterAudio(chapter.index, chapter.title, key, str(path), stats, False, chapter.kind, spans)
+    return ChapterAudio(chapter.index, chapter.title, key, str(path), stats, False, chapter.kind, spans,
+                        tuple(c.text for c in chapter.chunks))
 
 
 def sample_chapter(chapters: list[ChapterAudio]) -> ChapterAudio | None:
@@ -238,6 +243,8 @@ def publish_book(
         files[:] = [out_dir / f.relative_to(stage) for f in files]
         if "mp3" in manifest.outputs:
             _remove_renamed_chapters(out_dir, {f.name for f in files if f.parent.name == "mp3"})
+        for dropped in {n for n in state if n.endswith(".epub")} - set(wanted):  # read_along turned off
+            (out_dir / dropped).unlink(missing_ok=True)
         atomic_write_bytes(out_dir / STATE_FILE, json.dumps(wanted, indent=1, sort_keys=True).encode())
     except OSError as exc:
         raise output_error(exc, out_dir) from exc
@@ -251,9 +258,10 @@ def publish_book(
 
 
 def _remove_renamed_chapters(out_dir: Path, keep: set[str]) -> None:
-    """MP3s of chapters renamed or removed since the last render (after the new ones are in place)."""
-    for old in (out_dir / "mp3").glob("*.mp3") if (out_dir / "mp3").is_dir() else ():
-        if old.name not in keep:
+    """MP3s (and captions) of chapters renamed or removed since the last render (after the new ones
+    are in place)."""
+    for old in (out_dir / "mp3").glob("*") if (out_dir / "mp3").is_dir() else ():
+        if old.suffix in (".mp3", ".vtt", ".srt") and old.name not in keep:
             old.unlink()
 
 
@@ -288,9 +296,10 @@ def _publish_files(
         jobs.append((SAMPLE_NAME, key, functools.partial(
             encode_mp3, Path(source.wav), out_dir / SAMPLE_NAME, tags=tags, chapter_title="Sample", track=1,
             total_tracks=1, cover=cover, until_s=end_s, fade_out_ms=SAMPLE_FADE_OUT_MS)))
+    jobs += timed_jobs(manifest, chapters, out_dir, tags, cover, cover_key)  # captions; the read-along EPUB
     files.extend(out_dir / name for name, _, _ in jobs)
-    # The M4B is the longest job: start it first so the chapter MP3s fill the other core(s).
-    todo = sorted((job for job in jobs if not fresh(job[0], job[1])), key=lambda job: not job[0].endswith(".m4b"))
+    # The M4B (and the EPUB) are the longest jobs: start them first so the chapter MP3s fill the other core(s).
+    todo = sorted((job for job in jobs if not fresh(job[0], job[1])), key=lambda job: not job[0].endswith((".m4b", ".epub")))
     with ThreadPoolExecutor(max_workers=max(1, min(ENCODE_WORKERS, len(todo)))) as pool:
         futures = [(name, key, pool.submit(encode)) for name, key, encode in todo]
         errors: list[BaseException] = []
@@ -344,6 +353,7 @@ def build_report(
         "chunks_run_twice": chunks_run_twice,  # tasks started again after their worker was lost (Dask)
         "bad_takes": bad,
         "prompts_dropped": plan.prompts_dropped,
+        "ledger": [entry.to_dict() for entry in plan.ledger],
         "wall_seconds": round(wall_seconds, 3),
         "engine_seconds": round(engine_seconds, 3),
         "estimated_cost": round(engine_seconds / 3600 * dollars_per_hour, 4),
@@ -360,6 +370,12 @@ def build_report(
                 "kind": c.kind,
                 "words": (words := plan.chapters[c.index].words),
                 "words_per_minute": round(words / (c.stats.duration_s / 60), 1) if c.stats.duration_s else 0.0,
+                "heard": chapter_summary(
+                    [k.text for k in plan.chapters[c.index].chunks],
+                    [results[k.key].verify for k in plan.chapters[c.index].chunks],
+                    [results[k.key].heard_rerolls for k in plan.chapters[c.index].chunks if not results[k.key].cached],
+                    [a for a, _ in c.clip_spans_s] or [0.0] * len(plan.chapters[c.index].chunks),
+                    plan.job.verify_threshold),
             }
             for c in chapters
         ],

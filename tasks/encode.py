@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import soundfile as sf
 
@@ -40,6 +41,7 @@ __all__ = [
     "ffmpeg_exe",
     "measure_file_loudness",
     "media_duration_s",
+    "m4b_chapter_formats",
     "read_m4b_chapters",
 ]
 
@@ -376,6 +378,49 @@ def read_m4b_chapters(path: Path) -> list[tuple[str, float]]:
     if chapters is None:
         return []
     return [(str(c.title), float(c.start)) for c in chapters]
+
+
+def m4b_chapter_formats(path: Path) -> dict[str, int]:
+    """How many chapters each of the two chapter formats in an MP4 holds (0 when absent): "nero", the
+    `moov/udta/chpl` atom (mutagen, VLC, Android players), and "quicktime", a text track that the audio
+    track's `tref/chap` names (Apple Books, iTunes, QuickTime). ffmpeg's ipod muxer writes both."""
+    import struct
+
+    from mutagen.mp4 import Atoms
+
+    with open(path, "rb") as fh:
+        atoms = Atoms(fh)
+
+        def body(atom: Any) -> bytes:
+            fh.seek(atom.offset + 8)
+            return fh.read(atom.length - 8)
+
+        moov = atoms[b"moov"]
+        nero = 0
+        for atom in moov.findall(b"udta"):
+            for chpl in atom.findall(b"chpl"):
+                data = body(chpl)  # version, flags, 4 reserved bytes (version 1), the count
+                nero = data[8] if data[0] == 1 else data[4]
+        tracks: dict[int, Any] = {}
+        chapter_ids: set[int] = set()
+        for trak in moov.findall(b"trak"):
+            tkhd = body(next(trak.findall(b"tkhd")))
+            tracks[struct.unpack(">I", tkhd[20:24] if tkhd[0] == 1 else tkhd[12:16])[0]] = trak
+            for tref in trak.findall(b"tref"):
+                data, pos = body(tref), 0
+                while pos + 8 <= len(data):
+                    size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+                    if kind == b"chap":
+                        chapter_ids.update(struct.unpack(f">{(size - 8) // 4}I", data[pos + 8:pos + size]))
+                    pos += max(size, 8)
+        quicktime = 0
+        for track_id in chapter_ids & tracks.keys():
+            mdia = next(tracks[track_id].findall(b"mdia"))
+            if body(next(mdia.findall(b"hdlr")))[8:12] != b"text":
+                continue
+            stsz = body(mdia[b"minf", b"stbl", b"stsz"])
+            quicktime = struct.unpack(">I", stsz[8:12])[0]
+    return {"nero": nero, "quicktime": quicktime}
 
 
 def media_duration_s(path: Path) -> float:

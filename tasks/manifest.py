@@ -95,6 +95,10 @@ class Manifest(_Frozen):
     reading: Reading = Reading()
     speak_titles: bool = True  # each chapter file opens with its title spoken
     credits: bool = True  # opening and closing credits as the first and last chapters
+    read_along: bool = False  # also an EPUB 3 whose text is highlighted as it is read (Media Overlays)
+    prompts: bool = False  # "[...]" is a voice prompt (Tortoise), not text; off: brackets are read as text
+    verify: Literal["off", "flag", "reroll"] | None = None  # speech-recognition take check; None: engine's default
+    verify_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9  # words heard / expected below this: bad take
     pronunciations: dict[Annotated[str, Field(min_length=1, max_length=100)], Annotated[str, Field(max_length=200)]] = {}
     source: str | None = None
     chapters: tuple[ChapterSpec, ...] | None = None

@@ -7,13 +7,14 @@ cache and the report speak of.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from tasks.cache import chunk_key
-from tasks.documents import ChapterText, Metadata, ReadOptions, read_document
+from tasks.documents import ChapterText, Metadata, ReadOptions, Skipped, read_document
 from tasks.engines.base import EngineInfo
 from tasks.errors import SourceError, UserError
 from tasks.manifest import Manifest
@@ -36,6 +37,7 @@ from tasks.text import (
     split_sentences,
     strip_prompts,
 )
+from tasks.text.ledger import Removal, TextLedger, WordTracker, ledger_words
 
 # Speech rate used for estimates and take checks: about 14 characters of English per second.
 CHARS_PER_SECOND = 14.0
@@ -97,6 +99,33 @@ class SynthJob:
     voices_dir: str | None
     cache_dir: str
     max_takes: int = 3
+    verify: str = "off"  # take check by speech recognition: off | flag | reroll (tasks.verify)
+    verify_threshold: float = 0.9
+
+
+@dataclass(frozen=True)
+class ChapterLedger:
+    """Where the words of one source chapter went: the text stage's account of the paragraphs the
+    reader kept (`text`), and what the reader skipped in it (what, reason, words)."""
+
+    title: str
+    text: TextLedger = TextLedger()
+    skipped: tuple[tuple[str, str, int], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title, **self.text.to_dict(),
+            "skipped": [{"what": what, "reason": reason, "words": words} for what, reason, words in self.skipped],
+        }
+
+
+OUTSIDE_CHAPTERS = "(outside the chapters)"  # the ledger entry of what a reader skipped between chapters
+
+
+def _skipped_row(entry: Skipped) -> tuple[str, str, int]:
+    """(what, reason, words): the reason is the reader's short kind ("licence", "page number") where it
+    gives one, else its reason."""
+    return entry.what, getattr(entry, "kind", "") or entry.reason, entry.words
 
 
 @dataclass(frozen=True)
@@ -108,6 +137,7 @@ class BookPlan:
     warnings: tuple[str, ...] = field(default=())
     prompts_dropped: int = 0
     cover: str | None = None  # the cover image to embed (JPEG or PNG), see tasks.cover
+    ledger: tuple[ChapterLedger, ...] = ()  # per source chapter, in order; what readers skipped outside first
 
     @property
     def chunks(self) -> tuple[Chunk, ...]:
@@ -129,13 +159,15 @@ def read_options(manifest: Manifest) -> ReadOptions:
 
 def read_chapters(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[str, ...]]:
     """The manifest's chapters as text: from its one `source`, or from its explicit `chapters` list."""
-    chapters, warnings, _ = read_book(manifest)
+    chapters, warnings, _, _ = read_book(manifest)
     return chapters, warnings
 
 
-def read_book(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[str, ...], Metadata]:
-    """read_chapters, and the metadata of the source document (of the first chapter file that has a
-    cover, for a `chapters` list)."""
+def read_book(
+    manifest: Manifest,
+) -> tuple[tuple[ChapterText, ...], tuple[str, ...], Metadata, tuple[Skipped, ...]]:
+    """read_chapters, the metadata of the source document (of the first chapter file that has a
+    cover, for a `chapters` list), and what the readers skipped."""
     from tasks.documents import paragraphs_from_text
 
     options = read_options(manifest)
@@ -143,9 +175,10 @@ def read_book(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[str, .
         document = read_document(
             manifest.resolve(manifest.source, "source"), title_hint=manifest.title, options=options
         )
-        return document.chapters, document.warnings, document.metadata
+        return document.chapters, document.warnings, document.metadata, document.skipped
     chapters: list[ChapterText] = []
     warnings: list[str] = []
+    skipped: list[Skipped] = []
     metadata: Metadata | None = None
     for i, spec in enumerate(manifest.chapters or ()):
         if spec.file:
@@ -153,6 +186,9 @@ def read_book(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[str, .
                 manifest.resolve(spec.file, f"chapters[{i}].file"), title_hint=spec.title, options=options
             )
             warnings.extend(document.warnings)
+            skipped.extend(
+                s if s.chapter is not None else dataclasses.replace(s, chapter=spec.title) for s in document.skipped
+            )
             paragraphs = tuple(p for ch in document.chapters for p in ch.paragraphs)
             if metadata is None and document.metadata.cover:
                 metadata = document.metadata
@@ -164,7 +200,7 @@ def read_book(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[str, .
                 fix="give it text, or remove the chapter",
             )
         chapters.append(ChapterText(title=spec.title, paragraphs=paragraphs))
-    return tuple(chapters), tuple(warnings), metadata or Metadata()
+    return tuple(chapters), tuple(warnings), metadata or Metadata(), tuple(skipped)
 
 
 Piece = tuple[str, int]  # (text the engine speaks, pause after it in ms)
@@ -173,7 +209,7 @@ Piece = tuple[str, int]  # (text the engine speaks, pause after it in ms)
 def plan_chapters(
     chapters: tuple[ChapterText, ...], manifest: Manifest, info: EngineInfo, job: SynthJob, voice_fingerprint: str,
     warnings: tuple[str, ...] = (), *, prompts_usable: bool | None = None, cover: str | None = None,
-    lexicon: Lexicon | None = None,
+    lexicon: Lexicon | None = None, skipped: tuple[Skipped, ...] = (),
 ) -> BookPlan:
     """Put every paragraph in its spoken form, split it into sentences and pack them into keyed chunks
     within the engine's limit; the pronunciation lexicon (default: the book's own, without a voice's)
@@ -184,29 +220,44 @@ def plan_chapters(
     chapter estimated longer than MAX_PART_SECONDS * ESTIMATE_MARGIN split into parts between
     paragraphs. A chapter with nothing to speak is left out with a warning; the others keep their
     titles.
+
+    Square brackets are text unless the manifest turns `prompts` on; then an engine that cannot use
+    prompts (`prompts_usable`) gets them removed, each counted in the ledger with the reason "prompt".
+    The plan's ledger accounts for every word of every chapter's paragraphs (see tasks.text.ledger),
+    with what the readers skipped (`skipped`).
     """
     pacing = manifest.pacing
     language, urls = manifest.language, manifest.reading.urls
     lexicon = book_lexicon(manifest) if lexicon is None else lexicon
-    use_prompts = info.supports_prompts if prompts_usable is None else prompts_usable
+    prompts = manifest.prompts
+    use_prompts = prompts and (info.supports_prompts if prompts_usable is None else prompts_usable)
     dropped = 0
     notes = list(warnings)
+    unspeakable: list[str] = []  # chunks with no letter or digit: an engine gives no audio for them
 
     def pieces(sentences: list[str], last_pause_ms: int) -> list[Piece]:
         packed = lexicon.apply_to_chunks(pack_chunks(sentences, info.max_chars), info.max_chars, language)
+        unspeakable.extend(p for p in packed if not speakable(p))
+        packed = [p for p in packed if speakable(p)]
         return [(p, last_pause_ms if i == len(packed) - 1 else pacing.sentence_pause_ms) for i, p in enumerate(packed)]
 
-    def paragraph_pieces(paragraph: str) -> tuple[list[Piece], int]:
-        """One paragraph's chunks and its number of sentences."""
+    def paragraph_pieces(paragraph: str, ledger: list[TextLedger] | None = None) -> tuple[list[Piece], int]:
+        """One paragraph's chunks and its number of sentences; its word ledger added to `ledger`."""
         nonlocal dropped
-        text = normalize_text(paragraph, urls=urls, language=language)
-        if not use_prompts and has_prompt(text):
+        track = WordTracker(paragraph) if ledger is not None else None
+        text = normalize_text(paragraph, urls=urls, language=language, prompts=prompts, track=track)
+        if prompts and not use_prompts and has_prompt(text):
             dropped += 1
-            text = normalize_text(strip_prompts(text), urls=urls, language=language)
-        if not text:
-            return [], 0
-        sentences = split_sentences(text, language)
-        return pieces(sentences, pacing.paragraph_pause_ms), len(sentences)
+            stripped = track.step("prompt", strip_prompts(text)) if track else strip_prompts(text)
+            text = normalize_text(stripped, urls=urls, language=language, prompts=prompts, track=track)
+        chunks: list[Piece] = []
+        sentences = split_sentences(text, language) if text else []
+        if sentences:
+            chunks = pieces(sentences, pacing.paragraph_pause_ms)
+        if track is not None and ledger is not None:
+            track.step("lexicon", " ".join(c for c, _ in chunks))
+            ledger.append(track.ledger())
+        return chunks, len(sentences)
 
     def title_pieces(title: str, part: int | None) -> list[Piece]:
         if not manifest.speak_titles:
@@ -224,9 +275,22 @@ def plan_chapters(
     if manifest.credits:
         sections.append(credits_section(OPENING_CREDITS, opening_credits(manifest)))
     limit_s = MAX_PART_SECONDS * ESTIMATE_MARGIN
+    ledgers: list[ChapterLedger] = []
+    outside = tuple(_skipped_row(s) for s in skipped if s.chapter is None and s.words)
+    if outside:
+        ledgers.append(ChapterLedger(OUTSIDE_CHAPTERS, skipped=outside))
     for ci, chapter in enumerate(chapters):
         texts = without_heading(chapter.title, chapter.paragraphs) if manifest.speak_titles else chapter.paragraphs
-        paragraphs = [p for p in (paragraph_pieces(text) for text in texts) if p[0]]
+        accounts: list[TextLedger] = []
+        if len(texts) < len(chapter.paragraphs):
+            title_text = " ".join(chapter.paragraphs[:len(chapter.paragraphs) - len(texts)])
+            n = len(ledger_words(title_text))
+            accounts.append(TextLedger(removed=(Removal("read as the chapter title", title_text, n),) if n else ()))
+        paragraphs = [p for p in (paragraph_pieces(text, accounts) for text in texts) if p[0]]
+        ledgers.append(ChapterLedger(
+            chapter.title, TextLedger.total(accounts),
+            tuple(_skipped_row(s) for s in skipped if s.chapter == chapter.title and s.words),
+        ))
         if not paragraphs and texts == () and (heading := title_pieces(chapter.title, None)):
             sections.append((chapter.title, "chapter", heading, 0))  # a heading alone: a part's announcement
             continue
@@ -267,12 +331,20 @@ def plan_chapters(
         ChapterPlan(ci, title, tuple(keyed(ci, j, *piece) for j, piece in enumerate(chunks)), sentences, kind)
         for ci, (title, kind, chunks, sentences) in enumerate(sections)
     )
+    if unspeakable:
+        notes.append(f"{len(unspeakable)} chunk(s) with nothing to speak (no letters or digits, e.g. a title made "
+                     f"only of markup) are left out: {', '.join(repr(t[:40]) for t in unspeakable[:3])}")
     if dropped:
         notes.append(
             f"{dropped} paragraph(s) hold bracketed prompts; engine {info.name!r} cannot use prompts here, "
-            "so they are left out and not spoken"
+            "so they are left out and not spoken (the ledger lists them under 'prompt')"
         )
-    return BookPlan(manifest.title, planned, job, info, tuple(notes), dropped, cover)
+    return BookPlan(manifest.title, planned, job, info, tuple(notes), dropped, cover, tuple(ledgers))
+
+
+def speakable(text: str) -> bool:
+    """Whether an engine has anything to say for `text`: a letter or a digit ("." or "-" alone: no)."""
+    return any(ch.isalnum() for ch in text)
 
 
 def check_sources_exist(manifest: Manifest) -> None:
@@ -305,6 +377,7 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     """Everything up to synthesis: the engine and voice checked, the sources read, chunks keyed."""
     from tasks.cover import prepare_cover
     from tasks.engines import get_engine
+    from tasks.verify import verify_mode
 
     name = engine_name or manifest.engine
     engine = get_engine(name)
@@ -314,21 +387,24 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     except UserError as exc:  # name the manifest and field for the user
         raise type(exc)(exc.reason, file=manifest.path, field=field_name, fix=exc.fix) from None
     check_sources_exist(manifest)
-    chapters, warnings, metadata = read_book(manifest)
+    chapters, warnings, metadata, skipped = read_book(manifest)
     cover, cover_notes = prepare_cover(manifest, metadata, cache_dir / "covers")
     warnings = (*warnings, *cover_notes)
     settings = {**engine.settings_for(manifest.quality), "sentence_pause_ms": manifest.pacing.sentence_pause_ms}
+    verify, verify_warning = verify_mode(manifest.verify, name, manifest.language)
+    if verify_warning:
+        warnings = (*warnings, verify_warning)
     job = SynthJob(
         engine=name, voice=manifest.voice, settings=settings, seed=manifest.seed, voices_dir=str(voices_dir),
-        cache_dir=str(cache_dir),
+        cache_dir=str(cache_dir), verify=verify, verify_threshold=manifest.verify_threshold,
     )
     fingerprint = engine.voice_fingerprint(manifest.voice, str(voices_dir))
     # An engine that supports prompts may still lack what it needs for them (Tortoise's aligner):
     # then prompts are removed here, so the chunk keys name the text that is really spoken.
-    usable = engine.info.supports_prompts
+    usable = engine.info.supports_prompts and manifest.prompts
     if usable and any(has_prompt(p) for ch in chapters for p in ch.paragraphs):
         usable = getattr(engine, "prompt_mode", "redact") == "redact"
     return plan_chapters(
         chapters, manifest, engine.info, job, fingerprint, warnings, prompts_usable=usable,
-        cover=str(cover) if cover else None, lexicon=book_lexicon(manifest, voices_dir),
+        cover=str(cover) if cover else None, lexicon=book_lexicon(manifest, voices_dir), skipped=skipped,
     )

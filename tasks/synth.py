@@ -21,7 +21,9 @@ hits from it, but no result depends on a shared disk.
 
 Take checks: a clip much longer or shorter than its text warrants, near-silent or clipped is re-rolled
 with a seed derived from the job's seed (bounded by job.max_takes); the last take is kept and named in
-the report when none passes.
+the report when none passes. With `job.verify` on, a take that passes is also heard by speech recognition
+(tasks.verify): "reroll" re-rolls a take with words missing or added, "flag" keeps it; the kept take's
+verdict goes into the chunk's cache metadata.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -45,7 +48,8 @@ from tasks.cache import AudioCache
 from tasks.engines import get_engine
 from tasks.engines.base import BatchEngine, Clip, SynthRequest, batch_capacity, synthesize_many
 from tasks.errors import EngineError, TransientEngineError
-from tasks.plan import CHARS_PER_SECOND, Chunk, SynthJob
+from tasks.plan import CHARS_PER_SECOND, Chunk, SynthJob, speakable
+from tasks.verify import judge_take
 
 TRANSIENT_TRIES = 3
 BACKOFF_S = 0.05
@@ -62,6 +66,8 @@ class ChunkResult:
     retries: int = 0
     audio: bytes | None = None  # FLAC bytes from a worker outside the renderer's process (see receive_batch)
     worker_pid: int | None = None  # the process that spoke it (recorded in the cache's sidecar)
+    verify: dict[str, Any] | None = None  # the kept take's speech-recognition verdict (tasks.verify)
+    heard_rerolls: int = 0  # re-rolls because words were missing or added
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,8 @@ def receive_batch(batch: BatchResult, job: SynthJob) -> BatchResult:
         hit = cache.lookup(key)
         if hit is None:
             meta = {"rerolls": result.rerolls, "bad_take": result.bad_take,
-                    "engine_seconds": round(result.engine_seconds, 3), "worker_pid": result.worker_pid}
+                    "engine_seconds": round(result.engine_seconds, 3), "worker_pid": result.worker_pid,
+                    "verify": result.verify, "heard_rerolls": result.heard_rerolls}
             hit = cache.store_bytes(key, result.audio, **meta)
         batch.results[key] = replace(result, path=str(hit), audio=None)
     return batch
@@ -137,12 +144,19 @@ def check_take(clip: Clip, text: str) -> str | None:
 
 
 def cached_result(chunk: Chunk, cache: AudioCache) -> ChunkResult | None:
-    """The chunk's result from the cache, or None when it must be synthesised."""
+    """The chunk's result from the cache, or None when it must be synthesised. An entry that holds no
+    audio (an empty take stored by an older version) or that cannot be read is deleted: the chunk is
+    rendered again instead of failing the book at assembly."""
     hit = cache.lookup(chunk.key)
     if hit is None:
         return None
     meta = cache.meta(chunk.key)
-    return ChunkResult(chunk.key, str(hit), True, rerolls=int(meta.get("rerolls", 0)), bad_take=meta.get("bad_take"))
+    frames = meta.get("frames")
+    if not _readable(hit, frames if isinstance(frames, int) else -1):
+        cache.evict(chunk.key)
+        return None
+    return ChunkResult(chunk.key, str(hit), True, rerolls=int(meta.get("rerolls", 0)), bad_take=meta.get("bad_take"),
+                       verify=meta.get("verify"), heard_rerolls=int(meta.get("heard_rerolls", 0)))
 
 
 def split_cached(chunks: tuple[Chunk, ...], job: SynthJob) -> tuple[dict[str, ChunkResult], list[Chunk]]:
@@ -160,6 +174,20 @@ def split_cached(chunks: tuple[Chunk, ...], job: SynthJob) -> tuple[dict[str, Ch
         else:
             hits[chunk.key] = result
     return hits, missing
+
+
+def _readable(path: Path, frames: int) -> bool:
+    """Whether a cached take holds audio that reads back: its header parses and has `frames` frames
+    (-1: not recorded), more than none."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return False
+    return info.frames > 0 and frames in (-1, info.frames)
+
+
+def _no_audio(clip: Clip) -> bool:
+    return len(clip.samples) == 0 or not np.isfinite(clip.samples).all()
 
 
 @contextlib.contextmanager
@@ -193,6 +221,7 @@ class _Takes:
     attempt: int = 0  # transient faults of the current take
     retries: int = 0
     seconds: float = 0.0
+    heard_rerolls: int = 0
 
 
 def _render(chunks: list[Chunk], job: SynthJob, cache: AudioCache, out: BatchResult, *, ship: bool = False) -> list[str]:
@@ -238,18 +267,32 @@ def _render(chunks: list[Chunk], job: SynthJob, cache: AudioCache, out: BatchRes
                 continue
             st.attempt = 0
             problem = check_take(outcome, chunk.text)
+            if _no_audio(outcome) and st.take + 1 >= takes:  # never stored: it would fail every later render
+                out.failures.append(ChunkFailure(chunk, f"the engine gave no audio for {chunk.text[:80]!r} in "
+                                                        f"{st.take + 1} takes"))
+                continue
+            verdict, unheard = judge_take(outcome.samples, outcome.sample_rate_hz, chunk.text, job.verify,
+                                          job.verify_threshold) if problem is None else (None, None)
+            problem = problem or unheard
+            heard = verdict.as_meta() if verdict is not None else None
             if problem is None or st.take + 1 >= takes:
                 if ship:
                     audio: bytes | None = flac_bytes(outcome.samples, outcome.sample_rate_hz)
                     path = ""
                 else:
                     audio = None
-                    path = str(cache.store(chunk.key, outcome.samples, outcome.sample_rate_hz, rerolls=st.take,
-                                           bad_take=problem, engine_seconds=round(st.seconds, 3),
-                                           worker_pid=os.getpid()))
+                    stored = cache.store(chunk.key, outcome.samples, outcome.sample_rate_hz, rerolls=st.take,
+                                         bad_take=problem, engine_seconds=round(st.seconds, 3),
+                                         worker_pid=os.getpid(), verify=heard, heard_rerolls=st.heard_rerolls)
+                    if not _readable(stored, len(outcome.samples)):
+                        cache.evict(chunk.key)
+                        out.failures.append(ChunkFailure(chunk, "the take did not read back from the cache"))
+                        continue
+                    path = str(stored)
                 out.results[chunk.key] = ChunkResult(chunk.key, path, False, st.seconds, st.take, problem,
-                                                     st.retries, audio, os.getpid())
+                                                     st.retries, audio, os.getpid(), heard, st.heard_rerolls)
             else:
+                st.heard_rerolls += unheard is not None
                 st.take += 1
                 again.append(chunk)
         if backoff:
@@ -272,6 +315,9 @@ def synthesize_batch(chunks: list[Chunk], job: SynthJob, *, renderer: str | None
     todo: list[Chunk] = []
     for chunk in chunks:
         if chunk.key in out.results or any(c.key == chunk.key for c in todo):
+            continue
+        if not speakable(chunk.text):  # never sent to an engine (plans leave such chunks out)
+            out.failures.append(ChunkFailure(chunk, f"nothing to speak in {chunk.text[:40]!r} (no letters or digits)"))
             continue
         hit = _take_held(chunk.key) if ship else None
         if hit is None:

@@ -184,11 +184,16 @@ def test_invalid_utf8_in_manifest_and_sources(tmp_path: Path) -> None:
     write(tmp_path, "bad.yaml", b"title: Caf\xe9\nauthor: A\nsource: a.txt\n")
     with pytest.raises(ManifestError, match=r"bad.yaml.*UTF-8"):
         load_manifest(tmp_path / "bad.yaml")
-    for suffix in (".txt", ".md"):
-        write(tmp_path, f"s{suffix}", b"Chapter 1\n\nGood text.\n\nCaf\xe9 \xff\xfe broken.\n")
+    for suffix in (".txt", ".md"):  # bytes that no encoding reads as text
+        write(tmp_path, f"s{suffix}", b"Chapter 1\n\nGood text.\n\n" + bytes(range(0x80, 0x100)) * 4 + b"\n")
         manifest = manifest_in(tmp_path, {"source": f"s{suffix}"})
         with pytest.raises(SourceError, match=rf"s\{suffix}.*not valid UTF-8.*line 5"):
             plan_of(manifest)
+        # Latin-1 without a declaration is detected, with a warning, not refused
+        write(tmp_path, f"l{suffix}", b"Chapter 1\n\nGood text.\n\nCaf\xe9 au lait, na\xefve.\n")
+        chapters, notes = read_chapters(manifest_in(tmp_path, {"source": f"l{suffix}"}))
+        assert "Caf\u00e9 au lait, na\u00efve." in chapters[-1].paragraphs
+        assert any("windows-1252" in note for note in notes)
 
 
 def test_control_characters(tmp_path: Path) -> None:
@@ -335,11 +340,12 @@ def test_emoji_and_right_to_left_text(tmp_path: Path) -> None:
 
 
 def test_chapter_of_only_bracketed_prompts_with_piper(tmp_path: Path) -> None:
-    """Piper cannot use prompts: they are dropped; a chapter left with nothing is left out with a warning,
-    and a book left with nothing is refused with a SourceError naming the manifest."""
+    """With prompts on, Piper cannot use them: they are dropped; a chapter left with nothing is left out with a
+    warning, and a book left with nothing is refused with a SourceError naming the manifest."""
     write(tmp_path, "mixed.yaml", book_yaml(
-        "chapters:\n  - {title: Mood, text: '[sadly] [softly]'}\n  - {title: Words, text: '[calm] Real words here.'}\n"
-        "  - {title: Nested, text: '[[very] sad] [a]'}\n", engine="piper"))
+        "prompts: true\nchapters:\n  - {title: Mood, text: '[sadly] [softly]'}\n"
+        "  - {title: Words, text: '[calm] Real words here.'}\n  - {title: Nested, text: '[[very] sad] [a]'}\n",
+        engine="piper"))
     plan = make_plan(load_manifest(tmp_path / "mixed.yaml"), engine_name=None, cache_dir=tmp_path / "cache",
                      voices_dir=tmp_path / "voices")
     assert plan.engine_info.name == "piper" and not plan.engine_info.supports_prompts
@@ -348,7 +354,7 @@ def test_chapter_of_only_bracketed_prompts_with_piper(tmp_path: Path) -> None:
     assert plan.chunks[0].chapter_index == 0 and plan.prompts_dropped == 3
     assert any("'Mood'" in w and "left out" in w for w in plan.warnings)
     assert any("'Nested'" in w and "left out" in w for w in plan.warnings)
-    write(tmp_path, "prompts.yaml", book_yaml("chapters:\n  - {title: Mood, text: '[sadly] [softly]'}\n",
+    write(tmp_path, "prompts.yaml", book_yaml("prompts: true\nchapters:\n  - {title: Mood, text: '[sadly] [softly]'}\n",
                                               engine="piper"))
     with pytest.raises(SourceError, match=r"prompts.yaml: chapters: the book has no text to speak.*prompts"):
         make_plan(load_manifest(tmp_path / "prompts.yaml"), engine_name=None, cache_dir=tmp_path / "cache",
@@ -376,7 +382,7 @@ def test_epub_with_prompts_emoji_and_empty_chapters(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         epub.write_epub(str(tmp_path / "b.epub"), book)
-    plan = plan_of(manifest_in(tmp_path, {"source": "b.epub"}))
+    plan = plan_of(manifest_in(tmp_path, {"source": "b.epub", "prompts": True}))
     assert [c.title for c in plan.chapters] == ["Real"]
     assert "\U0001f600" in plan.chunks[-1].text
     assert any("'Empty'" in w for w in plan.warnings) and any("'Prompts'" in w for w in plan.warnings)
@@ -393,7 +399,8 @@ def test_check_command_on_bad_input_exits_2_with_one_line(tmp_path: Path) -> Non
         "utf8": (b"title: Caf\xe9\nauthor: A\nsource: a.txt\n", {}, "utf8.yaml"),
         "laughs": ("\n".join(lol) + "\n", {}, "laughs.yaml"),
         "binary": (book_yaml("source: cover.txt\n"), {"cover.txt": PNG}, "cover.txt"),
-        "prompts": (book_yaml("chapters:\n  - {title: M, text: '[sadly] [softly]'}\n", "piper"), {}, "prompts.yaml"),
+        "prompts": (book_yaml("prompts: true\nchapters:\n  - {title: M, text: '[sadly] [softly]'}\n", "piper"), {},
+                    "prompts.yaml"),
         "longname": (book_yaml(f"source: {'n' * 300}.txt\n"), {}, "longname.yaml"),
     }
     env = {**os.environ, "AUDIOBOOK_VOICES_DIR": str(tmp_path / "voices"), "AUDIOBOOK_CACHE_DIR": str(tmp_path / "c")}

@@ -47,7 +47,7 @@ def test_postprocess(results: dict[str, dict[str, Any]]) -> None:
     out = common.run_bench("bench_postprocess.py", ["--chapter-hours", "0.004", "--chapters", "2", "--baseline-large"])
     assert out["postprocess_ratio_vs_ffmpeg"] > 0 and out["postprocess_ratio_vs_ffmpeg_large"] > 0
     assert 0 < out["postprocess_peak_rss_mib_small"] < 4096 and out["postprocess_peak_rss_mib_large"] > 0
-    assert out["small"]["ours"]["acx_ok"] and out["large"]["ours"]["files_encoded"] == 4  # 2 MP3s, the M4B, the sample
+    assert out["small"]["ours"]["acx_ok"] and out["large"]["ours"]["files_encoded"] == 8  # 2 MP3s and their captions (4), the M4B, the sample
     results["postprocess"] = out
 
 

@@ -52,7 +52,7 @@ def test_txt_chapter_lines(tmp_path: Path) -> None:
         "Chapter 15",
     ]
     assert doc.chapters[0].paragraphs == ("A word before the story.",)  # the title block is not read
-    assert [s.what for s in doc.skipped] == ["title block"]
+    assert [s.what for s in doc.skipped] == ["title block", "heading 'Chapter 14'"]
     assert doc.chapters[1] == ChapterText("Chapter One", ("It was a dark night.", "Then rain."))
     assert doc.chapters[2].paragraphs == ("Four.",)
     assert doc.chapters[-1].paragraphs == ("Chapter 3 of the report said no.",)
@@ -285,16 +285,21 @@ def test_epub_corrupt(tmp_path: Path) -> None:
 # --- errors -------------------------------------------------------------------------------------
 
 
-def test_invalid_utf8(tmp_path: Path) -> None:
+def test_undeclared_latin1_is_detected_and_warned(tmp_path: Path) -> None:
     path = tmp_path / "latin.txt"
     path.write_bytes("Caf\u00e9 ok.\nna\u00efve".encode("latin-1"))
+    doc = read_document(path)
+    assert doc.chapters[0].paragraphs == ("Caf\u00e9 ok. na\u00efve",)
+    assert doc.encoding == "windows-1252 (detected)"
+    assert any("latin.txt" in w and "windows-1252" in w and "UTF-8" in w for w in doc.warnings)
+
+
+def test_text_in_no_encoding_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "noise.txt"
+    path.write_bytes(bytes(range(0x80, 0x100)) * 4 + b"\xef\xbb\xbf")  # no single-byte code page reads this as text
     with pytest.raises(SourceError) as info:
         read_document(path)
-    message = str(info.value)
-    assert (
-        "latin.txt" in message and "byte offset 3" in message and "line 1" in message and "UTF-8" in message
-    )
-    assert info.value.fix and "UTF-8" in info.value.fix
+    assert "noise.txt" in str(info.value) and "UTF-8" in str(info.value)
     assert isinstance(info.value, UserError)
 
 

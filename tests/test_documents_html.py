@@ -59,7 +59,7 @@ def test_web_page_chapters_and_chrome(tmp_path: Path) -> None:
 def test_web_page_options(tmp_path: Path) -> None:
     path = _write(tmp_path / "bees.htm", WEB_PAGE)
     doc = read_document(path, options=ReadOptions(notes="end", image_alt=True))
-    assert doc.chapters[0].paragraphs[-1] == "Note 1: Most of them, anyway."
+    assert doc.chapters[0].paragraphs[-1] == "Footnote 1: Most of them, anyway."
     assert doc.chapters[2].paragraphs == ("Sugar water helps.", "A jar of syrup")
 
 
@@ -135,4 +135,4 @@ def test_title_page_by_line_is_not_a_chapter(tmp_path: Path) -> None:
     page = "<html><body><h1>Moss</h1><p>by Rue Fern</p><h2>One</h2><p>Green and soft.</p></body></html>"
     doc = read_document(_write(tmp_path / "moss.html", page))
     assert [(c.title, c.paragraphs) for c in doc.chapters] == [("One", ("Green and soft.",))]
-    assert [(s.what, s.words) for s in doc.skipped] == [("moss.html (titlepage)", 3)]
+    assert [(s.what, s.words) for s in doc.skipped] == [("moss.html (title page)", 4)]

@@ -110,7 +110,7 @@ def test_markdown_book(tmp_path: Path) -> None:
         assert markup not in spoken, markup
     assert [s.what for s in doc.skipped] == [
         "front matter", "code block", "code block (python)", "table (2 rows)", "HTML table",
-        "'Endnotes' heading", "3 footnote(s)", "2 image(s)", "1 Liquid/kramdown tag(s)",
+        "'Endnotes' heading", "1 Liquid/kramdown tag(s)", "3 footnote(s)", "2 image(s)",
     ]
     assert doc.skipped[3].chapter == "Beginnings"
     assert len(doc.warnings) == 2 and all("book.md" in w and "was not read" in w for w in doc.warnings)
@@ -120,12 +120,12 @@ def test_notes_at_chapter_end_and_image_alt(tmp_path: Path) -> None:
     doc = _read(tmp_path, BOOK, notes="end", image_alt=True)
     first, second = (c.paragraphs for c in doc.chapters)
     assert "A brass lamp on a shelf" in first and "A glass chimney" in first
-    assert first[-1] == "Note 1. The first note, with a link."
+    assert first[-1] == "Footnote 1: The first note, with a link."
     # numbered in the order first referred to; a note read once, where it is first referred to
     assert second == (
         "Gas came later and brighter.",
-        "Note 2. A definition in the middle with an indented line and a lazy one.",
-        "Note 3. An inline footnote.",
+        "Footnote 2: A definition in the middle with an indented line and a lazy one.",
+        "Footnote 3: An inline footnote.",
     )
     assert not any("footnote" in s.what for s in doc.skipped)
 

@@ -228,6 +228,7 @@ def test_old_style_gutenberg_text(tmp_path: Path) -> None:
         "'cover'",
         "title block",
         "Contents list",
+        "2 section number(s)",
         "Project Gutenberg footer and licence",
     ]
     contents = doc.skipped[4]
@@ -517,8 +518,8 @@ def test_gutenberg_footnotes_and_transcriber_notes(tmp_path: Path) -> None:
     doc = _read(tmp_path, NOTES, notes="end")
     assert doc.chapters[0].paragraphs == (
         "The ship sailed at dawn. It came back in June.",
-        "Note 1. A brig, in fact.",
-        "Note 2. Of the next year. A second paragraph of the same note.",
+        "Footnote 1: A brig, in fact.",
+        "Footnote 2: Of the next year. A second paragraph of the same note.",
     )
 
 

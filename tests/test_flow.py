@@ -158,8 +158,9 @@ def test_unknown_voice_and_missing_source_fail_before_synthesis(book: Path, fake
 def test_outputs_option_and_output_dir(book: Path, fake: FakeEngine, tmp_path: Path) -> None:
     book.write_text(book.read_text() + "outputs: [mp3]\n")
     report = render(book, output_dir=str(tmp_path / "elsewhere"))
-    assert report["files"] == ["mp3/01-opening-credits.mp3", "mp3/02-opening.mp3", "mp3/03-second-the-end.mp3",
-                               "mp3/04-end-credits.mp3", "sample.mp3"]
+    stems = ["mp3/01-opening-credits", "mp3/02-opening", "mp3/03-second-the-end", "mp3/04-end-credits"]
+    assert report["files"] == [*(f"{s}.mp3" for s in stems), "sample.mp3",
+                               *(f"{s}.{kind}" for s in stems for kind in ("vtt", "srt"))]  # no EPUB unless read_along
     assert (tmp_path / "elsewhere" / "book" / "mp3" / "02-opening.mp3").exists()
     assert not (tmp_path / "elsewhere" / "book" / "book.m4b").exists()
 

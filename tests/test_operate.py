@@ -348,6 +348,7 @@ def test_render_on_a_local_dask_cluster_of_two_workers(
                                                   "speak_titles: false\nsource: long.txt\n")
     runner = DaskTaskRunner(cluster_kwargs={
         "n_workers": 2, "threads_per_worker": 1, "processes": True, "resources": {"GPU": 1},
+        "dashboard_address": ":0",  # a free port: another cluster on this machine may hold 8787
     })
     report = render_book.with_options(task_runner=runner)(str(manifest))
     assert report["chunks_synthesized"] == report["chunks_total"] == 40
@@ -356,5 +357,6 @@ def test_render_on_a_local_dask_cluster_of_two_workers(
     assert len(pids) == 2 and os.getpid() not in pids, pids
     again = render_book.with_options(task_runner=DaskTaskRunner(cluster_kwargs={
         "n_workers": 2, "threads_per_worker": 1, "processes": True, "resources": {"GPU": 1},
+        "dashboard_address": ":0",  # a free port: another cluster on this machine may hold 8787
     }))(str(manifest))
     assert again["chunks_synthesized"] == 0

@@ -23,6 +23,7 @@ from flows.service import (
     create_app,
     map_prefect_state,
 )
+from flows.service.auth import session_value
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -234,8 +235,9 @@ def test_downloads_need_the_token_unless_public(service_factory: Any) -> None:
     assert svc.client.get(url, headers={"Authorization": "Bearer nope"}).status_code == 401
     assert svc.client.get(url, cookies={"audiobook_token": "nope"}).status_code == 401
     assert svc.client.get(url, headers=AUTH).content == files["done.m4b"]
-    with httpx.Client(base_url=svc.base, cookies={"audiobook_token": TOKEN}) as browser:
+    with httpx.Client(base_url=svc.base, cookies={"audiobook_token": session_value(TOKEN)}) as browser:
         assert browser.get(url).status_code == 200
+    assert svc.client.get(url, cookies={"audiobook_token": TOKEN}).status_code == 401  # the cookie is not the token
     public: Service = service_factory(public_downloads=True)
     assert public.client.get(url).content == files["done.m4b"]
     # Public downloads do not open submissions.

@@ -162,11 +162,13 @@ def test_empty_chapter_is_left_out_and_the_others_keep_their_titles(tmp_path: Pa
         "# The Quiet Village\n\n## First\n\nWords of the first.\n\n## Second\n\n<!-- nothing here -->\n\n"
         "## Third\n\nWords of the third.\n\n## Fourth\n\n[only a prompt]\n\n## Fifth\n\nWords of the fifth.\n"
     )
-    m = manifest(tmp_path)
+    m = manifest(tmp_path, prompts=True)  # with prompts on, "[only a prompt]" is a prompt the engine cannot use
     chapters, notes = plan.read_chapters(m)
     book_plan = plan_chapters(chapters, m, INFO, plan_of((CALM,), m).job, "voice", notes)
     body = [ch for ch in book_plan.chapters if ch.kind == "chapter"]
     assert [ch.title for ch in body] == ["First", "Third", "Fifth"]
+    fourth = next(entry for entry in book_plan.ledger if entry.title == "Fourth")
+    assert fourth.text.removed_by_reason() == {"prompt": 3} and fourth.text.kept == 0
     assert [texts(ch) for ch in body] == [["First.", "Words of the first."], ["Third.", "Words of the third."],
                                           ["Fifth.", "Words of the fifth."]]
     assert any("Second" in w for w in book_plan.warnings) and any("Fourth" in w for w in book_plan.warnings)
@@ -174,7 +176,9 @@ def test_empty_chapter_is_left_out_and_the_others_keep_their_titles(tmp_path: Pa
 
 def test_a_book_of_credits_alone_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no text to speak"):
-        plan_of((ChapterText("Only a prompt", ("[sighs]",)),), manifest(tmp_path))
+        plan_of((ChapterText("Only a prompt", ("[sighs]",)),), manifest(tmp_path, prompts=True))
+    spoken = plan_of((ChapterText("Only brackets", ("[sighs]",)),), manifest(tmp_path))  # prompts off: text
+    assert [c.text for c in spoken.chapters[1].chunks] == ["Only brackets.", "sighs"]
 
 
 def test_long_chapter_is_split_into_parts_between_paragraphs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -233,7 +233,7 @@ def test_split_sentences_windows_match_one_pass(monkeypatch: pytest.MonkeyPatch)
 
     prose = normalize_text(
         'Mr. Smith met Dr. Who at 3.14 p.m. today. "Stop!" he cried. [sad,] I lost it. He said "Go." Then left. '
-        * 30
+        * 30, prompts=True,
     )
     whole = split_sentences(prose)
     monkeypatch.setattr(text_module, "_WINDOW_CHARS", 64)

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tasks.text import normalize_heading, normalize_text, split_sentences, strip_prompts
@@ -155,7 +155,7 @@ def test_normalize_heading(title: str, spoken: str) -> None:
         ("See https://www.rfc-editor.org/rfc/rfc1.txt now.", "See rfc-editor dot org now.", "See now."),
         ("Visit www.gutenberg.net.", "Visit gutenberg dot net.", "Visit."),
         ("(http://example.com/a_b?x=1)", "(example dot com)", ""),
-        ("Write to jane.doe@mail.example.co.uk today", "Write to mail dot example dot co dot uk today",
+        ("Write to jane.doe@mail.example.co.uk today", "Write to jane dot doe at mail dot example dot co dot uk today",
          "Write to today"),
         ("Inline <www.eff.org> here", "Inline eff dot org here", "Inline here"),
         ("Archived at perma.cc/ABC-123, see.", "Archived at perma dot cc, see.", "Archived at, see."),
@@ -194,12 +194,73 @@ def test_words_with_dots_are_no_urls() -> None:
         ("&mdash;i.e., the modes&mdash;", "that is, the modes"),
         ("\\#Pandoc and # Heading", "Pandoc and Heading"),
         ("* * *", ""),
-        ("[I am really sad,] I lost it.", "[I am really sad,] I lost it."),
-        ("[] and [ ] and [[nested] prompt] and ]stray[ [12]", "and and [[nested] prompt] and stray"),
+        ("[I am really sad,] I lost it.", "I am really sad, I lost it."),
+        ("[] and [ ] and [[nested] prompt] and ]stray[ [12]", "and and nested prompt and stray"),
+        ("there [are] not, Ph[oe]be and [AE]sop, [Pg]", "there are not, Phoebe and AEsop, Pg"),
+        ("## Ports {#ports}", "Ports"),
+        ("X25519 and <!-- CL 30824, CL 30825 --> more", "X two five five one nine and more"),
+        ("Balti[Pg 29]more, you know.[Pg 35] A sign[Pg vii] of it.", "Baltimore, you know. A sign of it."),
     ],
 )
 def test_symbols_and_markup(raw: str, spoken: str) -> None:
     assert normalize_text(raw) == spoken
+
+
+@pytest.mark.parametrize(
+    ("raw", "spoken"),
+    [
+        ("[I am really sad,] I lost it.", "[I am really sad,] I lost it."),
+        ("[] and [ ] and [[nested] prompt] and ]stray[ [12]", "and and [[nested] prompt] and stray"),
+        ("Ph[oe]be [sadly] went.", "Phoebe [sadly] went."),
+    ],
+)
+def test_prompts_kept_only_when_turned_on(raw: str, spoken: str) -> None:
+    assert normalize_text(raw, prompts=True) == spoken
+    assert "[" not in normalize_text(raw) and "]" not in normalize_text(raw)
+
+
+# --- identifiers and dates -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "spoken"),
+    [
+        ("See RFC 9110 and RFC 7232, section 2.3.",
+         "See RFC nine one one zero and RFC seven two three two, section two point three."),
+        ("Fixes issue #12808, issue 15658 and bug entry 123456.",
+         "Fixes issue number one two eight zero eight, issue one five six five eight and bug entry one two three "
+         "four five six."),
+        ("They issue 5000 permits; issue 12 is open.", "They issue five thousand permits; issue twelve is open."),
+        ("No. 12345 and #4521, but No. 5.", "Number one two three four five and number four five two one, but number five."),
+        ("Version 1.14, then v1.2.3.", "Version one point fourteen, then version one point two point three."),
+        ("Go 1.8 needs OS X 10.8 or DragonFly 4.4.4; Python 3.10.",
+         "Go one point eight needs OS X ten point eight or DragonFly four point four point four; Python three point ten."),
+        ("About 3.14 metres and 2.25 kilos.", "About three point one four metres and two point two five kilos."),
+        ("HTTP/2 Push over HTTP/1.1.", "HTTP two Push over HTTP one point one."),
+        ("AES-128 with SHA-256, XX-100.", "AES-one twenty-eight with SHA-two fifty-six, XX-one hundred."),
+        ("Faster by 20-30%, or 0-10%.", "Faster by twenty to thirty percent, or zero to ten percent."),
+        ("The Sherry of 1818 does well.", "The Sherry of eighteen eighteen does well."),
+        ("See vol. xx, p. 659, and Vol. v.", "See volume twenty, page six hundred and fifty-nine, and Volume five."),
+        ("It was 2-7/8 inches.", "It was two and seven eighths inches."),
+        ("Set `-ssa=0` or `GOARM=1024`.", "Set -ssa equals zero or GOARM equals one zero two four."),
+        ("We met on 3 May 2019 here.", "We met on the third of May, twenty nineteen here."),
+        ("3 May 2019 was a Friday.", "The third of May, twenty nineteen was a Friday."),
+        ("By the 21st May it was done.", "By the twenty-first of May it was done."),
+        ("It began June 1, 2017.", "It began June first, twenty seventeen."),
+        ("Write to jane.doe@example.org now.", "Write to jane dot doe at example dot org now."),
+        ("II. Trade", "Two. Trade"),
+        ("II. TRADE", "Two. Trade"),
+        ("IV. The storm came.", "Four. The storm came."),
+        ("I. Think about your audience", "One. Think about your audience"),
+        ("C. D.", "C. D."),
+        ("I went. I said so.", "I went. I said so."),
+        ('"No\u2014"\u2014he began.', '"No," he began.'),
+        ('"Wait--" he said.', '"Wait," he said.'),
+    ],
+)
+def test_identifiers_dates_and_subheadings(raw: str, spoken: str) -> None:
+    assert normalize_text(raw) == spoken
+    assert normalize_text(spoken) == spoken
 
 
 # --- capitals -----------------------------------------------------------------------------------------
@@ -258,6 +319,8 @@ def test_normalisation_is_idempotent(raw: str) -> None:
 
 @PROPERTY
 @given(st.text())
+@example("A\ud7fcE A")  # recased two ways: "A\ud7fcE a", then "A\ud7fce a" (issue 18)
+@example("DON'T GO, O'BRIEN")
 def test_normalisation_of_any_text_is_idempotent(raw: str) -> None:
     once = normalize_text(raw)
     assert normalize_text(once) == once

@@ -56,6 +56,7 @@ quality: draft
 seed: 3
 credits: false
 speak_titles: false
+prompts: true
 source: book.txt
 """)
     from tasks import synth

@@ -133,7 +133,7 @@ def test_workers_with_their_own_cache_folder_render_a_complete_book(
 
     def runner() -> DaskTaskRunner:
         return DaskTaskRunner(cluster_kwargs={
-            "n_workers": 2, "threads_per_worker": 1, "processes": True, "dashboard_address": None,
+            "n_workers": 2, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0",
             "env": {"AUDIOBOOK_CACHE_DIR": str(worker_cache)}, "preload": ["tests.separate_disk_worker"],
         })
 

@@ -3,6 +3,7 @@ stores nothing; a book is checked whole in a staging folder and moved into place
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import threading
@@ -23,15 +24,33 @@ from tasks.errors import UserError
 from tasks.manifest import Manifest, parse_yaml, validate_manifest
 
 from . import library
-from .auth import require_auth, signed_in, token_matches
+from .auth import (
+    Guesses,
+    client_of,
+    host_allowed,
+    refuse_cross_site,
+    require_auth,
+    session_value,
+    signed_in,
+    token_matches,
+)
 from .backend import RunBackend, RunStatus
 from .config import TOKEN_COOKIE, Refusal, ServiceConfig, check_name
 from .health import GPU, available_engines, health
+from .library import STAGING_PREFIX, public_message, remove_stale_staging
 from .uploads import StagedBook, document_metadata, read_form, stage_book
 
 HERE = Path(__file__).parent
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
 COOKIE_MAX_AGE_S = 30 * 24 * 3600
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                               "form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+log = logging.getLogger("audiobook.service")
 
 
 def create_app(config: ServiceConfig, runs: RunBackend) -> FastAPI:
@@ -41,6 +60,22 @@ def create_app(config: ServiceConfig, runs: RunBackend) -> FastAPI:
     templates.env.filters["urldecode"] = urllib.parse.unquote
     GPU.start()
     submit_lock = threading.Lock()
+    app.state.guesses = Guesses()
+    remove_stale_staging(config.manifests_dir)
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Any) -> Response:
+        """The Host allow-list (DNS rebinding), then the page's security headers on every answer."""
+        if not host_allowed(request, config):
+            host = request.headers.get("host", "")[:80]
+            response: Response = JSONResponse(
+                {"error": f"Host {host!r} is not a name this service answers to: open it as 127.0.0.1 or "
+                          "localhost, or list the name in AUDIOBOOK_ALLOWED_HOSTS"}, status_code=400)
+        else:
+            response = await call_next(request)
+        for header, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(header, value)
+        return response
 
     @app.exception_handler(Refusal)
     async def _refused(request: Request, exc: Refusal) -> JSONResponse:
@@ -66,10 +101,16 @@ def create_app(config: ServiceConfig, runs: RunBackend) -> FastAPI:
         try:
             found = runs.statuses(names)
         except Exception as exc:  # Prefect unreachable: say so, do not fail the page
-            why = f"cannot read the run's state: {type(exc).__name__}: {exc}"[:500]
+            log.warning("cannot read the runs' states: %s: %s", type(exc).__name__, exc)
+            why = public_message(f"cannot read the run's state: {type(exc).__name__}: {exc}")[:500]
             return {n: {"status": "completed" if library.read_report(config, n) else "unknown", "run_id": None,
                         "ui_url": None, "message": why, "progress": None} for n in names}
-        return {n: _status_fields(found.get(n)) for n in names}
+        fields = {n: _status_fields(found.get(n)) for n in names}
+        for name, entry in fields.items():
+            if entry["message"] and (public := public_message(entry["message"])) != entry["message"]:
+                log.info("book %s: %s", name, entry["message"])
+                entry["message"] = public
+        return fields
 
     def book_entry(name: str, status: dict[str, Any], *, detail: bool = False) -> dict[str, Any]:
         report = library.read_report(config, name)
@@ -216,7 +257,7 @@ def create_app(config: ServiceConfig, runs: RunBackend) -> FastAPI:
             raise Refusal(415, f"unsupported content type {ctype[:80] or '(none)'!r}: send multipart/form-data "
                                "with 'file' fields (and optionally 'manifest')")
         config.manifests_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=config.manifests_dir, prefix=".incoming-"))
+        staging = Path(tempfile.mkdtemp(dir=config.manifests_dir, prefix=STAGING_PREFIX))
         try:
             (staging / "spool").mkdir()
             form = await read_form(request, config, staging / "spool")
@@ -364,7 +405,7 @@ def create_app(config: ServiceConfig, runs: RunBackend) -> FastAPI:
             raise Refusal(400, f"bad file path {file[:80]!r}")
         suffix = Path(file).suffix.lower()
         if suffix not in library.MEDIA_TYPES or (suffix == ".json" and file != "report.json"):
-            raise Refusal(404, f"no such file: {file[:80]!r} (downloads are the .m4b, the .mp3 files and report.json)")
+            raise Refusal(404, f"no such file: {file[:80]!r} (downloads are the .m4b, .epub, .mp3, .vtt and .srt files and report.json)")
         out_root = config.output_dir.resolve()
         folder = library.book_dir(config, name)
         try:
@@ -395,20 +436,28 @@ def create_app(config: ServiceConfig, runs: RunBackend) -> FastAPI:
     async def sign_in(request: Request) -> JSONResponse:
         """Check the token once and keep it in an HttpOnly, SameSite=Strict cookie (JavaScript never
         holds it after this request)."""
-        form = await request.form(max_files=0, max_fields=2, max_part_size=4096)
+        refuse_cross_site(request, config)
+        if config.token is not None:
+            app.state.guesses.check(client_of(request))
+        try:
+            form = await request.form(max_files=0, max_fields=2, max_part_size=4096)
+        except Exception as exc:  # malformed form: starlette raises MultiPartException / HTTPException
+            raise Refusal(400, f"field 'token': malformed form: {getattr(exc, 'detail', None) or exc}") from None
         token = form.get("token")
         await form.close()
         if config.token is None:
             return JSONResponse({"signed_in": True, "token_required": False})
         if not isinstance(token, str) or not token_matches(token.strip(), config.token):
+            app.state.guesses.failed(client_of(request))
             raise Refusal(401, "field 'token': wrong token: ask whoever runs the service for it")
         response = JSONResponse({"signed_in": True, "token_required": True})
-        response.set_cookie(TOKEN_COOKIE, token.strip(), max_age=COOKIE_MAX_AGE_S, path="/", httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
+        response.set_cookie(TOKEN_COOKIE, session_value(config.token), max_age=COOKIE_MAX_AGE_S, path="/",
+                            httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return response
 
     @app.delete("/session")
-    def sign_out() -> JSONResponse:
+    def sign_out(request: Request) -> JSONResponse:
+        refuse_cross_site(request, config)
         response = JSONResponse({"signed_in": False})
         response.delete_cookie(TOKEN_COOKIE, path="/", httponly=True, samesite="strict")
         return response
@@ -428,6 +477,9 @@ def create_app(config: ServiceConfig, runs: RunBackend) -> FastAPI:
         chapters = (entry.get("report") or {}).get("chapters") or []
         rows = [{"title": c.get("title"), "duration_s": c.get("duration_s"),
                  "audio": mp3s[i] if i < len(mp3s) else None} for i, c in enumerate(chapters)]
+        for row in rows:  # the chapter's captions: the page highlights the sentence being read
+            vtt = row["audio"][:-4] + ".vtt" if row["audio"] else None
+            row["captions"] = vtt if vtt in entry["files"] else None
         m4b = next((f for f in entry["files"] if f.endswith(".m4b")), None)
         return templates.TemplateResponse(request, "book.html", {**page_context(request), "book": entry,
                                                                  "chapters": rows, "m4b": m4b})

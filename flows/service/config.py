@@ -7,6 +7,9 @@ Limits are in bytes or counts, each with its environment variable:
     AUDIOBOOK_MAX_REQUEST_BYTES     one POST /books request, all parts together               256 MiB
     AUDIOBOOK_MAX_UNPACKED_BYTES    a .zip, EPUB or DOCX once unpacked                        512 MiB
     AUDIOBOOK_MAX_MEMBERS           members of a .zip, EPUB or DOCX                           2000
+
+AUDIOBOOK_ALLOWED_HOSTS (comma-separated host names, `*` for any) is the Host header allow-list; by
+default loopback names only without a token, any host with one (see auth.host_allowed).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ DEFAULT_MAX_UNPACKED_BYTES = 512 << 20
 DEFAULT_MAX_MEMBERS = 2000
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TOKEN_COOKIE = "audiobook_token"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
 
 
 class Refusal(Exception):
@@ -81,6 +85,7 @@ class ServiceConfig:
     max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
     max_members: int = DEFAULT_MAX_MEMBERS
     validate_plan: bool = True  # check engine, voice and sources as `audiobook check` does before storing
+    allowed_hosts: tuple[str, ...] | None = None  # Host header names; None: the default (see auth.host_allowed)
 
     @property
     def voices(self) -> Path:
@@ -90,7 +95,7 @@ class ServiceConfig:
     def from_env(cls) -> ServiceConfig:
         """AUDIOBOOK_MANIFESTS_DIR / AUDIOBOOK_OUTPUT_DIR / AUDIOBOOK_VOICES_DIR (see tasks.paths),
         AUDIOBOOK_TOKEN or AUDIOBOOK_TOKEN_FILE, AUDIOBOOK_PUBLIC_DOWNLOADS=1, the limits above,
-        PREFECT_UI_URL (else derived from PREFECT_API_URL)."""
+        AUDIOBOOK_ALLOWED_HOSTS, PREFECT_UI_URL (else derived from PREFECT_API_URL)."""
         token = os.environ.get("AUDIOBOOK_TOKEN") or None
         if token is None and (token_file := os.environ.get("AUDIOBOOK_TOKEN_FILE")):
             try:
@@ -115,4 +120,25 @@ class ServiceConfig:
             max_request_bytes=_positive_int("AUDIOBOOK_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
             max_unpacked_bytes=_positive_int("AUDIOBOOK_MAX_UNPACKED_BYTES", DEFAULT_MAX_UNPACKED_BYTES),
             max_members=_positive_int("AUDIOBOOK_MAX_MEMBERS", DEFAULT_MAX_MEMBERS),
+            allowed_hosts=parse_hosts(os.environ.get("AUDIOBOOK_ALLOWED_HOSTS")),
         )
+
+
+def parse_hosts(raw: str | None) -> tuple[str, ...] | None:
+    """AUDIOBOOK_ALLOWED_HOSTS: "books.example.com, 10.0.0.5" -> lower-case names (a port is ignored)."""
+    if raw is None or not raw.strip():
+        return None
+    hosts = []
+    for item in raw.split(","):
+        host = item.strip().lower()
+        if host:
+            hosts.append(host if host == "*" else split_host(host))
+    return tuple(hosts) or None
+
+
+def split_host(netloc: str) -> str:
+    """The host name of a Host header or an origin's netloc, without its port: "[::1]:8080" -> "[::1]"."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        return netloc[: netloc.find("]") + 1] if "]" in netloc else netloc
+    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc

@@ -209,19 +209,48 @@ def extract_zip(path: Path, dest: Path, limits: Limits, what: str) -> list[Path]
         strip = len(tops) == 1 and all(len(PurePosixPath(i.filename).parts) > 1 for i in infos)
         root = dest.resolve()
         budget = limits.unpacked_bytes
-        for info in infos:
-            parts = PurePosixPath(info.filename).parts[1 if strip else 0:]
-            if any(p.startswith(".") for p in parts):
-                raise Refusal(422, f"file {what!r}: member {info.filename[:120]!r} is hidden: pack visible files only")
+        planned = _layout(infos, strip, what)
+        for info, parts in zip(infos, planned, strict=True):
             target = dest.joinpath(*parts)
             if not target.resolve().is_relative_to(root):
                 raise Refusal(422, f"file {what!r}: member {info.filename[:120]!r} points outside the folder")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as src, open(target, "xb") as out:
-                copied = _copy_bounded(src, out, min(limits.file_bytes, budget))
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as src, open(target, "xb") as out:
+                    copied = _copy_bounded(src, out, min(limits.file_bytes, budget))
+            except OSError as exc:  # what _layout cannot foresee (a case-insensitive file system, ...)
+                raise Refusal(422, f"file {what!r}: cannot unpack member {info.filename[:120]!r}: {exc.strerror}: "
+                                   "pack plain, distinct file names") from None
             budget -= copied
             written.append(target)
     return written
+
+
+MAX_NAME_BYTES = 255
+
+
+def _layout(infos: list[zipfile.ZipInfo], strip: bool, what: str) -> list[tuple[str, ...]]:
+    """Where each member goes (its path parts), refusing before anything is written: hidden names,
+    names too long for the file system, the same path twice, and a file where another member needs a
+    folder (`a` beside `a/b.txt`)."""
+    files: set[tuple[str, ...]] = set()
+    folders: set[tuple[str, ...]] = set()
+    out: list[tuple[str, ...]] = []
+    for info in infos:
+        parts = PurePosixPath(info.filename).parts[1 if strip else 0:]
+        member = f"file {what!r}: member {info.filename[:120]!r}"
+        if any(p.startswith(".") for p in parts):
+            raise Refusal(422, f"{member} is hidden: pack visible files only")
+        if any(len(p.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for p in parts):
+            raise Refusal(422, f"{member} has a name over {MAX_NAME_BYTES} bytes: give it a shorter name")
+        if parts in files:
+            raise Refusal(422, f"{member} is in the archive twice: pack each file once")
+        if parts in folders or any(parts[:i] in files for i in range(1, len(parts))):
+            raise Refusal(422, f"{member} is both a file and a folder in the archive: rename one of them")
+        files.add(parts)
+        folders.update(parts[:i] for i in range(1, len(parts)))
+        out.append(parts)
+    return out
 
 
 def _copy_bounded(src: object, out: object, limit: int) -> int:

@@ -7,7 +7,10 @@ A book NAME is `manifests/NAME/NAME.yaml` (a folder of its own, as POST /books s
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import shutil
 import tempfile
 import threading
 import urllib.parse
@@ -19,7 +22,10 @@ from tasks.manifest import parse_yaml
 
 from .config import DEFAULT_MAX_UPLOAD_BYTES, NAME_RE, ServiceConfig
 
-MEDIA_TYPES = {".m4b": "audio/mp4", ".mp3": "audio/mpeg", ".json": "application/json"}
+STAGING_PREFIX = ".incoming-"  # an upload's staging folder in manifests/
+log = logging.getLogger("audiobook.service")
+MEDIA_TYPES = {".m4b": "audio/mp4", ".mp3": "audio/mpeg", ".json": "application/json",
+               ".epub": "application/epub+zip", ".vtt": "text/vtt", ".srt": "application/x-subrip"}
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 REPORT_SUMMARY_KEYS = (
     "title", "author", "engine", "voice", "quality", "duration_s", "chunks_total", "chunks_synthesized",
@@ -46,7 +52,8 @@ def book_exists(config: ServiceConfig, name: str) -> bool:
 
 
 def book_files(config: ServiceConfig, name: str) -> list[str]:
-    """Downloadable files of a book (relative to output/NAME): the M4B, the MP3s, report.json."""
+    """Downloadable files of a book (relative to output/NAME): the M4B, the EPUB, the MP3s and their
+    captions, report.json."""
     folder = book_dir(config, name)
     if not folder.is_dir() or folder.is_symlink():
         return []
@@ -60,7 +67,7 @@ def book_files(config: ServiceConfig, name: str) -> list[str]:
         if path.suffix.lower() == ".json" and rel.as_posix() != "report.json":
             continue
         found.append(rel.as_posix())
-    order = {".m4b": 0, ".mp3": 1, ".json": 2}
+    order = {".m4b": 0, ".epub": 0, ".mp3": 1, ".vtt": 1, ".srt": 1, ".json": 2}
     return sorted(found, key=lambda f: (order[Path(f).suffix.lower()], f))
 
 
@@ -169,3 +176,23 @@ def write_new(path: Path, data: bytes, *, overwrite: bool) -> None:
             os.link(tmp, path)  # atomic, and refuses an existing file
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def remove_stale_staging(manifests_dir: Path) -> None:
+    """Remove the staging folders of uploads a killed server left behind (`.incoming-*`)."""
+    try:
+        stale = [p for p in manifests_dir.glob(f"{STAGING_PREFIX}*") if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s, left by an upload that never finished", path)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s'\"/:,;()]+)+/?")
+
+
+def public_message(message: str) -> str:
+    """A failure's reason without the server's absolute paths: each is cut to its last part
+    ("/srv/audiobook/cache/chunks/ab/x.flac" -> "x.flac"); the full text goes to the log."""
+    return _ABSOLUTE_PATH.sub(lambda m: Path(m[0].rstrip("/")).name or "/", message)

@@ -12,11 +12,13 @@ built from the form's fields and the document's own metadata (title, author, cov
 
 from __future__ import annotations
 
+import errno
 import re
 import unicodedata
+import zipfile
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -24,6 +26,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from tasks.errors import UserError
+from tasks.manifest import parse_yaml
 
 from .config import Refusal, ServiceConfig, check_name
 from .filetypes import Limits, expected_kind, extract_zip, sniff
@@ -31,6 +34,7 @@ from .filetypes import Limits, expected_kind, extract_zip, sniff
 FORM_FIELDS = ("name", "title", "author", "narrator", "engine", "voice", "quality", "overwrite")
 DOCUMENT_KINDS = {"epub", "docx", "text", "html"}
 MAX_FILES = 200
+MAX_NAME_BYTES = 255  # a file name's length limit on Linux file systems (ENAMETOOLONG past it)
 
 
 @dataclass
@@ -86,6 +90,9 @@ def plain_filename(raw: str | None, what: str) -> str:
     if (not name or "/" in name or "\\" in name or "\x00" in name or name.startswith(".") or len(name) > 200
             or any(unicodedata.category(c).startswith("C") for c in name)):
         raise Refusal(400, f"field {what!r}: bad file name {name[:80]!r}: give a plain name such as book.epub")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise Refusal(400, f"field {what!r}: file name {name[:40]!r}... is over {MAX_NAME_BYTES} bytes in UTF-8: "
+                           "give the file a shorter name")
     return name
 
 
@@ -102,7 +109,10 @@ async def read_form(request: Request, config: ServiceConfig, spool: Path) -> For
     except Refusal:
         raise
     except Exception as exc:  # malformed multipart: starlette raises MultiPartException / HTTPException
-        raise Refusal(400, f"malformed multipart upload: {getattr(exc, 'detail', None) or exc}") from None
+        detail = str(getattr(exc, "detail", None) or exc)
+        if detail.startswith(("Too many files", "Too many fields")):  # starlette's words for max_files/fields
+            raise Refusal(413, f"{detail.rstrip('.')}: send at most {MAX_FILES} files in one request") from None
+        raise Refusal(400, f"malformed multipart upload: {detail}") from None
     form = Form()
     limits = limits_of(config)
     try:
@@ -118,14 +128,12 @@ async def read_form(request: Request, config: ServiceConfig, spool: Path) -> For
                     raise Refusal(413, f"file {filename!r} is {value.size} bytes, over the {config.max_file_bytes} "
                                        "byte limit for one file (AUDIOBOOK_MAX_FILE_BYTES)")
                 target = spool / filename
-                with open(target, "xb") as out:
-                    copied = 0
-                    while chunk := await value.read(1 << 16):
-                        copied += len(chunk)
-                        if copied > config.max_file_bytes:
-                            raise Refusal(413, f"file {filename!r} is over the {config.max_file_bytes} byte "
-                                               "limit for one file (AUDIOBOOK_MAX_FILE_BYTES)")
-                        out.write(chunk)
+                try:
+                    copied = await _spool(value, target, filename, config.max_file_bytes)
+                except OSError as exc:
+                    raise Refusal(400 if exc.errno in (errno.ENAMETOOLONG, errno.EEXIST, errno.EINVAL) else 507,
+                                  f"field {key!r}: cannot store {filename[:80]!r}: {exc.strerror}: "
+                                  "give the file a shorter, plain name") from None
                 if key == "manifest":
                     if expected_kind(filename) != "text" or Path(filename).suffix.lower() not in (".yaml", ".yml"):
                         raise Refusal(415, f"field 'manifest': {filename!r} is not a .yaml file: send the manifest")
@@ -142,6 +150,18 @@ async def read_form(request: Request, config: ServiceConfig, spool: Path) -> For
     finally:
         await raw.close()
     return form
+
+
+async def _spool(upload: UploadFile, target: Path, filename: str, limit: int) -> int:
+    with open(target, "xb") as out:
+        copied = 0
+        while chunk := await upload.read(1 << 16):
+            copied += len(chunk)
+            if copied > limit:
+                raise Refusal(413, f"file {filename!r} is over the {limit} byte limit for one file "
+                                   "(AUDIOBOOK_MAX_FILE_BYTES)")
+            out.write(chunk)
+    return copied
 
 
 def name_from_title(title: str) -> str:
@@ -185,18 +205,27 @@ def stage_book(form: Form, staging: Path, config: ServiceConfig) -> tuple[Staged
     if yamls:  # a manifest sent as one of the files
         manifest_upload = yamls[0]
         files.remove(manifest_upload)
+    if manifest_upload is not None and manifest_upload.path.stat().st_size > config.max_upload_bytes:
+        raise Refusal(413, f"file {manifest_upload.filename!r}: over the {config.max_upload_bytes} byte limit for "
+                           "a manifest: keep it short (chapter text goes in files beside it)")
     manifest_yaml = form.manifest_text if manifest_upload is None else manifest_upload.path.read_bytes()
     name_hint = Path(manifest_upload.filename).stem if manifest_upload else None
     zips = [u for u in files if u.kind == "zip"]
     if zips:
         if len(files) != 1 or manifest_yaml is not None:
             raise Refusal(400, "field 'file': send a .zip of a manifest folder on its own, without other files")
+        _refuse_big_manifest_member(zips[0], config)
         extract_zip(zips[0].path, folder, limits_of(config), zips[0].filename)
         top_yamls = [p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()]
         if len(top_yamls) > 1:
             raise Refusal(422, f"file {zips[0].filename!r}: {len(top_yamls)} manifests at the top of the archive: "
                                "keep exactly one .yaml there")
         if top_yamls:
+            size = top_yamls[0].stat().st_size
+            if size > config.max_upload_bytes:  # before reading, let alone parsing, it
+                raise Refusal(413, f"file {zips[0].filename!r}: the manifest {top_yamls[0].name!r} is {size} bytes, "
+                                   f"over the {config.max_upload_bytes} byte limit for a manifest: keep it short "
+                                   "(chapter text goes in files beside it)")
             manifest_yaml, name_hint = top_yamls[0].read_bytes(), top_yamls[0].stem
             top_yamls[0].unlink()
         contents = [Upload("file", str(p.relative_to(folder)), p, expected_kind(p.name) or "")
@@ -221,7 +250,7 @@ def stage_book(form: Form, staging: Path, config: ServiceConfig) -> tuple[Staged
         name = check_name(raw_name)
     except Refusal as exc:
         raise Refusal(400, f"field 'name': {exc.error}") from None
-    voice = _voice_of(manifest_yaml)
+    voice = _voice_of(manifest_yaml, config)
     moved: list[Path] = []
     if clips:
         if not voice or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", voice) or ".." in voice:
@@ -238,11 +267,31 @@ def stage_book(form: Form, staging: Path, config: ServiceConfig) -> tuple[Staged
     return StagedBook(name, folder, manifest_file, manifest_yaml, voice or "", moved, generated), overwrite
 
 
-def _voice_of(manifest_yaml: bytes) -> str | None:
+def _refuse_big_manifest_member(upload: Upload, config: ServiceConfig) -> None:
+    """A manifest at the top of the archive (or of its one folder) over the manifest limit, refused from
+    the archive's directory: before anything is unpacked."""
+    with zipfile.ZipFile(upload.path) as archive:
+        infos = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+    parts = [PurePosixPath(i.filename).parts for i in infos]
+    strip = len({p[0] for p in parts if p}) == 1 and all(len(p) > 1 for p in parts)
+    for info, p in zip(infos, parts, strict=True):
+        if len(p) == 1 + strip and PurePosixPath(info.filename).suffix.lower() in (".yaml", ".yml") \
+                and info.file_size > config.max_upload_bytes:
+            raise Refusal(413, f"file {upload.filename!r}: the manifest {p[-1]!r} is {info.file_size} bytes, over "
+                               f"the {config.max_upload_bytes} byte limit for a manifest: keep it short (chapter "
+                               "text goes in files beside it)")
+
+
+def _voice_of(manifest_yaml: bytes, config: ServiceConfig) -> str | None:
+    """The manifest's voice, read only after its size is checked, with the manifest's own parser
+    (bounded depth, no aliases); None when it does not parse (validation then says why)."""
+    if len(manifest_yaml) > config.max_upload_bytes:
+        raise Refusal(413, f"field 'manifest': {len(manifest_yaml)} bytes, over the {config.max_upload_bytes} "
+                           "byte limit for a manifest: keep it short (chapter text goes in files beside it)")
     try:
-        data = yaml.safe_load(manifest_yaml)
-    except yaml.YAMLError:
-        return None  # validation says why, with the line
+        data = parse_yaml(manifest_yaml, Path("manifest.yaml"))
+    except UserError:
+        return None
     voice = data.get("voice") if isinstance(data, dict) else None
     return str(voice) if isinstance(voice, str) else None
 

@@ -1,5 +1,6 @@
 """`python -m tasks.documents FILE... [--notes end] [--keep imprint,colophon] [--full]`: print how a
-source document reads: metadata, each chapter's title and word count, what was skipped and why."""
+source document reads: metadata and encoding, each chapter's title and word count, what was skipped
+and why, and the word ledger (words kept and skipped by reason, per chapter)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from tasks.documents import ReadOptions, read_document
+from tasks.documents.ledger import ledger_lines
 from tasks.errors import SourceError
 
 
@@ -33,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         m = doc.metadata
         cover = f"{m.cover_media_type}, {len(m.cover)} bytes" if m.cover else "none"
-        print(f"== {path.name}: {m.title!r} by {', '.join(m.authors) or '?'} ({m.language}); cover {cover}")
+        print(f"== {path.name}: {m.title!r} by {', '.join(m.authors) or '?'} ({m.language}); cover {cover}; "
+              f"encoding {doc.encoding or 'as its XML parts declare'}")
         for chapter in doc.chapters:
             words = sum(len(p.split()) for p in chapter.paragraphs)
             print(f"  {words:6d} words  {chapter.title}")
@@ -43,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  skipped {skipped.words:5d} words  {skipped.what}: {skipped.reason}")
         for warning in doc.warnings:
             print(f"  warning: {warning}")
+        print("  word ledger:")
+        for line in ledger_lines(doc):
+            print(f"  {line}")
     return status
 
 

@@ -19,12 +19,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tasks.documents.model import ReadOptions, Skipped
+from tasks.documents.model import ReadOptions, Skipped, skip
 from tasks.documents.xhtml import Block, clean_title, join_title
 
 _PG_START = re.compile(r"\*\*\*\s*START OF TH[EI]S? PROJECT GUTENBERG", re.I)
 _PG_END = re.compile(r"\*\*\*\s*END OF TH[EI]S? PROJECT GUTENBERG|^End of (?:the )?Project Gutenberg", re.I)
 _BY = re.compile(r"^by\s", re.I)
+_NAMED = re.compile(r"^(?:preface|prologue|introduction|foreword|acknowledg(?:e)?ments|dedication|epigraph)\.?$", re.I)
 EPIGRAPH_MAX_WORDS = 150  # unlabelled text under the book's own title entry, this short, is its epigraph
 
 
@@ -68,29 +69,77 @@ def _reason(kind: str, options: ReadOptions) -> str:
         return "notes are not read; set reading.notes to 'end' to hear each after the chapter that refers to it"
     if kind == "chrome":
         return "web page navigation, header, footer or sidebar"
+    if kind == "image":
+        return "image captions are not read; set reading.image_alt to read them"
+    if kind == "transcriber":
+        return "notes on the digital edition, not the book"
+    if kind == "table":
+        return "tables are not read aloud"
     return f"publisher matter; add '{kind}' to reading.keep to read it"
 
 
+# matter kind -> the ledger's reason
+LEDGER_KIND = {
+    "toc": "contents", "titlepage": "title page", "halftitle": "title page", "header": "licence", "license": "licence",
+    "copyright": "copyright page", "imprint": "imprint", "colophon": "colophon", "notes": "footnote",
+    "chrome": "web page navigation", "image": "image", "transcriber": "transcriber's note", "index": "index",
+}  # fmt: skip
+_DROP_WHAT = {
+    "page number": "page numbers of the printed book are not read",
+    "footnote marker": "a note's number in the text is not read (the note is read or skipped by reading.notes)",
+    "image": "images are not read; set reading.image_alt to read their alt text",
+    "transcriber's note": "notes on the digital edition, not the book",
+    "markup label": "the sidenote's text is read, not its label",
+}
+
+
 class _Skips:
+    """What was skipped, grouped by (what, kind, chapter node); chapter titles are filled in last."""
+
     def __init__(self, options: ReadOptions) -> None:
         self.options = options
-        self.items: dict[tuple[str, str], list[object]] = {}
+        self.items: dict[tuple[str, str, int], tuple[str, str, object, list[str]]] = {}
 
-    def add(self, block: Block, chapter: str | None = None, kind: str | None = None) -> None:
+    def add(self, block: Block, node: object = None, kind: str | None = None) -> None:
         kind = kind or block.matter or "toc"
         token = block.token or kind
         if kind in ("header", "license") and token.startswith("pg"):
             what = f"Project Gutenberg {'header' if kind == 'header' else 'licence'} ({block.source})"
+        elif kind == "table":
+            what = token
         else:
             what = f"{block.source} ({token})" if block.source else token
-        entry = self.items.setdefault((what, kind), [what, _reason(kind, self.options), 0, chapter])
-        entry[2] = int(str(entry[2])) + block.words
+        self.text(what, LEDGER_KIND.get(kind, kind), _reason(kind, self.options), node, block.text)
+        self.drops(block, node)
 
-    def result(self) -> tuple[Skipped, ...]:
-        return tuple(
-            Skipped(what=str(w), reason=str(r), words=int(str(n)), chapter=c if isinstance(c, str) else None)
-            for w, r, n, c in self.items.values()
-        )
+    def drops(self, block: Block, node: object) -> None:
+        for kind, text in block.dropped:
+            self.text(kind, kind, _DROP_WHAT.get(kind, kind), node, text)
+
+    def text(self, what: str, kind: str, reason: str, node: object, text: str) -> None:
+        entry = self.items.setdefault((what, kind, id(node)), (kind, reason, node, []))
+        entry[3].append(text)
+
+    def result(self, titles: dict[int, str]) -> tuple[Skipped, ...]:
+        out = []
+        for (what, _, _), (kind, reason, node, texts) in self.items.items():
+            out.append(skip(kind, " ".join(texts), what=what, reason=reason, chapter=titles.get(id(node))))
+        return tuple(out)
+
+
+# A heading that names what follows as matter, not a chapter: (pattern, matter kind)
+_MATTER_HEADINGS = (
+    (re.compile(r"^(?:table of )?contents\.?$|^list of (?:illustrations|plates|figures|maps)\.?$|^illustrations$", re.I),
+     "toc"),
+    (re.compile(r"^transcriber['\u2019]?s notes?\.?$", re.I), "transcriber"),
+    (re.compile(r"^(?:foot|end)?notes\.?$", re.I), "notes"),
+    (re.compile(r"^index\.?$", re.I), "index"),
+)
+
+
+def _matter_heading(text: str) -> str | None:
+    text = " ".join(text.split())
+    return next((kind for pattern, kind in _MATTER_HEADINGS if pattern.match(text)), None)
 
 
 def _readable(block: Block, options: ReadOptions) -> bool:
@@ -149,14 +198,21 @@ def assemble(
     segments = [(pre, 0, order[0].pos if order else len(blocks))]
     for i, node in enumerate(order):
         segments.append((node, node.pos, order[i + 1].pos if i + 1 < len(order) else len(blocks)))
+    matter_kind: dict[int, str] = {}  # node -> the kind of the first matter skipped in its segment
     for node, start, end in segments:
         kept: list[Block] = []
         had_matter = False
+        first_heading = next((b.text for b in blocks[start:end] if _readable(b, options)), "")
+        named = _matter_heading(node.label) or (
+            _matter_heading(first_heading) if start < end and blocks[start].heading else None)
+        if named is not None and named in options.keep:
+            named = None
         for b in blocks[start:end]:
-            if _readable(b, options):
+            if _readable(b, options) and named is None:
                 kept.append(b)
             else:
-                skips.add(b)
+                skips.add(b, node, kind=named if _readable(b, options) else None)
+                matter_kind.setdefault(id(node), LEDGER_KIND.get(named or b.matter or "", named or b.matter or ""))
                 had_matter = True
         lead = 0
         while lead < len(kept) and kept[lead].heading:
@@ -166,12 +222,12 @@ def assemble(
         if book and (clean_title(node.label).casefold() == book or (node.headings and not node.label and clean_title(
             node.headings[0]).casefold() == book)):  # a title page: its "by ..." lines are not text
             while node.body and _BY.match(node.body[0].text) and node.body[0].words <= 12:
-                skips.add(node.body.pop(0), kind="titlepage")
+                skips.add(node.body.pop(0), node, kind="titlepage")
                 had_matter = True
         node.front = next((b.front for b in kept if b.front), None)
         if node.body and _looks_like_contents(node.body) and "toc" not in options.keep:
             for b in node.body:
-                skips.add(b, kind="toc")
+                skips.add(b, node, kind="toc")
             node.body, had_matter = [], True
         node.status = "chapter" if node.body else ("matter" if had_matter else "empty")
 
@@ -201,9 +257,19 @@ def assemble(
         return chain[::-1]
 
     found: list[tuple[str, list[str]]] = []
+    titles: dict[int, str] = {}
     for node, _, _ in segments:
         kids = [c for c in node.children if id(c) in live]
+        heads = " ".join(node.headings)
         if node.status not in ("chapter", "empty") or (node.status == "empty" and (kids or node is pre)):
+            if node.status == "matter" and heads:
+                skips.text(f"heading {heads[:40]!r}", matter_kind.get(id(node), "contents"),
+                           "the heading of a part that is not read", node, heads)
+            elif node.status == "empty" and (node is pre or label(node).casefold() == book) and heads:
+                skips.text("title", "title page", "the title and author are announced from the manifest", node, heads)
+            elif node.status == "empty" and kids and options.part_titles.find("{part}") < 0 and heads:
+                skips.text(f"part heading {heads[:40]!r}", "part heading", "reading.part_titles leaves parts out",
+                           node, heads)
             continue
         own = label(node)
         title_page = (  # headings "Title" / "by Author" opening the book, with text after them
@@ -211,12 +277,18 @@ def assemble(
             and any(_BY.match(h) for h in node.headings[1:])
         )  # fmt: skip
         if book and ((node.label and own.casefold() == book) or title_page):  # the book's own title entry or title page
+            skips.text("title", "title page", "the title and author are announced from the manifest", node,
+                       f"{clean_title(node.label)} {heads}" if node.label else heads)
             words = sum(b.words for b in node.body)
             own = (node.front or "").title() or (
                 "Epigraph" if words <= EPIGRAPH_MAX_WORDS else (pre_title if node is pre else own)
             )
+        elif node is pre and not own and node.body and _NAMED.match(node.body[0].text):
+            own = clean_title(node.body.pop(0).text.rstrip("."))  # "Introduction" set as a plain paragraph
         elif node is pre:
-            own = own or (node.front or "").title() or pre_title
+            dedication = len(node.body) <= 3 and sum(b.words for b in node.body) <= 40 and bool(
+                node.body) and node.body[0].text.casefold().startswith("to ")
+            own = own or (node.front or "").title() or ("Dedication" if dedication else pre_title)
         own = own or (node.front or "").title() or node.fallback or f"Chapter {len(found) + 1}"
         chain = prefix(node)
         title = (
@@ -226,11 +298,31 @@ def assemble(
         if options.notes == "end" and note_text is not None:
             paragraphs += _notes(node, blocks, note_text)
         found.append((" ".join(title.split()), paragraphs))
-    return found, skips.result()
+        titles[id(node)] = found[-1][0]
+        lost = _missing(heads, title)
+        if lost:
+            skips.text("heading words", "heading", "the chapter is titled from the table of contents", node, lost)
+        for b in node.body:
+            skips.drops(b, node)
+    for node, start, end in segments:  # page numbers and markers in headings
+        for b in blocks[start:end]:
+            if b.heading and _readable(b, options) and b in node.body:
+                continue
+            if b.heading and _readable(b, options):
+                skips.drops(b, node)
+    return found, skips.result(titles)
+
+
+def _missing(text: str, title: str) -> str:
+    """The words of `text` that `title` lacks (in order), joined."""
+    from tasks.documents.ledger import words
+
+    have = set(words(title))
+    return " ".join(w for w in words(text) if w not in have)
 
 
 def _notes(node: Node, blocks: list[Block], note_text: Callable[[Block, str], list[str]]) -> list[str]:
-    """The notes a chapter refers to, in order of first reference: "Note 1: ..."."""
+    """The notes a chapter refers to, in order of first reference: "Footnote 1: ..."."""
     out: list[str] = []
     seen: set[str] = set()
     for block in node.body:
@@ -240,7 +332,7 @@ def _notes(node: Node, blocks: list[Block], note_text: Callable[[Block, str], li
             seen.add(href)
             text = note_text(block, href)
             if text:
-                head = f"Note {mark}:" if mark and len(mark) <= 4 else "Note:"
+                head = f"Footnote {mark}:" if mark and len(mark) <= 4 else "Footnote:"
                 out.append(f"{head} {text[0]}")
                 out.extend(text[1:])
     return out

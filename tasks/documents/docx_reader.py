@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from tasks.documents.assemble import assemble, heading_nodes
 from tasks.documents.files import MAX_EPUB_BYTES, _check_file
-from tasks.documents.model import Document, Metadata, ReadOptions, Skipped, finish_document
+from tasks.documents.model import Document, Metadata, ReadOptions, Skipped, finish_document, skip
 from tasks.documents.xhtml import Block, clean_title
 from tasks.documents.xmlsafe import declares_entities, open_zip, read_member
 from tasks.errors import SourceError
 
 FIX = "save it again from Word or LibreOffice as .docx (Word Document), or export it as .txt or .md"
+_YEAR = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")
 _HEADING = re.compile(r"^heading\s*([1-9])$", re.I)
 
 
@@ -42,6 +44,15 @@ def _style_kind(style: object) -> tuple[str, int]:
         style = getattr(style, "base_style", None)
         seen += 1
     return "", 0
+
+
+def _unique(cells: list[Any]) -> list[Any]:
+    """A row's cells with merged cells (python-docx repeats them) counted once."""
+    seen: list[Any] = []
+    for cell in cells:
+        if not any(getattr(cell, "_tc", None) is getattr(c, "_tc", 0) for c in seen):
+            seen.append(cell)
+    return seen
 
 
 def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Document:
@@ -71,9 +82,9 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
         for child in document.element.body.iterchildren():
             tag = str(child.tag).rpartition("}")[2]
             if tag == "tbl":
-                words = sum(len(c.text.split()) for row in Table(child, document).rows for c in row.cells)
-                if words:
-                    skipped.append(Skipped(what="a table", reason="tables are not read aloud", words=words))
+                cells = " ".join(c.text for row in Table(child, document).rows for c in _unique(row.cells))
+                if cells.split():  # not read, but placed, so the ledger knows its chapter
+                    blocks.append(Block(" ".join(cells.split()), matter="table", token="a table"))
                 continue
             if tag != "p":
                 continue
@@ -85,8 +96,12 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
             if kind in ("title", "subtitle"):
                 if kind == "title":
                     title_lines.append(text)
+                skipped.append(skip("title page", text, what="title page",
+                                    reason="the title is announced from the manifest"))
                 continue
             block = Block(text, source=path.name)
+            if title_lines and not blocks and len(text.split()) <= 12 and _YEAR.search(text):
+                block.matter, block.token = "titlepage", "title page"  # "March 2011 / Revision 1, May 2011"
             if kind == "toc":
                 block.matter, block.token = "toc", "table of contents"
             elif kind == "heading":

@@ -17,7 +17,7 @@ from pathlib import Path
 from tasks.documents.assemble import Node, assemble
 from tasks.documents.epub_package import FIX, NavEntry, Package, read_package, resolve
 from tasks.documents.files import MAX_EPUB_BYTES, _check_file
-from tasks.documents.model import OPENING, Document, ReadOptions, Skipped, finish_document
+from tasks.documents.model import OPENING, Document, ReadOptions, Skipped, finish_document, skip
 from tasks.documents.xhtml import PUBLISHER, Block, Page, parse_document, walk
 from tasks.documents.xmlsafe import open_zip, read_member
 from tasks.errors import SourceError
@@ -81,12 +81,11 @@ class _Book:
                 continue
             page = self._page(member)
             if not linear:
-                words = sum(b.words for b in page.blocks if b.matter is None)
-                if words:
-                    self.skipped.append(Skipped(
-                        what=f"{posixpath.basename(member)} (non-linear)",
+                text = " ".join(b.text for b in page.blocks if b.matter is None)
+                if text.split():
+                    self.skipped.append(skip(
+                        "non-linear", text, what=f"{posixpath.basename(member)} (non-linear)",
                         reason="marked non-linear in the spine (outside the reading order)",
-                        words=words,
                     ))
                 continue
             if member in self.offsets:

@@ -109,8 +109,11 @@ def _subtitle(line: str, *, more: bool) -> bool:
     """A line under a heading that is its title: short, and in capitals, or (the last line of its
     paragraph) a few words without end punctuation. With `more` lines after it, only capitals will
     do: a mixed-case line there is the first line of a hard-wrapped paragraph."""
-    if not line or len(line) > MAX_TITLE_CHARS or classify_heading([line], alone=True) is not None:
+    if not line or len(line) > MAX_TITLE_CHARS:
         return False
+    named = classify_heading([line], alone=True)
+    if named is not None and (named.kind != "chapter" or named.numbered):
+        return False  # "CHAPTER I" / "INTRODUCTION": a named heading may be a chapter's title
     if any(c.isalpha() for c in line) and not any(c.islower() for c in line):
         return True
     return not more and len(line.split()) <= 10 and line[-1] not in ".!?,;:\"'\u201d\u2019"
@@ -150,6 +153,10 @@ def classify_heading(lines: list[str], *, alone: bool | None = None) -> Heading 
         used = 1
         if not title and len(lines) >= 2 and _subtitle(" ".join(lines[1].split()), more=len(lines) > 2):
             title, used = " ".join(lines[1].split()), 2
+            third = " ".join(lines[2].split()) if len(lines) >= 3 else ""
+            if third and not any(c.islower() for c in title + third) and _subtitle(third, more=len(lines) > 3):
+                # a title of two lines in capitals: two sentences ("The Second Tale. The River's Song")
+                title, used = f"{title.rstrip('.')}. {third}", 3
         if "num" not in m.groupdict() and len(lines) > used and alone is None:
             return None  # "Introduction" heading a longer paragraph is prose
         numbered = "num" in m.groupdict() and kind == "chapter"

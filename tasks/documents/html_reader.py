@@ -15,7 +15,7 @@ from pathlib import Path
 from tasks.documents.assemble import assemble, heading_nodes
 from tasks.documents.files import MAX_TEXT_BYTES, _check_file
 from tasks.documents.model import Document, Metadata, ReadOptions, finish_document
-from tasks.documents.xhtml import Block, clean_title, parse_document, sniff_encoding, walk
+from tasks.documents.xhtml import Block, clean_title, page_encoding, parse_document, walk
 from tasks.errors import SourceError
 
 _PG_TITLE = re.compile(r"^The Project Gutenberg e?Book of (.+?),? by (.+)$", re.I)
@@ -28,7 +28,7 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
         data = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"cannot be read ({exc.strerror or exc})", file=path, fix="check its permissions") from exc
-    encoding = sniff_encoding(data)
+    encoding, encoding_label = page_encoding(data)
     if b"\x00" in data[:8192] and not encoding.startswith("utf-16"):
         raise SourceError("looks like a binary file, not HTML", file=path, fix="save the page as HTML (UTF-8)")
     xml_first = path.suffix.lower() == ".xhtml" or data.lstrip().startswith(b"<?xml")
@@ -43,7 +43,7 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
     title, authors = page.title or None, tuple(a for a in [page.meta.get("author", "")] if a)
     m = _PG_TITLE.match(page.title)
     if m:
-        title, authors = m.group(1), authors or (m.group(2),)
+        title, authors = m.group(1), authors or (m.group(2).rstrip("."),)
     h1 = next((b.text for b in page.blocks if b.heading == 1 and b.matter is None), None)
     if h1 and (not title or (not m and h1.casefold() in title.casefold())):
         title = h1  # "How to Keep Bees | The Garden Blog" -> the page's own heading
@@ -53,6 +53,7 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
         language=page.language,
         description=page.meta.get("description") or None,
     )
+    _mark_title_page(page.blocks, metadata.title)
     roots = heading_nodes(page.blocks, doc=path.name)
     found, skipped = assemble(
         page.blocks,
@@ -62,7 +63,36 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
         pre_title=title_hint or metadata.title or path.stem,
         note_text=lambda block, href: _note_text(page.blocks, page.spans, href),
     )
-    return finish_document(path, found, [], skipped=skipped, metadata=metadata)
+    return finish_document(path, found, [], skipped=skipped, metadata=metadata, encoding=encoding_label)
+
+
+_BY_WORD = re.compile(r"(?:^|\s)(?:by|BY)(?:\s|$)")
+_IMPRINT = re.compile(r"^(?:copyright|published|printed|all rights reserved|first published)\b", re.I)
+_YEAR = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")
+
+
+def _mark_title_page(blocks: list[Block], title: str | None) -> None:
+    """The book's title as a heading is a title page (the first time) or a half-title (again): not
+    read. After the first, up to the next heading, the credit lines ("... BY JULIAN STREET"), the
+    publisher, place and year, and copyright lines are the title page too; a dedication is read."""
+    if not title:
+        return
+    book = clean_title(title).casefold()
+    first = True
+    for i, block in enumerate(blocks):
+        if block.matter is not None or block.heading != 1 or clean_title(block.text).casefold() != book:
+            continue
+        block.matter, block.token = ("titlepage", "title page") if first else ("halftitle", "half-title")
+        if first:
+            for after in blocks[i + 1 : i + 16]:
+                if after.heading and not (after.words <= 12 and re.match(r"^by\s", after.text, re.I)):
+                    break
+                caps = not any(c.islower() for c in after.text)
+                if after.matter is None and after.words <= 30 and (
+                    _BY_WORD.search(after.text) or _IMPRINT.match(after.text) or (caps and _YEAR.search(after.text))
+                ):
+                    after.matter, after.token = "titlepage", "title page"
+        first = False
 
 
 def _note_text(blocks: list[Block], spans: dict[str, tuple[int, int]], href: str) -> list[str]:

@@ -24,10 +24,10 @@ from typing import Any
 import yaml
 from markdown_it.token import Token
 
-from tasks.documents.files import read_text_file
+from tasks.documents.files import read_text
 from tasks.documents.markdown_inline import Tally, html_block_text, inline_words, markdown_parser
 from tasks.documents.model import OPENING as _OPENING
-from tasks.documents.model import Document, Metadata, ReadOptions, Skipped, finish_document
+from tasks.documents.model import Document, Metadata, ReadOptions, Skipped, finish_document, skip
 
 
 @dataclass
@@ -42,6 +42,9 @@ class _Block:
     what: str = ""  # skip: what it was
     words: int = 0
     warn: bool = False  # skip: also a warning in the run report
+    source: str = ""  # skip: the text left out
+    ledger: str = ""  # skip: the ledger's reason
+    dropped: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) left out of a paragraph
 
 
 @dataclass
@@ -90,48 +93,78 @@ def _parse(text: str, options: ReadOptions) -> _Parsed:
             except yaml.YAMLError as exc:
                 loaded, front_error = None, str(exc).splitlines()[0]
             front = loaded if isinstance(loaded, dict) else None
-            blocks.append(_Block("skip", what="front matter", words=_words(tok.content), line=line))
+            blocks.append(_Block("skip", what="front matter", words=_words(tok.content), line=line,
+                                 source=tok.content, ledger="front matter"))
         elif tok.type == "heading_open":
             tally.refs = []
+            start = len(tally.dropped)
             words = inline_words(tokens[i + 1], options, tally)
-            blocks.append(_Block("heading", words, level=int(tok.tag[1:]), line=line, refs=tally.refs))
+            blocks.append(_Block("heading", words, level=int(tok.tag[1:]), line=line, refs=tally.refs,
+                                 dropped=tally.dropped[start:]))
             i += 2
         elif tok.type == "paragraph_open":
             refs = tally.refs = []
+            start = len(tally.dropped)
             words = inline_words(tokens[i + 1], options, tally)
             if note_id is not None:
                 if words:
                     notes.setdefault(note_id, []).append(words)
                     if tok.map:
                         note_lines.append(tok.map[0])
-            elif words:
-                blocks.append(_Block("para", words, line=line, refs=refs))
+            elif words or len(tally.dropped) > start:
+                blocks.append(_Block("para", words, line=line, refs=refs, dropped=tally.dropped[start:]))
             i += 2
         elif tok.type == "table_open":
             j = next(k for k in range(i, len(tokens)) if tokens[k].type == "table_close")
             rows = sum(1 for t in tokens[i:j] if t.type == "tr_open")
-            blocks.append(_Block("skip", what=f"table ({rows} rows)", words=_inline_source_words(tokens[i:j]),
-                                 line=line, warn=True))
+            cells = " ".join(t.content for t in tokens[i:j] if t.type == "inline")
+            blocks.append(_Block("skip", what=f"table ({rows} rows)", words=_words(cells), line=line, warn=True,
+                                 source=cells, ledger="table"))
             i = j
         elif tok.type == "math_block":
-            blocks.append(_Block("skip", what="math", words=_words(tok.content), line=line))
+            blocks.append(_Block("skip", what="math", words=_words(tok.content), line=line, source=tok.content,
+                                 ledger="formula"))
         elif tok.type in ("fence", "code_block"):
             info = f" ({tok.info.split()[0]})" if tok.info.strip() else ""
-            blocks.append(_Block("skip", what=f"code block{info}", words=_words(tok.content), line=line))
+            blocks.append(_Block("skip", what=f"code block{info}", words=_words(tok.content), line=line,
+                                 source=f"{tok.info} {tok.content}", ledger="code block"))
         elif tok.type == "html_block":
-            paragraphs = html_block_text(tok.content, options)
+            dropped: list[tuple[str, str]] = []
+            paragraphs = html_block_text(tok.content, options, dropped)
             if paragraphs is None:
                 table = "<table" in tok.content.lower()
+                unread = _html_words(tok.content)
                 blocks.append(_Block("skip", what="HTML table" if table else "HTML block",
-                                     words=_words(tok.content), line=line, warn=table))
+                                     words=_words(unread), line=line, warn=table, source=unread,
+                                     ledger="table" if table else "HTML markup"))
             else:
                 blocks.extend(_Block("para", p, line=line) for p in paragraphs)
+                if dropped:
+                    blocks.append(_Block("para", "", line=line, dropped=dropped))
         elif tok.type == "footnote_open":
             note_id = int(tok.meta["id"])
         elif tok.type == "footnote_close":
             note_id = None
         i += 1
     return _Parsed(blocks, notes, note_lines, front, front_error, tally, text.split("\n"))
+
+
+_DROP_REASONS = {
+    "repeated heading": "the title is spoken once",
+    "template markup": "site template markup (Liquid / kramdown tags)",
+    "HTML comment": "a comment for the site's editors, not text",
+    "heading anchor": "a heading's link anchor, not its words",
+    "formula": "mathematics is not read",
+}
+
+
+def _html_words(html: str) -> str:
+    """The text of an HTML block that is not read (a table, a style sheet), comments included."""
+    from bs4 import BeautifulSoup, Comment
+
+    soup = BeautifulSoup(html, "html.parser")
+    comments = [str(c) for c in soup.find_all(string=lambda s: isinstance(s, Comment))]
+    return " ".join([soup.get_text(" "), *comments])
 
 
 def _chapter_level(headings: list[_Block]) -> tuple[int, list[_Block]]:
@@ -183,9 +216,10 @@ def _notes_only(parsed: _Parsed, start: int, end: int) -> bool:
 
 def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Document:
     """A .md file -> Document."""
-    parsed = _parse(read_text_file(path), options)
+    decoded = read_text(path)
+    parsed = _parse(decoded.text, options)
     metadata = _front_metadata(parsed.front)
-    warnings: list[str] = []
+    warnings: list[str] = [decoded.warning] if decoded.warning else []
     if parsed.front_error:
         warnings.append(f"{path}: the front matter is not valid YAML ({parsed.front_error}); it was ignored")
     headings = [b for b in parsed.blocks if b.kind == "heading"]
@@ -206,66 +240,75 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
               and id(b) not in titles]
     # per chapter heading: (the source line where its section ends, whether anything is read in it)
     sections = {
-        k: (parsed.blocks[nxt].line if nxt < len(parsed.blocks) else len(parsed.lines), nxt > k + 1)
+        k: (parsed.blocks[nxt].line if nxt < len(parsed.blocks) else len(parsed.lines),
+            any(b.text or b.kind == "skip" for b in parsed.blocks[k + 1 : nxt]))
         for k, nxt in zip(starts, [*starts[1:], len(parsed.blocks)][: len(starts)], strict=True)
     }
+
+    drops: dict[tuple[str, str], list[str]] = {}  # (chapter, kind) -> texts left out of its paragraphs
 
     def close() -> None:
         if title is None and not body:
             return
         if body and title and _same_words(body[0], title):
+            drops.setdefault((title, "repeated heading"), []).append(body[0])
             del body[0]  # "## Chapter One" then "**Chapter One**": the title is spoken already
         found.append((title if title is not None else opening, body))
         chapter_refs.append(refs)
 
     for k, block in enumerate(parsed.blocks):
+        where = title if title is not None else opening
+        for kind, text in block.dropped:
+            drops.setdefault((block.text if k in sections and block.text else where, kind), []).append(text)
         if k in sections:
             close()
             title, body, refs = block.text or f"Chapter {len(found) + 1}", [], list(block.refs)
             section_end, has_body = sections[k]
             if not has_body and _notes_only(parsed, block.line, section_end):
-                skipped.append(Skipped(f"{title!r} heading", "it holds only footnote definitions"))
+                skipped.append(skip("footnote", title, what=f"{title!r} heading",
+                                    reason="it holds only footnote definitions"))
                 title = None
             continue
         if block.kind == "heading" and (block.level < level or id(block) in titles):
-            skipped.append(Skipped(f"title heading {block.text!r}", "the title is announced from the manifest",
-                                   _words(block.text)))
+            skipped.append(skip("title page", block.text, what=f"title heading {block.text!r}",
+                                reason="the title is announced from the manifest"))
             continue
         if block.kind == "skip":
-            skipped.append(Skipped(block.what, "not read aloud", block.words, title))
+            skipped.append(skip(block.ledger or block.what, block.source, what=block.what,
+                                reason="not read aloud", chapter=title))
             if block.warn:
                 warnings.append(f"{path}: {block.what} in {title or 'the opening'!r} was not read")
             continue
-        body.append(block.text)
+        if block.text:
+            body.append(block.text)
         refs.extend(block.refs)
     close()
+    for (chapter, kind), texts in drops.items():
+        what = {"formula": "inline formula", "template markup": "Liquid/kramdown tag"}.get(kind, kind)
+        skipped.append(skip(kind, " ".join(texts), what=f"{len(texts)} {what}(s)", chapter=chapter,
+                            reason=_DROP_REASONS.get(kind, "markup, not text")))
     _place_notes(parsed, found, chapter_refs, options, skipped)
     images = parsed.tally.images
     if images:
-        skipped.append(Skipped(
-            f"{len(images)} image(s)",
-            "read as their alt text" if options.image_alt else "images are not read; set reading.image_alt "
+        skipped.append(skip(
+            "image", "" if options.image_alt else " ".join(images), what=f"{len(images)} image(s)",
+            reason="read as their alt text" if options.image_alt else "images are not read; set reading.image_alt "
             "to read their alt text",
-            0 if options.image_alt else sum(_words(a) for a in images),
         ))
-    if parsed.tally.tags:
-        skipped.append(Skipped(f"{parsed.tally.tags} Liquid/kramdown tag(s)", "site template markup"))
-    if parsed.tally.math:
-        skipped.append(Skipped(f"{parsed.tally.math} inline formula(s)", "mathematics is not read"))
-    return finish_document(path, found, warnings, skipped=tuple(skipped), metadata=metadata)
+    return finish_document(path, found, warnings, skipped=tuple(skipped), metadata=metadata, encoding=decoded.encoding)
 
 
 def _place_notes(
     parsed: _Parsed, found: list[tuple[str, list[str]]], chapter_refs: list[list[int]],
     options: ReadOptions, skipped: list[Skipped],
 ) -> None:
-    """Footnotes: appended to the chapter that first refers to them ("Note 1. ..."), or skipped."""
+    """Footnotes: appended to the chapter that first refers to them ("Footnote 1: ..."), or skipped."""
     if not parsed.notes:
         return
     if options.notes == "skip":
-        words = sum(_words(p) for ps in parsed.notes.values() for p in ps)
-        skipped.append(Skipped(f"{len(parsed.notes)} footnote(s)", "footnotes are not read; set reading.notes: "
-                               "end to read them at the end of their chapter", words))
+        text = " ".join(p for ps in parsed.notes.values() for p in ps)
+        skipped.append(skip("footnote", text, what=f"{len(parsed.notes)} footnote(s)", reason="footnotes are not "
+                            "read; set reading.notes: end to read them at the end of their chapter"))
         return
     placed: set[int] = set()
     for (_, body), refs in zip(found, chapter_refs, strict=True):
@@ -274,5 +317,5 @@ def _place_notes(
                 continue
             placed.add(note)
             first, *more = parsed.notes[note]
-            body.append(f"Note {note + 1}. {first}")
+            body.append(f"Footnote {note + 1}: {first}")
             body.extend(more)

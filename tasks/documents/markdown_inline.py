@@ -92,6 +92,7 @@ class Tally:
     images: list[str] = field(default_factory=list)  # alt text of each image (and figure tag)
     tags: int = 0  # Liquid / kramdown tags
     math: int = 0  # inline $math$
+    dropped: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) left out: comments, markup
 
 
 def inline_words(token: Token, options: ReadOptions, tally: Tally) -> str:
@@ -116,9 +117,14 @@ def inline_words(token: Token, options: ReadOptions, tally: Tally) -> str:
         elif kind == "footnote_ref":
             tally.refs.append(int(child.meta["id"]))
         elif kind == "html_inline":
-            out.append(" " if re.match(r"<br\b", child.content, re.IGNORECASE) else "")
+            if child.content.startswith("<!--"):
+                tally.dropped.append(("HTML comment", child.content[4:].removesuffix("-->")))
+                out.append(" ")
+            else:
+                out.append(" " if re.match(r"<br\b", child.content, re.IGNORECASE) else "")
         elif kind == "math_inline":
             tally.math += 1
+            tally.dropped.append(("formula", child.content))
         elif kind == "liquid":
             alt = liquid_figure_text(child.content)
             if alt:
@@ -127,11 +133,20 @@ def inline_words(token: Token, options: ReadOptions, tally: Tally) -> str:
                     out.append(f" {alt} ")
             else:
                 tally.tags += 1
+                tally.dropped.append(("template markup", child.content))
         # link_open/close, em/strong/s open/close: markup only
-    return " ".join("".join(out).split())
+    text = " ".join("".join(out).split())
+    attrs = _HEADING_ATTRS_RE.search(text)
+    if attrs:  # "## Ports {#ports}": a heading's anchor, not its words
+        tally.dropped.append(("heading anchor", attrs.group(0)))
+        text = text[: attrs.start()].rstrip()
+    return text
 
 
-def html_block_text(html: str, options: ReadOptions) -> list[str] | None:
+_HEADING_ATTRS_RE = re.compile(r"\s*\{[#.:][^{}\n]{0,200}\}\s*$")
+
+
+def html_block_text(html: str, options: ReadOptions, dropped: list[tuple[str, str]]) -> list[str] | None:
     """The paragraphs of prose in a raw HTML block (`<div class="alert">text <a>link</a></div>`),
     [] for markup without text (`</div>`, comments), None for a table, code, script or media."""
     from bs4 import BeautifulSoup
@@ -139,8 +154,15 @@ def html_block_text(html: str, options: ReadOptions) -> list[str] | None:
     soup = BeautifulSoup(html, "html.parser")
     if soup.find(_UNREAD_TAGS):
         return None
+    from bs4 import Comment
+
+    for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
+        dropped.append(("HTML comment", str(comment)))
+        comment.extract()
     for img in soup.find_all("img"):
         alt = " ".join(str(img.get("alt") or "").split())
+        if alt and not options.image_alt:
+            dropped.append(("image", alt))
         img.replace_with(f" {alt} " if options.image_alt and alt else " ")
     for tag in soup.find_all(_BLOCK_TAGS):
         tag.insert_before("\n\n")

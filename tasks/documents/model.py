@@ -51,6 +51,15 @@ class Skipped:
     reason: str  # e.g. "publisher boilerplate; add 'imprint' to reading.keep to read it"
     words: int = 0
     chapter: str | None = None  # the chapter it sat in, when it sat inside one (a table, a code block)
+    text: str = ""  # the words themselves, so a check can account for every word of the source
+    kind: str = ""  # the short reason for the word ledger: "licence", "contents", "page number", ...
+
+
+def skip(kind: str, text: str, *, what: str = "", reason: str = "", chapter: str | None = None) -> Skipped:
+    """A Skipped of `text` (its word count counted), for the ledger under `kind`."""
+    text = " ".join(text.split())
+    return Skipped(what=what or kind, reason=reason or kind, words=len(text.split()), chapter=chapter, text=text,
+                   kind=kind)
 
 
 @dataclass(frozen=True)
@@ -74,25 +83,32 @@ class Document:
     warnings: tuple[str, ...]
     skipped: tuple[Skipped, ...] = field(default=())
     metadata: Metadata = field(default_factory=Metadata)
+    encoding: str | None = None  # the encoding the source was decoded with (None: a zip of XML parts)
 
 
 def finish_document(
     path: Path, found: list[tuple[str, list[str]]], extra: list[str], *,
-    skipped: tuple[Skipped, ...] = (), metadata: Metadata | None = None,
+    skipped: tuple[Skipped, ...] = (), metadata: Metadata | None = None, encoding: str | None = None,
 ) -> Document:
-    """Drop chapters without text (with a warning each); raise if nothing is left."""
+    """Drop chapters without text (with a warning each, their heading in the ledger); raise if
+    nothing is left."""
     chapters: list[ChapterText] = []
     notes = list(extra)
+    empty: list[Skipped] = []
     for title, paragraphs in found:
         kept = tuple(p for p in (" ".join(p.split()) for p in paragraphs) if p)
         if kept:
             chapters.append(ChapterText(title=title, paragraphs=kept))
         else:
             notes.append(f"{path}: chapter {title!r} has no text; it was left out")
+            empty.append(skip("empty heading", title, what=f"heading {title!r}", reason="a heading with no text under it"))
     if not chapters:
         raise SourceError(
             "has no text to read",
             file=path,
             fix="check that the manifest points at the right file and that the file has text",
         )
-    return Document(chapters=tuple(chapters), warnings=tuple(notes), skipped=skipped, metadata=metadata or Metadata())
+    return Document(
+        chapters=tuple(chapters), warnings=tuple(notes), skipped=tuple(skipped) + tuple(empty),
+        metadata=metadata or Metadata(), encoding=encoding,
+    )

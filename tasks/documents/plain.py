@@ -17,17 +17,25 @@ their `[1]` reference marks are never read.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tasks.documents.files import read_text_file
+from tasks.documents.brackets import bracket_markup
+from tasks.documents.files import read_text
 from tasks.documents.gutenberg import split_gutenberg
-from tasks.documents.headings import Heading, classify_heading, heading_key
+from tasks.documents.headings import Heading, classify_heading, heading_key, tidy_title
 from tasks.documents.model import OPENING as _OPENING
-from tasks.documents.model import Document, Metadata, ReadOptions, Skipped, finish_document
+from tasks.documents.model import Document, Metadata, ReadOptions, Skipped, finish_document, skip
 
 _BLANK_LINE_RE = re.compile(r"\n[ \t\f\v]*\n")
-_CONTENTS_RE = re.compile(r"^(?:table[ \t]+of[ \t]+)?contents\.?$", re.IGNORECASE)
+_CONTENTS_RE = re.compile(
+    r"^(?:(?:table[ \t]+of[ \t]+)?contents|list[ \t]+of[ \t]+(?:illustrations|plates|figures|maps)|illustrations)\.?$",
+    re.IGNORECASE,
+)
+_INDEX_RE = re.compile(r"^index\.?$", re.IGNORECASE)
+_NOTE_DEF_RE = re.compile(r"^\[(\d{1,3}|[A-Z]|\*)\][ \t]+(?=\S)")  # " [1] Proc. Royal Irish Academy, ..."
+_YEAR_RE = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")
+_PUBLISHER_RE = re.compile(r"^(?:copyright|published|printed|all rights reserved|first published)\b", re.IGNORECASE)
 _PRODUCED_RE = re.compile(
     r"^(?:produced[ \t]+by|this[ \t]+e-?(?:text|book)[ \t]+was[ \t]+(?:produced|prepared|created)"
     r"|e-?(?:text|book)[ \t]+(?:prepared|produced)[ \t]+by|transcribed[ \t]+(?:from|by)"
@@ -43,7 +51,6 @@ _EDITION_RE = re.compile(
     re.IGNORECASE,
 )
 # Bounded spans keep these linear on long paragraphs full of unmatched marks.
-_ILLUSTRATION_RE = re.compile(r"\[(?:Illustration|Picture|Image)(?::[ \t]*([^\]]{0,2000}))?\]", re.IGNORECASE)
 _UNDERSCORE_RE = re.compile(r"(?<![\w_])_(?=[^\s_])([^_]{1,500}?)(?<=[^\s_])_(?![\w_])", re.DOTALL)
 _STAR_RE = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*]{1,500}?)(?<=[^\s*])\*(?![\w*])", re.DOTALL)
 _BREAK_RE = re.compile(r"^[\s*\-_~=#.\u2022\u00b7]{3,}$")  # "* * *", "-----": a scene break
@@ -60,19 +67,41 @@ def paragraphs_from_text(text: str) -> tuple[str, ...]:
     return tuple(p for p in out if p)
 
 
-def _blocks(text: str) -> list[list[str]]:
-    """Paragraphs as lists of stripped lines."""
+def _blocks(text: str) -> tuple[list[list[str]], list[bool]]:
+    """Paragraphs as lists of stripped lines, and for each whether all its lines were indented. A
+    chapter heading line inside a paragraph ("Cambridge, November, 1919." / "CHAPTER I") starts a
+    paragraph of its own."""
     blocks: list[list[str]] = []
+    indented: list[bool] = []
     current: list[str] = []
-    for line in text.split("\n"):
-        if line.strip():
-            current.append(line.strip())
-        elif current:
+    indent = True
+
+    def close() -> None:
+        nonlocal current, indent
+        if current:
             blocks.append(current)
-            current = []
-    if current:
-        blocks.append(current)
-    return blocks
+            indented.append(indent)
+        current, indent = [], True
+
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if not stripped:
+            close()
+            continue
+        if current and _heading_line(stripped) and (len(current[-1]) <= 60 or current[-1][-1:] in ".!?"):
+            close()
+        current.append(stripped)
+        indent = indent and line[:1] in (" ", "\t")
+    close()
+    return blocks, indented
+
+
+def _heading_line(line: str) -> bool:
+    """A line that is a numbered chapter or part heading by itself ("CHAPTER I", "Chapter 12: The Storm")."""
+    if not re.match(r"^(?:CHAPTER|Chapter|BOOK|Book|PART|Part|STAVE|Stave)[ \t]", line):
+        return False
+    heading = classify_heading([line], alone=True)
+    return heading is not None and heading.kind in ("chapter", "part") and (heading.numbered or heading.kind == "part")
 
 
 def _words(lines: list[str] | str) -> int:
@@ -83,7 +112,9 @@ def _entry_like(line: str) -> bool:
     """A line that could be a Contents entry: short, and a heading, numbered, paged or Title Cased."""
     if len(line) > _MAX_CONTENTS_ENTRY:
         return False
-    if classify_heading([line], alone=True) or re.match(r"^(?:[ivxlcdm]+|\d+)[.):]?\s+\S", line, re.I):
+    if classify_heading([line], alone=True) or re.match(r"^(?:[ivxlcdm]+|\d+)[.):]\s+\S", line, re.I) or re.match(
+        r"^(?:[IVXLCDM]+|\d+)\s+[A-Z]{2}", line
+    ):  # "I. Title", "12 THE TITLE"; not "I walked"
         return True
     if re.search(r"\d+$", line) or not any(c.islower() for c in line):
         return True
@@ -105,27 +136,32 @@ class _Reader:
     part_pending: bool = False  # a part heading with no chapter under it yet
     body: list[str] = field(default_factory=list)
     heading: str | None = None  # the current chapter's own heading (without its part)
-    illustrations: int = 0
-    note_refs: bool = False  # the text has "[Footnote 1: ...]" blocks, so "[1]" marks are references
+    note_refs: bool = False  # the text has footnotes, so "[1]" marks are references
     notes: list[str] = field(default_factory=list)  # the current chapter's footnotes
-    notes_skipped: int = 0
-    notes_words: int = 0
+    drops: dict[tuple[str | None, str], list[str]] = field(default_factory=dict)  # (chapter, kind) -> texts
 
-    def skip(self, what: str, reason: str, lines: list[str] | str, kind: str | None = None) -> bool:
+    def skip(self, what: str, reason: str, lines: list[str] | str, keep: str | None = None, *,
+             kind: str = "") -> bool:
         """Record a skipped part; True unless ReadOptions.keep asks for it to be read."""
-        if kind is not None and kind in self.options.keep:
+        if keep is not None and keep in self.options.keep:
             return False
-        self.skipped.append(Skipped(what, reason, _words(lines), self.title))
+        text = lines if isinstance(lines, str) else "\n".join(lines)
+        self.skipped.append(skip(kind or what, text, what=what, reason=reason, chapter=self.title))
         return True
 
-    def note(self, label: str, text: str) -> None:
-        """A "[Footnote 1: ...]" block: kept for the chapter's end, or counted as skipped."""
+    def drop(self, kind: str, text: str) -> None:
+        """A span left out of a paragraph (a page number, a footnote marker): counted per chapter."""
+        key = (self.title, kind)
+        self.drops.setdefault(key, []).append(text)
+
+    def note(self, label: str, text: str, source: str = "") -> None:
+        """A footnote ("[Footnote 1: ...]" block, or a " [1] ..." definition): kept for the chapter's
+        end as "Footnote 1: ...", or counted as skipped."""
         text = " ".join(text.split())
         if self.options.notes == "end" and text:
-            self.notes.append(f"Note {label}. {text}" if label else f"Note. {text}")
+            self.notes.append(f"Footnote {label}: {text}" if label else f"Footnote: {text}")
         else:
-            self.notes_skipped += 1
-            self.notes_words += _words(text)
+            self.drop("footnote", source or f"{label} {text}")
 
     def close(self) -> None:
         self.body.extend(self.notes)
@@ -153,21 +189,22 @@ class _Reader:
         )
 
     def paragraph(self, lines: list[str]) -> None:
-        text = "\n".join(lines)
-
-        def illustration(m: re.Match[str]) -> str:
-            self.illustrations += 1
-            caption = " ".join((m.group(1) or "").split())
-            return f" {caption} " if self.options.image_alt and caption else " "
-
-        text = _ILLUSTRATION_RE.sub(illustration, text)
+        text, dropped = bracket_markup("\n".join(lines), image_alt=self.options.image_alt)
+        for kind, span in dropped:
+            self.drop(kind, span)
         if self.note_refs:
-            text = _NOTE_REF_RE.sub("", text)
+
+            def marker(m: re.Match[str]) -> str:
+                self.drop("footnote marker", m.group(0))
+                return ""
+
+            text = _NOTE_REF_RE.sub(marker, text)
         text = _STAR_RE.sub(r"\1", _UNDERSCORE_RE.sub(r"\1", text))
         text = " ".join(text.split())
         if not self.body and self.heading:
             key, heading = heading_key(text), heading_key(self.heading)
             if key == heading or (len(key.split()) >= 2 and heading.endswith(" " + key)):
+                self.drop("repeated heading", text)
                 return  # the heading repeated as the chapter's first line: the title is spoken already
         if text:
             self.body.append(text)
@@ -177,26 +214,45 @@ def _short(block: list[str]) -> bool:
     return len(block) <= 4 and all(len(line) <= 70 for line in block) and classify_heading(block) is None
 
 
+def _caps(block: list[str]) -> bool:
+    """A title-page block: short lines without lower-case letters (honours, publisher, printer), or
+    a copyright / "Published" line, or an italic note (`_WITH ELEVEN PLATES_`)."""
+    text = " ".join(block)
+    if len(block) > 8 or any(len(line) > 70 for line in block) or classify_heading(block) is not None or any(
+        _CONTENTS_RE.match(line) or _heading_line(line) for line in block
+    ):
+        return False
+    return (not any(c.islower() for c in text) or bool(_PUBLISHER_RE.match(text))
+            or (text.startswith("_") and text.endswith("_")))
+
+
+def _by_line(line: str) -> bool:
+    return line.lower() == "by" or line.lower().startswith("by ")
+
+
 def _title_block(blocks: list[list[str]], i: int, title_keys: frozenset[str], loose: bool) -> int:
-    """If blocks[i] starts the book's title block ("Title" / "[Subtitle]" / "by Author"), how many
-    blocks it spans; else 0. It starts with the known title, or (`loose`, in a PG text) it is a run
-    of short paragraphs that ends with a "by ..." line."""
+    """If blocks[i] starts the book's title block ("Title" / "[Subtitle]" / "by Author" / honours /
+    publisher, place and year / printer), how many blocks it spans; else 0. It starts with the
+    known title, or (`loose`, in a PG text) it is a run of short paragraphs with a "by ..." line."""
     titled = bool(title_keys) and heading_key(blocks[i][0]) in title_keys
     if not titled and not (loose and _short(blocks[i])):
         return 0
     for j in range(i, min(i + 5, len(blocks))):
         block = blocks[j]
-        if j > i and not _short(block):
+        if j > i and not (_short(block) or _caps(block)):
             break
-        if any(line.lower().startswith("by ") for line in block[1 if j == i else 0 :]):
-            return j - i + 1
+        if any(_by_line(line) for line in block[1 if j == i else 0 :]):
+            end = j + 1
+            while end < len(blocks) and end < j + 8 and _caps(blocks[end]):
+                end += 1  # honours, "_WITH ELEVEN PLATES_", publisher and year, printer
+            return end - i
     return 1 if titled else 0
 
 
-def _read_blocks(blocks: list[list[str]], reader: _Reader) -> None:
+def _read_blocks(blocks: list[list[str]], indented: list[bool], reader: _Reader) -> None:
     """The body of a text, paragraph by paragraph."""
     headings = [classify_heading(b) for b in blocks]
-    reader.note_refs = any(_FOOTNOTE_RE.match(b[0]) for b in blocks)
+    reader.note_refs = any(_FOOTNOTE_RE.match(b[0]) or _NOTE_DEF_RE.match(b[0]) for b in blocks)
     # bare numerals ("II.") are chapters only in a text without numbered chapter headings
     numbered_sections = not any(h and h.kind == "chapter" and h.numbered for h in headings)
     front = True  # before the first heading or paragraph read: title block, cover, edition notes
@@ -205,7 +261,8 @@ def _read_blocks(blocks: list[list[str]], reader: _Reader) -> None:
         block, heading = blocks[i], headings[i]
         first = " ".join(block[0].split())
         if _PRODUCED_RE.match(first) and reader.skip(
-            f"'{first[:60]}'", "a producer's or transcriber's note", block, "imprint"
+            f"'{first[:60]}'", "a producer's or transcriber's note", block, "imprint",
+            kind="transcriber's note" if "transcriber" in first.lower() else "producer's note",
         ):
             i += 1
             continue
@@ -215,51 +272,73 @@ def _read_blocks(blocks: list[list[str]], reader: _Reader) -> None:
             while not blocks[end][-1].endswith("]") and end + 1 < min(len(blocks), i + 20):
                 end += 1  # a note of several paragraphs closes its bracket in the last one
             text = "\n\n".join("\n".join(b) for b in blocks[i : end + 1])
-            reader.note(note.group(1), _FOOTNOTE_RE.sub("", text, count=1).removesuffix("]"))
+            reader.note(note.group(1), _FOOTNOTE_RE.sub("", text, count=1).removesuffix("]"), text)
             i = end + 1
             continue
+        definition = _NOTE_DEF_RE.match(first)
+        if definition and heading is None and _words(block) <= 120:
+            reader.note(definition.group(1), " ".join(block)[definition.end():])
+            i += 1
+            continue
+        if heading is None and len(block) == 1 and reader.title_keys and heading_key(first) in reader.title_keys \
+                and not front and reader.skip("title", "the book's title repeated (a half-title)", block,
+                                              "halftitle", kind="title page"):
+            i += 1
+            continue
         if front and heading is None:
-            if len(block) == 1 and _COVER_RE.match(first) and reader.skip("'cover'", "an image placeholder", block):
+            if len(block) == 1 and _COVER_RE.match(first) and reader.skip(
+                "'cover'", "an image placeholder", block, kind="image"
+            ):
                 i += 1
                 continue
             span = _title_block(blocks, i, reader.title_keys, reader.gutenberg)
             if span and reader.skip(
                 "title block", "the title and author are announced from the manifest",
-                [line for b in blocks[i : i + span] for line in b], "titlepage",
+                [line for b in blocks[i : i + span] for line in b], "titlepage", kind="title page",
             ):
                 i += span
                 continue
             if reader.gutenberg and _EDITION_RE.search(" ".join(block)) and _words(block) <= 150 and reader.skip(
-                "edition note", "notes on the digital edition, not the book", block, "imprint"
+                "edition note", "notes on the digital edition, not the book", block, "imprint", kind="edition note"
             ):
                 i += 1
                 continue
         if _CONTENTS_RE.match(first):
-            end = _contents_end(blocks, headings, i)
+            end = _contents_end(blocks, headings, indented, i, reader.title_keys)
             lines = [line for b in blocks[i:end] for line in b]
-            if not reader.skip("Contents list", f"a table of contents ({len(lines) - 1} entries)", lines, "toc"):
+            if not reader.skip("Contents list", f"a table of contents ({len(lines) - 1} entries)", lines, "toc",
+                               kind="contents"):
                 for kept in blocks[i:end]:  # read as it stands: its entries are still not chapters
                     reader.paragraph(kept)
             i = end
             continue
+        if _INDEX_RE.match(first) and len(block) == 1 and _index_follows(blocks, i):
+            lines = [line for b in blocks[i:] for line in b]
+            if reader.skip("Index", "the book's index", lines, "toc", kind="index"):
+                break
         if heading is not None and heading.kind == "section" and not numbered_sections:
+            reader.drop("section number", first)
             i += 1  # "II." inside a story: a section break, not a chapter (and not read)
             continue
         if heading is not None:
             front = False
             reader.start(heading)
             rest = block[heading.lines :]
-            if not heading.has_title and not rest and i + 1 < len(blocks) and headings[i + 1] is None:
-                nxt = blocks[i + 1]
-                # "CHAPTER I" / blank / "THE TITLE": a title line in capitals standing alone
-                if len(nxt) == 1 and len(nxt[0]) <= 80 and not any(c.islower() for c in nxt[0]) and any(
-                    c.isalpha() for c in nxt[0]
-                ):
-                    retitled = classify_heading([block[0], nxt[0]])
-                    if retitled is not None:
-                        _retitle(reader, retitled)
-                        i += 2
-                        continue
+            if not heading.has_title and not rest and i + 1 < len(blocks) and _title_line(blocks[i + 1], headings[i + 1]):
+                nxt = blocks[i + 1][0]
+                # "CHAPTER I" / blank / "THE TITLE": a title line in capitals standing alone; a second
+                # one ("THE SECOND TALE" / "THE RIVER'S SONG") joins it as a sentence of its own
+                second = i + 2 < len(blocks) and _title_line(blocks[i + 2], headings[i + 2], second=True) and (
+                    i + 3 >= len(blocks) or not _title_line(blocks[i + 3], headings[i + 3]))
+                parts = [nxt] + ([blocks[i + 2][0]] if second else [])
+                title = ". ".join(p.rstrip(".") for p in parts)  # two title lines: two sentences
+                retitled = classify_heading([block[0], title])
+                if retitled is not None and not retitled.has_title:
+                    retitled = replace(retitled, title=f"{retitled.title}: {tidy_title(title)}", has_title=True)
+                if retitled is not None:
+                    _retitle(reader, retitled)
+                    i += 3 if second else 2
+                    continue
             if rest:
                 reader.paragraph(rest)
             i += 1
@@ -267,10 +346,48 @@ def _read_blocks(blocks: list[list[str]], reader: _Reader) -> None:
         if _BREAK_RE.match(" ".join(block)):
             i += 1
             continue
+        if _table(blocks, i):
+            end = i + 1
+            while end < len(blocks) and _table(blocks, end):
+                end += 1
+            reader.skip("a table", "tables are not read aloud", [line for b in blocks[i:end] for line in b], kind="table")
+            i = end
+            continue
         reader.paragraph(block)
         front = False
         i += 1
     reader.close()
+
+
+def _table(blocks: list[list[str]], i: int) -> bool:
+    """A text table: most lines of the paragraph are cells between "|" marks or "---+---" rules."""
+    lines = blocks[i]
+    cells = sum(line.count("|") >= 2 or bool(re.match(r"^[-+=|: ]{5,}$", line)) for line in lines)
+    return cells >= 2 and cells >= 0.6 * len(lines)
+
+
+def _title_line(block: list[str], heading: Heading | None, *, second: bool = False) -> bool:
+    """A chapter's title standing alone under its number: one line in capitals (or a named heading
+    such as "INTRODUCTION")."""
+    if len(block) != 1 or len(block[0]) > (60 if second else 80):
+        return False
+    line = block[0]
+    if heading is not None and (heading.kind != "chapter" or heading.numbered):
+        return False
+    if _CONTENTS_RE.match(line) or not any(c.isalpha() for c in line):
+        return False
+    if not any(c.islower() for c in line):
+        return True
+    # "The Man Who Came Back": a title in title case, a few words with no sentence punctuation inside
+    found = [w for w in re.findall(r"[^\W\d_][\w'\u2019-]*", line) if w.lower() not in _SMALL_WORDS]
+    return (2 <= len(line.split()) <= 12 and line[-1] not in "!?,;:\"'\u201d\u2019" and not re.search(r"[.!?;] ", line)
+            and bool(found) and sum(w[0].isupper() for w in found) >= 0.75 * len(found) and found[0][0].isupper())
+
+
+def _index_follows(blocks: list[list[str]], i: int) -> bool:
+    """After an "INDEX" line: entries with page numbers, most of them."""
+    lines = [line for b in blocks[i + 1 : i + 30] for line in b]
+    return len(lines) >= 5 and sum(bool(re.search(r"\d", line)) for line in lines) >= 0.5 * len(lines)
 
 
 def _retitle(reader: _Reader, heading: Heading) -> None:
@@ -285,12 +402,14 @@ def _retitle(reader: _Reader, heading: Heading) -> None:
         )
 
 
-def _contents_end(blocks: list[list[str]], headings: list[Heading | None], i: int) -> int:
+def _contents_end(blocks: list[list[str]], headings: list[Heading | None], indented: list[bool], i: int,
+                  title_keys: frozenset[str] = frozenset()) -> int:
     """The index of the first paragraph after the Contents list that starts at blocks[i].
 
-    The list ends at a paragraph that is not made of entry-like lines, or at a heading that repeats
-    an entry ("I. A SCANDAL IN BOHEMIA" after "I. A Scandal in Bohemia"), or at a heading followed
-    by prose."""
+    The list ends at a paragraph that is neither made of entry-like lines nor indented (entries'
+    descriptions are indented, prose is not), at the book's title repeated, or at a heading that
+    repeats an entry ("I. A SCANDAL IN BOHEMIA" after "I. A Scandal in Bohemia"), or at a heading
+    followed by prose."""
     keys: set[str] = set()
     for line in blocks[i][1:]:
         keys.add(heading_key(line))
@@ -302,18 +421,34 @@ def _contents_end(blocks: list[list[str]], headings: list[Heading | None], i: in
             if whole in keys or first in keys or any(k.startswith(first + " ") for k in keys):
                 return j
             nxt = blocks[j + 1] if j + 1 < len(blocks) else None
-            if nxt is None or not all(_entry_like(line) for line in nxt):
+            if nxt is None or not (all(_entry_like(line) for line in nxt) or indented[j + 1]):
                 return j
-        if not all(_entry_like(line) for line in block):
+        if not indented[j] and len(block) == 1 and heading_key(block[0]) in title_keys:
+            return j
+        if not (all(_entry_like(line) for line in block) or indented[j]):
             return j
         keys.update(heading_key(line) for line in block)
         j += 1
     return j
 
 
+_DROPS = {  # kind -> (what, reason) of the spans left out of paragraphs, counted per chapter
+    "footnote": ("{n} footnote(s)", "footnotes are not read; set reading.notes: end to read them at the end of their "
+                 "chapter"),
+    "footnote marker": ("{n} footnote marker(s)", "a footnote's number in the text is not read"),
+    "image": ("{n} illustration marker(s)", "images are not read"),
+    "page number": ("{n} page number(s)", "page numbers of the printed book are not read"),
+    "transcriber's note": ("{n} transcriber's note(s)", "notes on the digital edition, not the book"),
+    "markup label": ("{n} sidenote label(s)", "the sidenote's text is read, not its label"),
+    "repeated heading": ("heading repeated", "the heading repeated as the chapter's first line is spoken once"),
+    "section number": ("{n} section number(s)", "section numbers inside a chapter are breaks, not words"),
+}
+
+
 def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Document:
     """A .txt file -> Document."""
-    text = read_text_file(path)
+    decoded = read_text(path)
+    text = decoded.text
     pg = split_gutenberg(text)
     skipped: list[Skipped] = []
     found: list[tuple[str, list[str]]] = []
@@ -324,33 +459,29 @@ def read(path: Path, *, title_hint: str | None, options: ReadOptions) -> Documen
             if "header" in options.keep:
                 found.append(("Project Gutenberg Header", list(paragraphs_from_text(pg.header))))
             else:
-                skipped.append(Skipped("Project Gutenberg header", "publisher boilerplate; add 'header' to "
-                                       "reading.keep to read it", _words(pg.header)))
+                skipped.append(skip("licence", pg.header, what="Project Gutenberg header",
+                                    reason="publisher boilerplate; add 'header' to reading.keep to read it"))
         text = pg.body
     keys = frozenset(k for k in (heading_key(t) for t in (title_hint, metadata.title) if t) if k)
     reader = _Reader(options=options, title_keys=keys, gutenberg=pg is not None)
-    _read_blocks(_blocks(text), reader)
+    _read_blocks(*_blocks(text), reader)
     found.extend(reader.found)
     skipped.extend(reader.skipped)
-    if reader.notes_skipped:
-        skipped.append(Skipped(
-            f"{reader.notes_skipped} footnote(s)",
-            "footnotes are not read; set reading.notes: end to read them at the end of their chapter",
-            reader.notes_words,
-        ))
-    if reader.illustrations:
-        skipped.append(Skipped(
-            f"{reader.illustrations} illustration marker(s)",
-            "images are not read" + ("" if options.image_alt else "; set reading.image_alt to read their captions"),
-        ))
+    for (chapter, kind), texts in reader.drops.items():
+        what, reason = _DROPS.get(kind, (kind, kind))
+        count = len(texts)
+        skipped.append(skip(kind, " ".join(texts), what=what.format(n=count), chapter=chapter, reason=(
+            reason + ("" if kind != "image" or options.image_alt else "; set reading.image_alt to read their captions")
+        )))
     if pg is not None and pg.footer.strip():
         if "license" in options.keep:
             found.append(("Project Gutenberg License", list(paragraphs_from_text(pg.footer))))
         else:
-            skipped.append(Skipped("Project Gutenberg footer and licence", "publisher boilerplate; add "
-                                   "'license' to reading.keep to read it", _words(pg.footer)))
+            skipped.append(skip("licence", pg.footer, what="Project Gutenberg footer and licence",
+                                reason="publisher boilerplate; add 'license' to reading.keep to read it"))
     if title_hint and found and found[0][0] == _OPENING:
         found[0] = (title_hint, found[0][1])
     if len(found) == 1 and found[0][0] == _OPENING:
         found[0] = (title_hint or path.stem, found[0][1])
-    return finish_document(path, found, [], skipped=tuple(skipped), metadata=metadata)
+    return finish_document(path, found, [decoded.warning] if decoded.warning else [], skipped=tuple(skipped),
+                           metadata=metadata, encoding=decoded.encoding)

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from tasks.documents.brackets import bracket_markup
 from tasks.documents.xmlsafe import parse_content_xml, strip_internal_subset
+
+LINE = "\ue000"  # a line break inside a heading (<br/>): "CHAPTER III" / "WHERE THE CLIMATES MEET"
 
 OPS_TYPE = "{http://www.idpf.org/2007/ops}type"
 
@@ -40,7 +43,8 @@ HEADING_TOKENS = frozenset({"title", "subtitle", "fulltitle", "chapnum", "chapti
 # Class names that may stand for semantics (EPUB 2 conversions of epub:type, Project Gutenberg);
 # other class names are only styling and mean nothing here.
 _CLASS_TOKENS = (set(PUBLISHER) - {"index", "license"}) | NOTES | AUTHOR | HEADING_TOKENS | {
-    "noteref", "backlink", "pagebreak", "pg-footer", "z3998-song", "z3998-poem", "z3998-verse",
+    "noteref", "backlink", "pagebreak", "pg-footer", "z3998-song", "z3998-poem", "z3998-verse", "pagenum",
+    "caption",
 }  # fmt: skip
 _SKIP_TAGS = frozenset(
     "head script style title svg math template noscript iframe object embed canvas audio video "
@@ -71,6 +75,7 @@ class Block:
     notes: tuple[tuple[str, str], ...] = ()  # note references it holds: (href, label)
     link_words: int = 0  # words inside links to other parts of the book (tables of contents are links)
     source: str = ""  # the file it came from
+    dropped: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) left out of it: page numbers, ...
 
     @property
     def words(self) -> int:
@@ -92,27 +97,38 @@ _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9_.:-]{1,40})""")
 
 
-def sniff_encoding(data: bytes) -> str:
-    """The page's declared encoding (BOM, <meta charset>, XML declaration), else UTF-8 when it
-    decodes as UTF-8, else Windows-1252 (what browsers assume)."""
+def page_encoding(data: bytes) -> tuple[str, str]:
+    """(codec, what to report) for a page: a byte-order mark, else its declared encoding (<meta
+    charset>, <meta http-equiv="Content-Type" content="...; charset=...">, the XML declaration; a
+    declared ISO-8859-1 with bytes in 0x80-0x9F is Windows-1252, as browsers read it), else UTF-8
+    when it decodes as UTF-8, else charset-normalizer's guess (Windows-1252 when it has none)."""
+    from tasks.documents.files import codec, detect
+
     if data.startswith(b"\xef\xbb\xbf"):
-        return "utf-8"
+        return "utf-8", "utf-8 (with byte-order mark)"
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16"
+        return "utf-16", "utf-16 (with byte-order mark)"
     for pattern in (_META_CHARSET, _XML_ENCODING):
         m = pattern.search(data[:4096])
         if m:
-            name = m.group(1).decode("ascii", "replace").lower()
-            try:
-                "".encode(name)
-            except LookupError:
+            label = m.group(1).decode("ascii", "replace").lower()
+            name = codec(label)
+            if name is None:
                 continue
-            return name
+            if name in ("latin_1", "iso8859-1") and re.search(rb"[\x80-\x9f]", data):
+                return "cp1252", "windows-1252 (declared iso-8859-1)"
+            return label, f"{label} (declared)"
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        return "cp1252"
-    return "utf-8"
+        guess = detect(data) or "cp1252"
+        return guess, f"{ {'cp1252': 'windows-1252', 'latin_1': 'iso-8859-1'}.get(guess, guess)} (detected)"
+    return "utf-8", "utf-8"
+
+
+def sniff_encoding(data: bytes) -> str:
+    """The codec to decode a page with (see page_encoding)."""
+    return page_encoding(data)[0]
 
 
 def parse_document(data: bytes, *, xml_first: bool, encoding: str | None = None) -> etree._Element:
@@ -127,7 +143,19 @@ def parse_document(data: bytes, *, xml_first: bool, encoding: str | None = None)
     parser = lxml.html.HTMLParser(
         no_network=True, remove_comments=True, remove_pis=True, encoding=encoding or sniff_encoding(data)
     )
-    return lxml.html.document_fromstring(strip_internal_subset(data) or b"<html></html>", parser=parser)
+    return lxml.html.document_fromstring(drop_unknown_entities(strip_internal_subset(data)) or b"<html></html>",
+                                         parser=parser)
+
+
+_ENTITY_REF = re.compile(rb"&([A-Za-z][A-Za-z0-9]{0,31});")
+
+
+def drop_unknown_entities(data: bytes) -> bytes:
+    """`data` less its references to entities HTML does not define (`&xxe;`, declared in a DOCTYPE that
+    was removed): the HTML parser would keep them as text and the voice would read them out."""
+    from html.entities import html5
+
+    return _ENTITY_REF.sub(lambda m: m[0] if m[1].decode() + ";" in html5 else b"", data)
 
 
 def _local(tag: object) -> str:
@@ -176,21 +204,33 @@ class _Walker:
         self.inline: list[str] = []
         self.refs: list[tuple[str, str]] = []
         self.link_words = 0
+        self.pending: list[tuple[str, str]] = []  # spans left out, waiting for the block they sit in
         # context: (matter, token, front, heading)
         self.ctx: list[tuple[str | None, str | None, str | None, int]] = [(None, None, None, 0)]
 
     def flush(self) -> None:
-        text = " ".join("".join(self.inline).split())
+        raw = "".join(self.inline)
         self.inline.clear()
+        matter, token, front, heading = self.ctx[-1]
+        if heading:
+            text = heading_lines([" ".join(line.split()) for line in raw.split(LINE)])
+        else:
+            text, dropped = bracket_markup(raw.replace(LINE, " "), image_alt=self.image_alt)
+            self.pending.extend(dropped)
+            text = " ".join(text.split())
         if text or self.refs:
-            matter, token, front, heading = self.ctx[-1]
             if text:
                 self.blocks.append(
-                    Block(text, heading, matter, token, front, tuple(self.refs), self.link_words, self.source)
+                    Block(text, heading, matter, token, front, tuple(self.refs), self.link_words, self.source,
+                          self.pending)
                 )
+                self.pending = []
             elif self.blocks:  # a note reference alone (after a verse line): it belongs to the last block
                 last = self.blocks[-1]
                 last.notes = last.notes + tuple(self.refs)
+        if self.pending and self.blocks and not text:
+            self.blocks[-1].dropped.extend(self.pending)  # a page number between paragraphs: the one before
+            self.pending = []
         self.refs = []
         self.link_words = 0
 
@@ -214,6 +254,10 @@ class _Walker:
             if kind == "header" and _PG_END.search("".join(el.itertext())[:3000]):
                 kind = "license"
             matter, changed = kind, True
+        if kind is None and matter is None and name == "table" and _contents_table(el):
+            matter, token, changed = "toc", "contents table", True
+        if matter is None and not self.image_alt and "caption" in toks and _in_figure(el):
+            matter, token, changed = "image", "caption", True
         notes = next((t for t in toks if t in NOTES), None)
         if notes is not None and matter is None:
             matter, token, changed = "notes", notes, True
@@ -246,14 +290,20 @@ class _Walker:
         if (el.get("aria-hidden") or "").lower() == "true" and self.web_page:
             return
         toks = tokens(el)
-        if "pagebreak" in toks or _is_backlink(el, name, toks):
+        if "pagebreak" in toks or "pagenum" in toks:
+            self.pending.append(("page number", "".join(el.itertext())))
+            return
+        if _is_backlink(el, name, toks):
+            self.pending.append(("footnote marker", "".join(el.itertext())))
             return
         if _is_noteref(el, name, toks):
             href = el.get("href") or next((a.get("href") or "" for a in el.iterdescendants() if _local(a.tag) == "a"), "")
-            self.refs.append((href, "".join(el.itertext()).strip().strip("[]()")))
+            marker = "".join(el.itertext()).strip()
+            self.refs.append((href, marker.strip("[]()")))
+            self.pending.append(("footnote marker", marker))
             return
         if name == "br":
-            self.inline.append(" ")
+            self.inline.append(LINE if self.ctx[-1][3] else " ")
             return
         if name == "img":
             alt = " ".join((el.get("alt") or "").split())
@@ -261,6 +311,8 @@ class _Walker:
                 self.flush()
                 self.inline.append(alt)
                 self.flush()
+            elif alt and not _captioned(el):
+                self.pending.append(("image", alt))
             return
         ident = el.get("id")
         context = self._context(el, name, toks, in_article)
@@ -283,6 +335,65 @@ class _Walker:
             self.ctx.pop()
         if ident:
             self.spans.setdefault(ident, (start, max(len(self.blocks), start + (0 if block else 1))))
+
+
+_PAGE_CELL = re.compile(r"^(?:\d{1,4}|[ivxlcdm]{1,8}|page|frontispiece|facing page)\.?$", re.I)
+
+
+def _contents_table(el: etree._Element) -> bool:
+    """A table of contents or of illustrations laid out as a table: most rows end in a page number
+    (or a link into the book), and there are at least three."""
+    rows = [r for r in el.iter() if _local(r.tag) == "tr"]
+    paged = 0
+    for row in rows:
+        cells = [c for c in row if _local(c.tag) in ("td", "th")]
+        texts = [" ".join("".join(c.itertext()).split()) for c in cells]
+        texts = [t for t in texts if t]
+        if texts and (_PAGE_CELL.match(texts[-1]) or any(
+            (a.get("href") or "").startswith("#") for a in row.iter() if _local(a.tag) == "a"
+        )):
+            paged += 1
+    return len(rows) >= 3 and paged >= 0.6 * len(rows)
+
+
+def _captioned(img: etree._Element) -> bool:
+    """An image whose figure also holds a caption (PG's alt text repeats it)."""
+    parent = img.getparent()
+    while parent is not None and _local(parent.tag) == "a":
+        parent = parent.getparent()
+    return parent is not None and any(
+        "caption" in (d.get("class") or "").split() or _local(d.tag) == "figcaption" for d in parent.iter()
+    )
+
+
+def _in_figure(el: etree._Element) -> bool:
+    """A caption inside a PG figure (<div class="figcenter">) or an HTML <figure>."""
+    parent = el.getparent()
+    depth = 0
+    while parent is not None and depth < 4:
+        if _local(parent.tag) == "figure" or any(c.startswith("fig") for c in (parent.get("class") or "").split()):
+            return True
+        parent, depth = parent.getparent(), depth + 1
+    return False
+
+
+_NUMBER_HEAD = re.compile(r"^(?:chapter|part|book|volume|stave|letter|canto|section)\s+\S+\.?$|^[ivxlcdm]+\.?$|^\d+\.?$",
+                          re.I)
+
+
+def heading_lines(lines: list[str]) -> str:
+    """The lines of a heading broken with <br/> -> one title: a number line and its title join with a
+    colon ("Chapter III: Where the Climates Meet"); two title lines are two sentences ("The second
+    tale. The river's song.")."""
+    out = ""
+    for line in (line for line in lines if line):
+        if not out:
+            out = line
+        elif _NUMBER_HEAD.match(out):
+            out = f"{out.rstrip('.')}: {line}"
+        else:
+            out = f"{out.rstrip('.:;,')}. {line}"
+    return out
 
 
 def walk(root: etree._Element, *, source: str = "", web_page: bool = False, image_alt: bool = False) -> Page:

@@ -5,10 +5,12 @@
       -> N autoregressive candidates          one decode for K chunks x N candidates (tortoise_batch)
       -> CLVP re-ranking                      per chunk: the candidate whose codes best match the text wins
       -> AR latents of the winners            the diffusion model's conditioning, K in one pass
-      -> diffusion (mel) -> UnivNet vocoder   per chunk (DDPM or DDIM) -> K at once; 24 kHz mono float32
+      -> diffusion (mel) -> UnivNet vocoder   equal lengths share forwards (DDPM or DDIM) -> K at once;
+                                              24 kHz mono float32
 
 Chunks are grouped by voice and settings, sorted by token length, and rendered `batch_capacity` at a time
-(rows = chunks x candidates, from the device's memory); out of memory halves the batch and goes on. A
+(rows = chunks x candidates, from the device's memory); out of memory halves the batch, and every batch
+still queued, and goes on. A
 chunk's audio does not depend on its batch-mates (own generators seeded from its seed).
 
 This mirrors `tortoise.api.TextToSpeech.tts()` but keeps every model on the worker's device (stock
@@ -335,24 +337,27 @@ class TortoiseEngine(VoiceLatents):
             self.last_timings = clock.seconds
             return
         size = self.batch_capacity(s)
-        queue = [items[i:i + size] for i in range(0, len(items), size)]
-        while queue:
-            part = queue.pop(0)
+        pending = list(items)
+        while pending:
+            part, pending = pending[:size], pending[size:]
+            failure = None
             try:
                 clips = tp.render_batch(self, [p for _, p in part], s, latents, clock)
             except torch.cuda.OutOfMemoryError as exc:
-                torch.cuda.empty_cache()
-                if len(part) == 1:
-                    for index, _ in part:
-                        outcomes[index] = TransientEngineError(f"tortoise ran out of GPU memory: {exc}")
-                    continue
-                half = len(part) // 2
-                self._row_limit = half * int(s["num_autoregressive_samples"])
-                log.warning("tortoise: out of memory at %d chunks per batch; going on with %d", len(part), half)
-                queue[:0] = [part[:half], part[half:]]
+                failure = str(exc)  # not the exception: its traceback holds the batch's tensors
+            if failure is None:
+                for (index, _), clip in zip(part, clips, strict=True):
+                    outcomes[index] = clip
                 continue
-            for (index, _), clip in zip(part, clips, strict=True):
-                outcomes[index] = clip
+            _free_device_memory()  # outside the except block, so the failed batch's tensors are gone
+            if len(part) == 1:
+                outcomes[part[0][0]] = TransientEngineError(f"tortoise ran out of GPU memory: {failure}")
+                continue
+            # Every batch still to come takes the lower capacity, not only this one's halves.
+            size = len(part) // 2
+            self._row_limit = size * int(s["num_autoregressive_samples"])
+            log.warning("tortoise: out of memory at %d chunks per batch; going on with %d", len(part), size)
+            pending = part + pending
         self.last_timings = clock.seconds
 
     def synthesize_many(self, requests: Sequence[SynthRequest]) -> list[Clip | EngineError]:
@@ -375,19 +380,22 @@ class TortoiseEngine(VoiceLatents):
                 key = json.dumps([r.voice, r.voices_dir, merged], sort_keys=True, default=str)
                 groups.setdefault(key, (r, merged, []))[2].append((index, prepared))
             for first, merged, items in groups.values():
+                oom = None
                 try:
                     self._render_group(first.voice, first.voices_dir, merged, items, outcomes)
                 except (UserError, EngineError):
                     raise
                 except torch.cuda.OutOfMemoryError as exc:  # the per-chunk decoder, or latents
-                    torch.cuda.empty_cache()
-                    raise TransientEngineError(f"tortoise ran out of GPU memory: {exc}") from exc
+                    oom = str(exc)
                 except Exception as exc:
                     error = EngineError(f"tortoise failed: {type(exc).__name__}: {exc}")
                     for index, prepared in items:
                         outcomes.setdefault(index, EngineError(
                             f"tortoise failed on {prepared.text[:60]!r}: {type(exc).__name__}: {exc}"))
                     log.debug("tortoise batch failed", exc_info=error)
+                if oom is not None:  # freed here, once the traceback and its tensors are gone
+                    _free_device_memory()
+                    raise TransientEngineError(f"tortoise ran out of GPU memory: {oom}")
             self.last_timings = {**self.last_timings, "total_s": time.perf_counter() - started}
         done = [outcomes[i] for i in range(len(requests))]
         self.last_timings["audio_s"] = sum(o.duration_s for o in done if isinstance(o, Clip))
@@ -431,6 +439,17 @@ class TortoiseEngine(VoiceLatents):
         if merged.get("decoder") == "per-chunk":
             return 1
         return max(1, self._max_rows() // max(1, int(merged["num_autoregressive_samples"])))
+
+
+def _free_device_memory() -> None:
+    """Return the CUDA allocator's cached blocks (after an out-of-memory, once its tensors are gone)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 # -- module-level front doors (the CLI calls these) ------------------------------------------------------

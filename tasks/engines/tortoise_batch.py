@@ -3,7 +3,8 @@
     decode(ar, prefixes, ...)        one autoregressive decode for K chunks x N candidates
     fix_codes(codes, stop)           fix_autoregressive_output, vectorised over rows
     ar_latents(ar, conds, ...)       the AR model's latents of K winners in one forward pass
-    diffuse(model, ...)              one chunk's mel, DDPM (stock's p_sample) or DDIM
+    diffuse_many(model, ...)         K chunks' mels, DDPM or DDIM, equal lengths sharing forwards
+                                     (tortoise_diffusion; `diffuse` is one chunk on the global RNG)
     vocode(vocoder, mels, seeds)     UnivNet over K mels at once
 
 Batch invariance is the point: every chunk draws its sampling noise from its own torch.Generator (seeded
@@ -19,6 +20,7 @@ sampling for Tortoise's arguments: repetition penalty over the fake prefix ids {
 temperature, top-k 50 (GenerationConfig's default, which stock gets without asking), top-p, multinomial
 as `argmax(probs / Exp(1))` (what torch.multinomial does for one sample), stop on the stop token, at most
 `max_mel` codes. Finished rows are dropped from the batch once enough of them have finished.
+The loop never waits on the device between its reads of the stop flags, one every CHECK_EVERY steps.
 
 Mel positions: stock with kv_cache=True gives the k-th generated code mel position k+1 (position 1 is never
 used); training, the latent pass and stock's default kv_cache=False use 0, 1, 2, ... We use the latter
@@ -30,11 +32,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from tasks.engines.tortoise_diffusion import diffuse, diffuse_many, diffuser  # noqa: F401 - re-exported
 
 CALM_TOKEN = 83  # the AR code for silence
 FAKE_PREFIX_ID = 1  # the ids HF generate sees before the start token (inference_speech's fake inputs)
@@ -42,6 +45,7 @@ TOP_K = 50  # GenerationConfig's default, applied by stock generate(do_sample=Tr
 VOCODER_PAD_FRAMES = 24  # > UnivNet's receptive field (~13 frames): batch padding never reaches a kept sample
 VOCODER_PAD_VALUE = -11.5129  # log(1e-5): silence, as UnivNetGenerator.inference pads
 COMPACT_BELOW = 0.75  # drop finished rows when at most this share of the batch still runs
+CHECK_EVERY = 8  # decode steps between host reads of the stop flags (stop detection, compaction)
 
 
 def sub_seed(seed: int, stage: str) -> int:
@@ -129,9 +133,16 @@ class _Decoder:
         return self.gpt.ln_f(x)  # type: ignore[no-any-return]
 
     def keep(self, rows: torch.Tensor) -> None:
-        """Compact the cache to `rows` (indices into the current rows)."""
-        self.keys = [k.index_select(0, rows) for k in self.keys]
-        self.values = [v.index_select(0, rows) for v in self.values]
+        """Compact the cache to `rows` (indices into the current rows), one tensor at a time: each new
+        tensor replaces its old one before the next is built, so the peak is the cache plus one layer's
+        keys (1 + 1/(2 x layers) of the cache), not two caches."""
+        for cache in (self.keys, self.values):
+            for layer in range(len(cache)):
+                cache[layer] = cache[layer].index_select(0, rows)  # the old tensor is freed here
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
 
 def _warp(logits: torch.Tensor, seen: torch.Tensor, s: Sampling) -> torch.Tensor:
@@ -153,87 +164,92 @@ def _warp(logits: torch.Tensor, seen: torch.Tensor, s: Sampling) -> torch.Tensor
 
 
 def decode(ar: Any, prefixes: Sequence[Prefix], sampling: Sampling, *, mel_position_offset: int = 0,
-           compact: bool = True, stats: dict[str, Any] | None = None) -> list[torch.Tensor]:
+           compact: bool = True, check_every: int = CHECK_EVERY, stats: dict[str, Any] | None = None,
+           ) -> list[torch.Tensor]:
     """Sample every chunk's candidates in one decode. Returns per chunk (candidates, max_mel) long codes,
-    padded with the stop token after it (as stock pads them). Call under torch.no_grad (and autocast)."""
+    padded with the stop token after it (as stock pads them). Call under torch.no_grad (and autocast).
+
+    The host reads the device once every `check_every` steps (a K+1 integer copy): whether any row
+    still runs, and which chunks do. Between reads nothing waits on the device: finished rows are
+    forced to the stop code on the device, the noise of each chunk that still has rows in the batch is
+    drawn into its slot of one (rows, vocab) buffer, the key mask is a view of one tensor built at the
+    start, and the mel position comes from a table. Compaction (at a read) takes device-side indices."""
     device = prefixes[0].cond.device
     stop, vocab = int(ar.stop_mel_token), int(ar.mel_head.out_features)
     counts = [p.candidates for p in prefixes]
+    starts = [sum(counts[:i]) for i in range(len(prefixes))]
     total = sum(counts)
     chunk_of_row = torch.repeat_interleave(torch.arange(len(prefixes), device=device),
-                                           torch.tensor(counts, device=device))
+                                           torch.tensor(counts, device=device), output_size=total)
     prefix, real = _left_pad([_prefix_embedding(ar, p.cond, p.tokens) for p in prefixes])
     length = prefix.shape[1]
-    bias_dtype = prefix.dtype
+    width = length + sampling.max_mel
+    autocast = device.type == "cuda" and torch.is_autocast_enabled("cuda")
+    dtype = torch.float16 if autocast else prefix.dtype  # the cache's and the masks' (q's) dtype
     neg = torch.finfo(torch.float16).min  # finite in fp16 and fp32: fully masked pad rows stay finite
     causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
     allowed = causal[None] & real[:, None, :]
-    bias = torch.zeros(allowed.shape, dtype=bias_dtype, device=device).masked_fill(~allowed, neg)[:, None]
-    autocast = device.type == "cuda" and torch.is_autocast_enabled("cuda")
-    dtype = torch.float16 if autocast else prefix.dtype
-    decoder = _Decoder(ar.gpt, total, length + sampling.max_mel, dtype, device)
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, neg)[:, None]
+    decoder = _Decoder(ar.gpt, total, width, dtype, device)
     hidden = decoder.forward(prefix, 0, bias, rows=chunk_of_row)[:, -1:]  # the start token's state, per chunk
     logits = ar.mel_head(ar.final_norm(hidden))[:, 0].float().index_select(0, chunk_of_row)
+    del bias, allowed
 
-    codes = torch.full((total, sampling.max_mel), stop, dtype=torch.long, device=device)
+    # Per row, built once and compacted with the rows: the key bias over the whole cache width (pads
+    # masked, every decode column open), the "seen" ids of the repetition penalty, its chunk.
+    key_bias = torch.zeros(total, 1, 1, width, dtype=dtype, device=device)
+    key_bias[:, 0, 0, :length].masked_fill_(~real.index_select(0, chunk_of_row), neg)
     seen = torch.zeros(total, vocab, dtype=torch.bool, device=device)
     seen[:, FAKE_PREFIX_ID] = True
     seen[:, ar.start_mel_token] = True
-    key_real = torch.cat([real.index_select(0, chunk_of_row),
-                          torch.ones(total, sampling.max_mel, dtype=torch.bool, device=device)], dim=1)
+    row_chunk = chunk_of_row
+    # The input at step s (s = 0, 1, ...) is the code picked at step s, at mel position s + 1 (+ offset).
+    positions = ar.mel_pos_embedding.emb(
+        torch.arange(1 + mel_position_offset, sampling.max_mel + mel_position_offset, device=device))
+    codes = torch.full((sampling.max_mel, total), stop, dtype=torch.long, device=device)  # step-major
+    noise = torch.empty(total, vocab, dtype=torch.float32, device=device)  # every row's slot, all chunks
     live = torch.arange(total, device=device)  # global row of each batch row
     active = torch.ones(total, dtype=torch.bool, device=device)  # not yet stopped
-    starts = [sum(counts[:i]) for i in range(len(prefixes))]
-    spans = _spans(live.tolist(), starts, counts)
+    drawing = list(range(len(prefixes)))  # chunks with rows in the batch: they draw every step
+    full = True  # the batch holds every row in global order (no compaction yet)
     steps = 0
     for step in range(sampling.max_mel):
         steps += 1
-        probs = _warp(logits, seen.index_select(0, live), sampling)
-        # Each chunk with a running row draws Exp(1) noise shaped (its candidates, vocab) from its own
-        # generator, as torch.multinomial(probs, 1) does inside that chunk's own generate call.
-        noise = torch.ones_like(probs)
-        flags = active.tolist()
-        for ci, (lo, hi, local) in enumerate(spans):
-            if hi == lo or not any(flags[lo:hi]):
-                continue
-            draw = torch.empty(counts[ci], vocab, dtype=probs.dtype, device=device)
-            draw.exponential_(generator=prefixes[ci].generator)
-            noise[lo:hi] = draw if hi - lo == counts[ci] else draw[torch.tensor(local, device=device)]
-        picks = torch.argmax(probs / noise, dim=-1)
-        rows = active.nonzero().squeeze(1)
-        codes[live[rows], step] = picks[rows]
-        seen[live[rows], picks[rows]] = True
-        active = active & (picks != stop)
-        if not bool(active.any()) or step + 1 == sampling.max_mel:
+        probs = _warp(logits, seen, sampling)
+        # Each chunk with rows in the batch draws Exp(1) noise shaped (its candidates, vocab) from its
+        # own generator, as torch.multinomial(probs, 1) does inside that chunk's own generate call.
+        for ci in drawing:
+            noise[starts[ci]:starts[ci] + counts[ci]].exponential_(generator=prefixes[ci].generator)
+        picks = torch.argmax(probs / (noise if full else noise.index_select(0, live)), dim=-1)
+        picks = torch.where(active, picks, stop)  # finished rows stay at the stop code (HF pads them)
+        codes[step].index_copy_(0, live, picks)
+        seen.scatter_(1, picks[:, None], True)
+        active &= picks != stop
+        if step + 1 == sampling.max_mel:
             break
-        if compact and int(active.sum()) <= COMPACT_BELOW * live.shape[0]:
-            keep = active.nonzero().squeeze(1)
-            decoder.keep(keep)
-            live, picks, active = live[keep], picks[keep], active[keep]
-            spans = _spans(live.tolist(), starts, counts)
-        emb = ar.mel_embedding(picks)[:, None] + ar.mel_pos_embedding.emb(
-            torch.tensor([step + 1 + mel_position_offset], device=device))[None]
+        if (step + 1) % check_every == 0:
+            running = torch.zeros(len(prefixes), dtype=torch.long, device=device).index_add_(
+                0, row_chunk, active.long()).tolist()  # the one host read
+            still = sum(running)
+            if still == 0:
+                break
+            if compact and still <= COMPACT_BELOW * live.shape[0]:
+                keep = torch.argsort((~active).to(torch.uint8), stable=True)[:still]  # running rows, in order
+                decoder.keep(keep)
+                live, picks, active = live[keep], picks[keep], active[keep]
+                key_bias, seen, row_chunk = key_bias[keep], seen[keep], row_chunk[keep]
+                drawing = [ci for ci in drawing if running[ci] > 0]
+                full = False
+        emb = ar.mel_embedding(picks)[:, None] + positions[step][None, None]
         column = length + step
-        step_bias = torch.zeros(live.shape[0], 1, 1, column + 1, dtype=bias_dtype, device=device)
-        step_bias.masked_fill_(~key_real.index_select(0, live)[:, None, None, :column + 1], neg)
-        hidden = decoder.forward(emb.to(prefix.dtype), column, step_bias)
+        hidden = decoder.forward(emb.to(prefix.dtype), column, key_bias[..., :column + 1])
         logits = ar.mel_head(ar.final_norm(hidden))[:, 0].float()
     if stats is not None:
         stats["decode_steps"] = stats.get("decode_steps", 0) + steps
         stats["decode_rows"] = stats.get("decode_rows", 0) + total
-    return [codes[s:s + n] for s, n in zip(starts, counts, strict=True)]
-
-
-def _spans(live: list[int], starts: list[int], counts: list[int]) -> list[tuple[int, int, list[int]]]:
-    """Per chunk: (first, end) batch positions of its rows still in the batch, and their candidate numbers."""
-    spans, pos = [], 0
-    for start, count in zip(starts, counts, strict=True):
-        local: list[int] = []
-        while pos + len(local) < len(live) and live[pos + len(local)] < start + count:
-            local.append(live[pos + len(local)] - start)
-        spans.append((pos, pos + len(local), local))
-        pos += len(local)
-    return spans
+        stats["decode_calls"] = stats.get("decode_calls", 0) + 1
+    out = codes.t()
+    return [out[s:s + n].contiguous() for s, n in zip(starts, counts, strict=True)]
 
 
 def fix_codes(codes: torch.Tensor, stop: int) -> torch.Tensor:
@@ -275,37 +291,6 @@ def calm_trim(latents: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         if run > 8:
             return latents[:, :k]
     return latents
-
-
-@lru_cache(maxsize=16)
-def diffuser(steps: int, cond_free: bool, cond_free_k: float, sampler: str) -> Any:
-    """Tortoise's SpacedDiffusion (as load_discrete_vocoder_diffuser) over `steps` of the 4,000 trained
-    steps: stock's spacing for "p", the DDIM paper's fixed stride ("ddimN") for "ddim"."""
-    from tortoise.utils.diffusion import SpacedDiffusion, get_named_beta_schedule, space_timesteps
-
-    use = space_timesteps(4000, f"ddim{steps}" if sampler == "ddim" else [steps])
-    return SpacedDiffusion(use_timesteps=use, model_mean_type="epsilon", model_var_type="learned_range",
-                           loss_type="mse", betas=get_named_beta_schedule("linear", 4000),
-                           conditioning_free=cond_free, conditioning_free_k=cond_free_k)
-
-
-def diffuse(model: Any, latents: torch.Tensor, cond: torch.Tensor, *, steps: int, cond_free: bool,
-            cond_free_k: float, temperature: float, sampler: str) -> torch.Tensor:
-    """One chunk's 24 kHz mel (1, 100, S) from its AR latents (1, M', d), fp32, drawing from the global
-    generator (the caller seeds it per chunk). Mirrors tortoise.api.do_spectrogram_diffusion."""
-    from tortoise.utils.audio import denormalize_tacotron_mel
-
-    length = latents.shape[1] * 4 * 24000 // 22050
-    shape = (latents.shape[0], 100, length)
-    embeddings = model.timestep_independent(latents, cond, length, False)
-    noise = torch.randn(shape, device=latents.device) * temperature
-    d = diffuser(steps, cond_free, float(cond_free_k), sampler)
-    kwargs = {"precomputed_aligned_embeddings": embeddings}
-    if sampler == "ddim":
-        mel = d.ddim_sample_loop(model, shape, noise=noise, model_kwargs=kwargs, progress=False, eta=0.0)
-    else:
-        mel = d.p_sample_loop(model, shape, noise=noise, model_kwargs=kwargs, progress=False)
-    return denormalize_tacotron_mel(mel)[:, :, :length]  # type: ignore[no-any-return]
 
 
 def vocode(vocoder: Any, mels: Sequence[torch.Tensor], seeds: Sequence[int]) -> list[torch.Tensor]:

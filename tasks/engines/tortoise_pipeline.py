@@ -2,7 +2,8 @@
 
     render_batch(engine, chunks, settings, latents)   the default: K chunks at once (tortoise_batch)
         one AR decode for K x N rows -> CLVP per chunk -> AR latents of the K winners in one pass
-        -> diffusion per chunk (DDPM or DDIM, its own seeded stream) -> UnivNet over the K mels at once
+        -> diffusion, chunks of equal length sharing forwards, guidance in one forward (DDPM or DDIM,
+        each chunk's own seeded generator) -> UnivNet over the K mels at once
     render_one(engine, chunk, settings, latents)      the per-chunk path of adapter 1 (`decoder: per-chunk`):
         stock's `inference_speech` in sub-batches on the global RNG, kept as the benchmark's baseline
 
@@ -60,14 +61,6 @@ def _to_clip(wav: Any) -> Clip:
     return Clip(np.clip(samples, -1.0, 1.0), SAMPLE_RATE_HZ)
 
 
-def _fork_rng(device: str) -> contextlib.AbstractContextManager[Any]:
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.random.fork_rng(devices=[torch.device(device).index or 0], device_type="cuda")
-    return torch.random.fork_rng(devices=[])
-
-
 def render_batch(engine: Any, chunks: Sequence[Prepared], s: Mapping[str, Any], latents: tuple[Any, Any],
                  clock: StageClock) -> list[Clip]:
     """Every chunk's clip; chunk i's audio depends only on chunk i (see tortoise_batch)."""
@@ -98,14 +91,12 @@ def render_batch(engine: Any, chunks: Sequence[Prepared], s: Mapping[str, Any], 
             lat = tb.ar_latents(ar, [ar_latent] * len(chunks), [c.tokens for c in chunks], winners)
             trimmed = [tb.calm_trim(lat[i:i + 1], winners[i]) for i in range(len(chunks))]
         with clock.stage("diffusion_s"):
-            mels = []
-            for c, latent in zip(chunks, trimmed, strict=True):
-                with _fork_rng(engine.device):
-                    torch.manual_seed(tb.sub_seed(c.seed, "diffusion"))
-                    mels.append(tb.diffuse(
-                        m.diffusion, latent.float(), diffusion_latent, steps=int(s["diffusion_iterations"]),
-                        cond_free=bool(s["cond_free"]), cond_free_k=float(s["cond_free_k"]),
-                        temperature=float(s["diffusion_temperature"]), sampler=str(s["diffusion_sampler"])))
+            generators = [torch.Generator(device=device).manual_seed(tb.sub_seed(c.seed, "diffusion")) for c in chunks]
+            mels = tb.diffuse_many(
+                m.diffusion, [t.float() for t in trimmed], diffusion_latent, generators,
+                steps=int(s["diffusion_iterations"]), cond_free=bool(s["cond_free"]),
+                cond_free_k=float(s["cond_free_k"]), temperature=float(s["diffusion_temperature"]),
+                sampler=str(s["diffusion_sampler"]))
         with clock.stage("vocoder_s"):
             wavs = tb.vocode(m.vocoder, mels, [tb.sub_seed(c.seed, "vocoder") for c in chunks])
             wavs = [engine._aligner.redact(w[None], c.text)[0] if c.redact else w

@@ -53,16 +53,12 @@ def _caps_word(token: str) -> bool:
 
 
 def _capitalize(token: str) -> str:
-    """ "MARLEY'S" -> "Marley's", '"WHY,' -> '"Why,', "RED-HEADED" -> "Red-Headed"."""
-    return re.sub(r"[^\W\d_]+", lambda m: m.group(0).capitalize(), token.lower(), count=0).replace("'S", "'s")
+    """ "MARLEY'S" -> "Marley's", '"WHY,' -> '"Why,', "RED-HEADED" -> "Red-Headed", "DON'T" -> "Don't".
 
-
-def _capitalize_first(token: str) -> str:
-    out = token.lower()
-    for i, c in enumerate(out):
-        if c.isalpha():
-            return out[:i] + c.upper() + out[i + 1:]
-    return out
+    Each run of letters not after an apostrophe starts with a capital. The one rule for both the
+    drop-cap and the shouting-heading case, so that a word it gives is left alone the next time
+    (normalisation is idempotent: "A\ud7fcE" stays as it is)."""
+    return re.sub(r"(?<!')[^\W\d_]+", lambda m: m.group(0).capitalize(), token.lower())
 
 
 def fix_drop_caps(paragraph: str) -> str:
@@ -86,8 +82,9 @@ def fix_drop_caps(paragraph: str) -> str:
     for token in tokens[:run]:
         letters = "".join(c for c in token if c.isalpha())
         abbreviation = token.endswith(".") and "." not in token[:-1]  # "MR." is "Mr.", not an acronym
-        keep = letters == "I" or (is_acronym(token) and not abbreviation)
-        fixed.append(token if keep else _capitalize_first(token))
+        numeral = roman_value(letters) is not None  # "II." opens a numbered sub-heading: no abbreviation
+        keep = letters == "I" or (is_acronym(token) and (numeral or not abbreviation))
+        fixed.append(token if keep else _capitalize(token))
     return " ".join(fixed + tokens[run:])
 
 
@@ -97,12 +94,12 @@ def title_case(text: str) -> str:
     letter is returned as it is."""
     if any(c.islower() for c in text) or not any(c.isalpha() for c in text):
         return text
-    out = []
+    out: list[str] = []
     for i, token in enumerate(text.split(" ")):
         bare = token.strip("\"'()[],.;:!?").lower()
         if is_acronym(token) or not any(c.isalpha() for c in token):
             out.append(token)
-        elif i > 0 and bare in _SMALL_WORDS:
+        elif i > 0 and bare in _SMALL_WORDS and not out[-1].endswith((".", ":", "!", "?")):
             out.append(token.lower())
         else:
             out.append(_capitalize(token))

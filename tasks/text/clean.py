@@ -46,12 +46,14 @@ def _dash_to_pause(m: re.Match[str]) -> str:
         return "" if prev == "" or prev in _OPENERS else " "  # "—Hello", "(—", "said.— Then"
     if prev in "\"'" and (m.start() < 2 or text[m.start() - 2] == " "):
         return ""  # an opening quote: '"—Hello"'
+    if prev in "\"'" and text[m.start() - 2] in _PAUSES + "-\u2012\u2013\u2014\u2015\u2e3a\u2e3b\ufe58":
+        return " "  # after a quotation that a pause ended: '"No,"—he began' -> '"No," he began'
     if nxt == "" or nxt in _CLOSERS:
         return ""  # "I was—." / trailing "I was—"
     if nxt in "\"'":
         after = text[m.end() + 1] if m.end() + 1 < len(text) else ""
-        if after == "" or after == " " or after in _CLOSERS:
-            return ","  # a closing quote: '"Wait—" he said' -> '"Wait," he said'
+        if after == "" or after == " " or after in _CLOSERS or _DASH_RE.match(text, m.end() + 1):
+            return ","  # a closing quote: '"Wait—" he said' -> '"Wait," he said', '"No—"—he' -> '"No," he'
     return ", "
 
 

@@ -1,6 +1,7 @@
 """Roman numerals where they are numbers: after a structural word ("Chapter IV" -> "Chapter Four"),
-in regnal names ("Henry VIII" -> "Henry the Eighth", "King George III", "Pope John Paul I"), and a
-paragraph that is nothing but a numeral ("II." -> "Two.").
+in regnal names ("Henry VIII" -> "Henry the Eighth", "King George III", "Pope John Paul I"), a
+paragraph that is nothing but a numeral ("II." -> "Two.") and one that opens with a numbered
+sub-heading ("II. Trade" -> "Two. Trade").
 
 Ordinary words are left alone: a numeral must be a valid one (strict form, so "DID", "CIVIL" are
 not), in upper case, within a plausible range ("MIX" = 1009 is no chapter or king), and the pronoun
@@ -46,6 +47,8 @@ _NOT_NAMES = frozenset(
     "Had Have Not All Any Some Each Every Only Also Even Just Here Now Yes".split()
 )
 _ALONE_RE = re.compile(rf"^({_NUMERAL})([.:])$")
+# A paragraph that opens with a numbered sub-heading: "II. Trade", "IV. The Storm" (not initials, "C. D.").
+_HEADING_RE = re.compile(rf"^({_NUMERAL})\. (?=[A-Z])(?![A-Z]\.)")
 
 
 def roman_value(numeral: str) -> int | None:
@@ -104,6 +107,12 @@ def speak_roman_numerals(text: str) -> str:
         if value is not None and value <= MAX_STRUCTURE:
             return f"{cardinal_title(value)}."
         return text
+    heading = _HEADING_RE.match(text)
+    if heading:
+        numeral = heading.group(1)
+        value = roman_value(numeral)
+        if value is not None and value <= MAX_STRUCTURE and (len(numeral) > 1 or numeral in "IVX"):
+            text = f"{cardinal_title(value)}. {text[heading.end():]}"
     for _ in range(64):  # until nothing changes: a replaced numeral can expose the next ("Louis II II")
         before = text
         text = _STRUCTURE_RE.sub(_structure, text)

@@ -8,8 +8,10 @@
     "thirty degrees Celsius"   "mp3" -> "mp three"   "007" -> "zero zero seven"   "R&D" -> "R and D"
 
 A four-digit number from 1100 to 2099 reads as a year ("in 1888", "1888, I was") unless a plural
-noun follows it ("1500 soldiers"); a footnote mark glued to a word ("patterns.1", 'bear."1') is
-dropped. Whatever else holds an ASCII digit is read as a number, so no digit ever reaches an engine.
+noun follows it ("1500 soldiers"); a date reads as a date ("3 May 2019" -> "the third of May, twenty
+nineteen", "June 1, 2017" -> "June first, twenty seventeen"); a footnote mark glued to a word
+("patterns.1", 'bear."1') is dropped. Identifiers (RFC numbers, versions) are read before, in
+tasks/text/identifiers.py. Whatever else holds an ASCII digit is read as a number, so no digit ever reaches an engine.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from decimal import Decimal
 
 from num2words import num2words
 
-__all__ = ["base_language", "cardinal", "speak_numbers", "speak_symbols"]
+__all__ = ["base_language", "cardinal", "digit_by_digit", "drop_footnote_marks", "speak_numbers", "speak_symbols"]
 
 _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _MAX_CARDINAL_DIGITS = 15  # longer runs (IDs, ISBNs) are read digit by digit
@@ -31,8 +33,12 @@ def _words(text: str) -> str:
     return text.replace(",", "")
 
 
-def _digit_by_digit(digits: str) -> str:
-    return " ".join(_DIGITS[int(d)] for d in digits if d.isdigit())
+def digit_by_digit(digits: str) -> str:
+    """ "9110" -> "nine one one zero"."""
+    return " ".join(_DIGITS[int(d)] for d in digits if "0" <= d <= "9")
+
+
+_digit_by_digit = digit_by_digit
 
 
 @functools.lru_cache(maxsize=4096)
@@ -91,6 +97,7 @@ _SCALES = {"thousand": "thousand", "million": "million", "billion": "billion", "
 _CURRENCY_RE = re.compile(
     rf"([$£€¥₹])\s?({_NUM})(?:\.(\d+))?(?:\s?(thousand|million|billion|trillion|bn|k|m)(?![^\W\d_]))?"
 )
+_PERCENT_RANGE_RE = re.compile(r"(?<![\d.])(\d{1,3})-(\d{1,3})\s?%")  # "20-30%" -> "twenty to thirty percent"
 _PERCENT_RE = re.compile(rf"(?<![\d.])({_NUM})(?:\.(\d+))?\s?(%|per ?cent\b)")
 _TIME_RE = re.compile(r"(?<![\d:.,])([01]?\d|2[0-4]):([0-5]\d)(?!\d|\.\d)")
 _ORDINAL_RE = re.compile(rf"(?<![\d.,])({_NUM})(st|nd|rd|th|ST|ND|RD|TH)(?![^\W\d_])")
@@ -102,13 +109,18 @@ _NEGATIVE_RE = re.compile(r"(?<![\w).-])-(?=\d)")
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 # A day after a month is an ordinal ("March 20" -> "March twentieth"), not a year or a count.
 _MONTH_DAY_RE = re.compile(rf"\b({_MONTHS}) ([1-9]|[12]\d|3[01])(?![\d:.]\d|\d|[-/]\d)")
+# A day before a month is a date too: "3 May 2019" -> "the third of May, twenty nineteen".
+_DAY_MONTH_RE = re.compile(
+    rf"(?<![\w,.])(?:([Tt]he) )?([1-9]|[12]\d|3[01])(?:st|nd|rd|th)? ({_MONTHS})\b(?:,? (1[1-9]\d\d|20\d\d)(?!\d|[,.]\d))?"
+)
 _YEAR_RE = re.compile(r"(?<![\d,.])(1[1-9]\d\d|20\d\d)(?![\d]|[,.]\d)")
 _INTEGER_RE = re.compile(_NUM)
 _FRACTIONS = {2: ("half", "halves"), 4: ("quarter", "quarters")}
 # Words ending in "s" that are no plural nouns: "in 1998 was", "1888 as".
 _NOT_PLURAL = frozenset(
     "was is has as this its his hers ours yours theirs us thus perhaps always whereas besides towards "
-    "afterwards unless across less miss yes plus minus".split()
+    "afterwards unless across less miss yes plus minus does goes says seems comes becomes remains means makes "
+    "takes gives shows lies stands".split()
 )
 
 
@@ -165,6 +177,8 @@ def _chain(m: re.Match[str]) -> str:
     numbers, marks = parts[::2], set(parts[1::2])
     if marks == {"/"} and len(numbers) == 2 and (fraction := _fraction(*numbers)):
         return fraction
+    if parts[1::2] == ["-", "/"] and (fraction := _fraction(*numbers[1:])):
+        return f"{cardinal(numbers[0])} and {fraction}"  # "2-7/8" inches
     if marks == {"-"} and len(numbers) == 2:
         a, b = numbers
         if len(a) == 4 and 1100 <= int(a) <= 2099 and len(b) in (2, 4):
@@ -174,6 +188,15 @@ def _chain(m: re.Match[str]) -> str:
     if marks == {"/"}:
         return " slash ".join(cardinal(n) for n in numbers)
     return ", ".join(_digit_by_digit(n) for n in numbers)  # a phone or serial number
+
+
+def _day_month(m: re.Match[str]) -> str:
+    the = m.group(1)
+    if the is None:
+        head = m.string[:m.start()].rstrip(" \"'(")
+        the = "The" if not head or head[-1] in ".!?" else "the"
+    year = f", {_year(int(m.group(4)))}" if m.group(4) else ""
+    return f"{the} {_ordinal(m.group(2))} of {m.group(3)}{year}"
 
 
 def _year_or_count(m: re.Match[str]) -> str:
@@ -211,12 +234,17 @@ def _speak_foreign_numbers(text: str, language: str) -> str:
     return re.sub(r"\d+", lambda m: _foreign(m.group(0), language), text)
 
 
+def drop_footnote_marks(text: str) -> str:
+    """A footnote mark glued after a word's punctuation goes: "patterns.1 And" -> "patterns. And"."""
+    return _FOOTNOTE_RE.sub("", text) if any("0" <= c <= "9" for c in text) else text
+
+
 def speak_numbers(text: str, language: str = "en") -> str:
     """Every ASCII digit in `text` read as words (see the module docstring). English rules; another
     language gets its plain numbers and decimals in its own words (num2words), where num2words knows it."""
     if not any("0" <= c <= "9" for c in text):
         return text
-    text = _FOOTNOTE_RE.sub("", text)
+    text = drop_footnote_marks(text)
     text = _GLUED_RE.sub(" ", text)
     if (lang := base_language(language)) != "en":
         return _speak_foreign_numbers(text, lang)
@@ -228,7 +256,9 @@ def speak_numbers(text: str, language: str = "en") -> str:
     text = re.sub(r"(?<=\d)\s?°\s?F(?![^\W\d_])", " degrees Fahrenheit", text)
     text = re.sub(r"(?<=\d)\s?°", " degrees", text)
     text = _CURRENCY_RE.sub(_currency, text)
+    text = _PERCENT_RANGE_RE.sub(lambda m: f"{cardinal(m.group(1))} to {cardinal(m.group(2))} percent", text)
     text = _PERCENT_RE.sub(_percent, text)
+    text = _DAY_MONTH_RE.sub(_day_month, text)
     text = _TIME_RE.sub(_time, text)
     text = _ORDINAL_RE.sub(lambda m: _ordinal(m.group(1)), text)
     text = _DECADE_RE.sub(_decade, text)

@@ -1,8 +1,9 @@
-"""URLs and e-mail addresses: read as their domain ("rfc-editor dot org"), or dropped.
+"""URLs and e-mail addresses: a URL read as its domain ("rfc-editor dot org"), an e-mail address whole
+("jane dot doe at example dot org"), or either dropped.
 
 The manifest chooses with `reading.urls: domain | drop`. A URL is anything starting with a scheme
 (`https://`, `ftp://`, `mailto:`), anything starting with `www.`, or a bare host name with a common
-top-level domain ("perma.cc/ABC", "example.com"). An e-mail address is read as its domain too.
+top-level domain ("perma.cc/ABC", "example.com").
 """
 
 from __future__ import annotations
@@ -50,8 +51,25 @@ def _domain(url: str) -> str:
     return " dot ".join(label.lower() for label in labels)
 
 
+_LOCAL_MARKS = {".": " dot ", "_": " underscore ", "-": " dash ", "+": " plus "}
+
+
+def _email(address: str) -> str | None:
+    """ "jane.doe@example.org" -> "jane dot doe at example dot org"; None when it is no e-mail address."""
+    address = address.strip("<>")
+    bare = address[7:] if address.lower().startswith("mailto:") else address
+    if "@" not in bare or ":" in bare or "/" in bare:
+        return None
+    local = bare.rpartition("@")[0]
+    spoken = re.sub(r"[._+-]", lambda m: _LOCAL_MARKS[m.group(0)], local)
+    spoken = " ".join(w for w in spoken.split() if w)
+    domain = _domain(address)
+    return f"{spoken} at {domain}" if spoken and domain else domain
+
+
 def speak_urls(text: str, mode: UrlMode = "domain") -> str:
-    """Each URL or e-mail address in `text` replaced by its spoken domain, or removed ("drop")."""
+    """Each URL in `text` replaced by its spoken domain, each e-mail address by its spoken form, or
+    either removed ("drop")."""
 
     def _replace(m: re.Match[str]) -> str:
         url = m.group(0)
@@ -63,6 +81,7 @@ def speak_urls(text: str, mode: UrlMode = "domain") -> str:
         url, tail = url[:end], url[end:]
         if mode == "drop":
             return tail
-        return f"{_domain(url)}{tail}"
+        email = _email(url)
+        return f"{email if email is not None else _domain(url)}{tail}"
 
     return _URL_RE.sub(_replace, text)

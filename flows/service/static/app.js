@@ -115,6 +115,49 @@ async function upload(event) {
   if (r.ok) { event.target.reset(); fillVoices(); refreshList(); }
 }
 
+// Read-along: under a chapter's player, its sentences (the cues of the chapter's WebVTT captions, loaded
+// by the <track> element), the one being spoken marked. Marked by time, so a seek moves the mark at once
+// and, in the pause after a sentence, it stays on that sentence. A click on a sentence plays from it.
+function readAlong(audio) {
+  const track = audio.querySelector("track");
+  const box = audio.parentElement.querySelector(".read-along");
+  if (!track || !box) return;
+  track.track.mode = "hidden";  // load the cues without drawing them over anything
+  let cues = [], spans = [], current = -1;
+  const build = () => {
+    const list = track.track.cues;
+    if (cues.length || !list || !list.length) return;
+    cues = Array.from(list);
+    spans = cues.map((cue) => {
+      const span = el("span", { class: "sentence", "data-cue": cue.id }, cue.getCueAsHTML().textContent);
+      span.addEventListener("click", () => { audio.currentTime = cue.startTime; audio.play(); });
+      return span;
+    });
+    box.replaceChildren(...spans.flatMap((span) => [span, " "]));
+    box.hidden = false;
+    mark();
+  };
+  const mark = () => {
+    const now = audio.currentTime;
+    let i = -1;
+    for (let lo = 0, hi = cues.length - 1; lo <= hi;) {  // the last cue that starts at or before now
+      const mid = (lo + hi) >> 1;
+      if (cues[mid].startTime <= now + 1e-3) { i = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    if (i === current) return;
+    if (current >= 0) { spans[current].classList.remove("speaking"); spans[current].removeAttribute("aria-current"); }
+    current = i;
+    if (i < 0) return;
+    spans[i].classList.add("speaking");
+    spans[i].setAttribute("aria-current", "true");
+    box.scrollTop = spans[i].offsetTop - box.clientHeight / 3;  // the box is the spans' offsetParent
+  };
+  track.addEventListener("load", build);
+  build();
+  for (const type of ["timeupdate", "seeked", "seeking", "play"]) audio.addEventListener(type, mark);
+  track.track.addEventListener("cuechange", mark);
+}
+
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("button.retry");
   if (!button) return;
@@ -139,5 +182,6 @@ document.addEventListener("DOMContentLoaded", () => {
     $("#document").addEventListener("change", inspectDocument);
     $("#engine").addEventListener("change", fillVoices);
   }
+  document.querySelectorAll("audio.chapter").forEach(readAlong);
   setInterval(() => { refreshList(); refreshBook(); }, 2000);
 });
