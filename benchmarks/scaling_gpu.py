@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise RuntimeError(f"the runs synthesised different chunk counts: {runs}")
     upto16 = [r["efficiency"] for r in runs.values() if r["workers"] <= 16]
     result: dict[str, Any] = {
-        "simulated_gpu_efficiency_min_upto_16": min(upto16),
+        "simulated_gpu_efficiency_min_upto_16": min(upto16) if upto16 else None,
         "simulated_gpu_speedup": {k: r["speedup"] for k, r in runs.items()},
         "renderer_ceiling_chunks_per_s": ceiling["chunks_per_s"],
         "renderer_chunks_per_cpu_s": round(ceiling["chunks"] / max(ceiling["renderer_cpu_s"], 1e-9), 1),
