@@ -155,24 +155,32 @@ def synthesis_flow() -> Any:
     return synthesise
 
 
-def plan_for(manifest: Path, cache: Path, work: Path, latency_s: float) -> Any:
+def plan_for(manifest: Path, cache: Path, work: Path, latency_s: float, batch: int | None = None) -> Any:
+    """The book's plan for the simulated engine at `latency_s` a batch, `batch` chunks a task (default:
+    the benchmark's --batch)."""
     from tasks.manifest import load_manifest
     from tasks.plan import make_plan
 
+    saved = os.environ["BENCH_SIM_BATCH"]
     os.environ["BENCH_SIM_LATENCY_S"] = str(latency_s)
-    return make_plan(load_manifest(manifest), engine_name="simgpu", cache_dir=cache, voices_dir=work / "voices")
+    os.environ["BENCH_SIM_BATCH"] = str(batch or saved)
+    try:
+        return make_plan(load_manifest(manifest), engine_name="simgpu", cache_dir=cache, voices_dir=work / "voices")
+    finally:
+        os.environ["BENCH_SIM_BATCH"] = saved
 
 
 def run_on(n: int, manifest: Path, warm: Path, work: Path, latency_s: float, tag: str,
            ceiling: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Warm up `n` fresh workers (one task each), then time the book's synthesis on them; with `ceiling`
+    """Warm up `n` fresh workers (2n one-chunk tasks: each worker's first task sets up Prefect there),
+    then time the book's synthesis on them; with `ceiling`
     (a dict to fill), the same book again on the same workers with an instant engine, fresh cache."""
     global _PLAN
     from prefect_dask import DaskTaskRunner
 
     flow = synthesis_flow()
     with loopback_cluster(n, work) as cluster:
-        _PLAN = plan_for(warm, work / f"cache-warm-{tag}", work, latency_s)
+        _PLAN = plan_for(warm, work / f"cache-warm-{tag}", work, latency_s, batch=1)  # one chunk a task
         flow.with_options(task_runner=DaskTaskRunner(address=cluster["address"]))()
         _PLAN = plan_for(manifest, work / f"cache-{tag}", work, latency_s)
         out = flow.with_options(task_runner=DaskTaskRunner(address=cluster["address"]))()
