@@ -6,6 +6,7 @@
     audiobook voices list | voices latents NAME                reference voices (Tortoise)
     audiobook models fetch [--dir DIR]                         fetch Tortoise weights ahead of time
     audiobook doctor [--engine NAME]                           device, ffmpeg, weights, a test render
+    audiobook doctor --cluster ADDRESS                         every worker of a Dask cluster
 
 Exit codes: 0 success (3: `verify` found suspicious spans); 2 a problem with the input the user can fix (the message names the file, the
 field and the fix); 1 an internal fault. No traceback unless AUDIOBOOK_DEBUG=1.
@@ -71,7 +72,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     manifest_path = paths.resolve_manifest(args.manifest)
     # Bad input (manifest, sources, voice, weights) fails here, before Prefect starts or a chunk is queued.
     make_plan(load_manifest(manifest_path), engine_name=args.engine, cache_dir=paths.cache_dir(),
-              voices_dir=paths.voices_dir())
+              voices_dir=paths.voices_dir(), check_only=True)  # the workers' facts come in the flow
     note = configure_prefect_environment()
     print(note, file=sys.stderr)
     from flows.render import with_cluster
@@ -206,6 +207,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from tasks.encode import ffmpeg_exe
     from tasks.engines import get_engine
 
+    if args.cluster:  # the workers of a Dask cluster, each as it describes itself
+        from tasks.workers import cluster_workers
+
+        workers = cluster_workers(args.cluster, timeout_s=args.timeout)
+        print(dump_json({"cluster": args.cluster, "workers": workers}))
+        return 0 if workers else 1
     report: dict[str, Any] = {"ffmpeg": ffmpeg_exe(), "cache_dir": str(paths.cache_dir())}
     engines = [args.engine] if args.engine else ["piper", "tortoise"]
     ok = True
@@ -403,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check device, ffmpeg, weights and a one-sentence test render")
     doctor.add_argument("--engine", choices=["piper", "tortoise"])
+    doctor.add_argument("--cluster", metavar="ADDRESS", help="list every worker of the Dask cluster at ADDRESS "
+                        "(tcp://host:8786): host, device, GPU and free memory, engines loaded, chunks done")
+    doctor.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the cluster (default 10)")
     doctor.set_defaults(func=cmd_doctor)
     return parser
 

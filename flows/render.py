@@ -22,12 +22,19 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import book, paths, progress
-from tasks.errors import RenderError
+from tasks.errors import RenderError, UserError
 from tasks.inputs import book_inputs_digest
 from tasks.lock import book_lock
-from tasks.manifest import load_manifest
-from tasks.plan import BookPlan, Chunk
-from tasks.prefect_tasks import TASK_STARTS, assemble_chapter, encode_book, plan_book, synthesize_chunks
+from tasks.manifest import Manifest, load_manifest
+from tasks.plan import BookPlan, Chunk, job_settings
+from tasks.prefect_tasks import (
+    TASK_STARTS,
+    assemble_chapter,
+    encode_book,
+    plan_book,
+    synthesize_chunks,
+    worker_facts,
+)
 from tasks.synth import (
     BatchResult,
     ChunkFailure,
@@ -39,6 +46,7 @@ from tasks.synth import (
     renderer_id,
     split_cached,
 )
+from tasks.workers import WorkerFacts, check_gpu, check_precision
 
 WORKERS = int(os.environ.get("AUDIOBOOK_WORKERS", "2"))
 
@@ -49,8 +57,10 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
     started = time.perf_counter()
     manifest_path = paths.resolve_manifest(manifest)
     # Digest the inputs before planning reads them: an edit made during the render re-renders next night.
-    inputs_digest = book_inputs_digest(load_manifest(manifest_path), paths.voices_dir())
-    the_manifest, plan = plan_book(str(manifest_path), engine, str(paths.cache_dir()), str(paths.voices_dir()))
+    first_read = load_manifest(manifest_path)
+    inputs_digest = book_inputs_digest(first_read, paths.voices_dir())
+    facts = ask_worker(first_read, engine)  # before any chunk: GPU or a clear no
+    the_manifest, plan = plan_book(str(manifest_path), engine, str(paths.cache_dir()), str(paths.voices_dir()), facts)
     out_dir = Path(output_dir or paths.output_dir()).absolute() / the_manifest.stem
     stats: dict[str, int] = {}
     results = synthesize_all(plan, stats)
@@ -79,7 +89,8 @@ def synthesize_all(plan: BookPlan, stats: dict[str, int] | None = None) -> dict[
     taken, and the results kept are paths and numbers, never audio."""
     results, missing = split_cached(plan.chunks, plan.job)  # cached chunks need no task
     # A batching engine gets tasks of its capacity, sorted by length; others, reading-order batches.
-    batches = batch_chunks(tuple(missing), capacity=engine_batch_size(plan.job) if missing else 1)
+    capacity = (plan.worker.capacity if plan.worker else engine_batch_size(plan.job)) if missing else 1
+    batches = batch_chunks(tuple(missing), capacity=capacity)
     total = len(plan.chunks)
     cached = total - len(missing)
     del missing
@@ -125,6 +136,34 @@ def synthesize_all(plan: BookPlan, stats: dict[str, int] | None = None) -> dict[
             f"{first.error}{more}. Finished chunks are cached; fix the cause and render again."
         )
     return results
+
+
+def ask_worker(manifest: Manifest, engine: str | None) -> WorkerFacts:
+    """The facts of a worker where synthesis runs (one small task, placed like synthesis): its engine
+    version (the chunk keys name its precision), device and batch capacity. This process builds the
+    engine only to know its settings (no model, no torch). A Tortoise render with no GPU there stops
+    here (exit 2) unless AUDIOBOOK_TORTOISE_DEVICE=cpu."""
+    from tasks.engines import get_engine
+
+    name = engine or manifest.engine
+    engine_here = get_engine(name)
+    settings = job_settings(engine_here, manifest)
+    with tts_placement():
+        future = worker_facts.submit(name, settings, engine_here.info.supports_prompts and manifest.prompts)
+    wait_s = float(os.environ.get("AUDIOBOOK_WORKER_WAIT_S", "600"))
+    try:
+        facts = future.result(timeout=wait_s)
+    except TimeoutError:
+        resource = os.environ.get("AUDIOBOOK_TTS_RESOURCE")
+        raise UserError(
+            f"no worker answered in {wait_s:.0f} s" + (f": is there one with the resource {resource}?" if resource else ""),
+            field="AUDIOBOOK_TTS_RESOURCE" if resource else "--cluster",
+            fix="start a worker (dask worker ... --resources GPU=1), list them with 'audiobook doctor --cluster "
+                "ADDRESS', or wait longer with AUDIOBOOK_WORKER_WAIT_S",
+        ) from None
+    check_gpu(facts)
+    check_precision(facts)
+    return facts
 
 
 def assemble_all(plan: BookPlan, results: dict[str, ChunkResult], tail_ms: int) -> list[book.ChapterAudio]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +38,7 @@ from tasks.text import (
     strip_prompts,
 )
 from tasks.text.ledger import Removal, TextLedger, WordTracker, ledger_words
+from tasks.workers import WorkerFacts, worker_facts
 
 # Speech rate used for estimates and take checks: about 14 characters of English per second.
 CHARS_PER_SECOND = 14.0
@@ -101,6 +102,7 @@ class SynthJob:
     max_takes: int = 3
     verify: str = "off"  # take check by speech recognition: off | flag | reroll (tasks.verify)
     verify_threshold: float = 0.9
+    engine_version: str | None = None  # what the chunk keys name; a worker that runs another refuses the job
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class BookPlan:
     prompts_dropped: int = 0
     cover: str | None = None  # the cover image to embed (JPEG or PNG), see tasks.cover
     ledger: tuple[ChapterLedger, ...] = ()  # per source chapter, in order; what readers skipped outside first
+    worker: WorkerFacts | None = None  # the facts the keys and task sizes come from (tasks.workers)
 
     @property
     def chunks(self) -> tuple[Chunk, ...]:
@@ -373,8 +376,18 @@ def check_sources_exist(manifest: Manifest) -> None:
             )
 
 
-def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, voices_dir: Path) -> BookPlan:
-    """Everything up to synthesis: the engine and voice checked, the sources read, chunks keyed."""
+def job_settings(engine: Any, manifest: Manifest) -> dict[str, Any]:
+    """The engine settings of a book's chunks (part of every chunk key)."""
+    return {**engine.settings_for(manifest.quality), "sentence_pause_ms": manifest.pacing.sentence_pause_ms}
+
+
+def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, voices_dir: Path,
+              facts: WorkerFacts | None = None, check_only: bool = False) -> BookPlan:
+    """Everything up to synthesis: the engine and voice checked, the sources read, chunks keyed.
+
+    The keys name the engine version as the worker runs it: `facts` from the worker that will render
+    (tasks.workers, asked by the flow), else this process's own (it is the worker). `check_only`
+    validates the input and touches no device (no torch): its keys are not for synthesis."""
     from tasks.cover import prepare_cover
     from tasks.engines import get_engine
     from tasks.verify import verify_mode
@@ -390,21 +403,29 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     chapters, warnings, metadata, skipped = read_book(manifest)
     cover, cover_notes = prepare_cover(manifest, metadata, cache_dir / "covers")
     warnings = (*warnings, *cover_notes)
-    settings = {**engine.settings_for(manifest.quality), "sentence_pause_ms": manifest.pacing.sentence_pause_ms}
+    settings = job_settings(engine, manifest)
     verify, verify_warning = verify_mode(manifest.verify, name, manifest.language)
     if verify_warning:
         warnings = (*warnings, verify_warning)
+    info = engine.info
+    prompts = manifest.prompts and any(has_prompt(p) for ch in chapters for p in ch.paragraphs)
+    if facts is None and not check_only:
+        facts = worker_facts(name, settings, prompts=prompts)
+    if facts is not None:
+        info = replace(info, version=facts.version, device=facts.device)
     job = SynthJob(
         engine=name, voice=manifest.voice, settings=settings, seed=manifest.seed, voices_dir=str(voices_dir),
         cache_dir=str(cache_dir), verify=verify, verify_threshold=manifest.verify_threshold,
+        engine_version=info.version,
     )
     fingerprint = engine.voice_fingerprint(manifest.voice, str(voices_dir))
-    # An engine that supports prompts may still lack what it needs for them (Tortoise's aligner):
-    # then prompts are removed here, so the chunk keys name the text that is really spoken.
-    usable = engine.info.supports_prompts and manifest.prompts
-    if usable and any(has_prompt(p) for ch in chapters for p in ch.paragraphs):
-        usable = getattr(engine, "prompt_mode", "redact") == "redact"
-    return plan_chapters(
-        chapters, manifest, engine.info, job, fingerprint, warnings, prompts_usable=usable,
+    # An engine that supports prompts may still lack what it needs for them (Tortoise's aligner, on the
+    # worker): then prompts are removed here, so the chunk keys name the text that is really spoken.
+    usable = info.supports_prompts and manifest.prompts
+    if usable and not check_only and prompts:
+        usable = (facts.prompt_mode if facts else None) == "redact"
+    book = plan_chapters(
+        chapters, manifest, info, job, fingerprint, warnings, prompts_usable=usable,
         cover=str(cover) if cover else None, lexicon=book_lexicon(manifest, voices_dir), skipped=skipped,
     )
+    return replace(book, worker=facts)

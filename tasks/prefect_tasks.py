@@ -16,7 +16,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import book, plan, synth
+from tasks import book, plan, synth, workers
 from tasks.errors import TransientEngineError
 from tasks.manifest import Manifest, load_manifest
 
@@ -29,9 +29,17 @@ def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="plan-book", **_COMMON)
-def plan_book(manifest_path: str, engine: str | None, cache_dir: str, voices_dir: str) -> tuple[Manifest, plan.BookPlan]:
+def plan_book(manifest_path: str, engine: str | None, cache_dir: str, voices_dir: str,
+              facts: workers.WorkerFacts | None = None) -> tuple[Manifest, plan.BookPlan]:
     manifest = load_manifest(manifest_path)
-    return manifest, plan.make_plan(manifest, engine_name=engine, cache_dir=Path(cache_dir), voices_dir=Path(voices_dir))
+    return manifest, plan.make_plan(manifest, engine_name=engine, cache_dir=Path(cache_dir), voices_dir=Path(voices_dir),
+                                    facts=facts)
+
+
+@task(name="worker-facts", task_run_name="worker-facts-{engine}", **_COMMON)
+def worker_facts(engine: str, settings: dict[str, Any], prompts: bool = True) -> workers.WorkerFacts:
+    """Run where synthesis runs (the same placement): the worker's device, precision and capacity."""
+    return workers.worker_facts(engine, settings, prompts=prompts)
 
 
 @task(

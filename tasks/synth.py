@@ -50,6 +50,7 @@ from tasks.engines.base import BatchEngine, Clip, SynthRequest, batch_capacity, 
 from tasks.errors import EngineError, TransientEngineError
 from tasks.plan import CHARS_PER_SECOND, Chunk, SynthJob, speakable
 from tasks.verify import judge_take
+from tasks.workers import check_job
 
 TRANSIENT_TRIES = 3
 BACKOFF_S = 0.05
@@ -330,6 +331,7 @@ def synthesize_batch(chunks: list[Chunk], job: SynthJob, *, renderer: str | None
             out.results[chunk.key] = hit
     transient: list[str] = []
     if todo:
+        check_job(job)  # a worker that runs another engine version (precision) than the keys name refuses
         with engine_slot(job.engine):
             transient = _render(todo, job, cache, out, ship=ship)
     if transient:

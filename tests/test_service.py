@@ -445,6 +445,7 @@ def test_healthcheck_shape(svc: Service, monkeypatch: pytest.MonkeyPatch) -> Non
     assert isinstance(body["gpu"], bool)
     assert body["prefect"]["reachable"] is False  # no server in this test: degraded, not an error
     assert body["state"] == "degraded"
+    assert body["workers"] == {"cluster": None, "list": []}  # no resident workers in this test's service
 
 
 def test_index_page_escapes_user_text(svc: Service) -> None:

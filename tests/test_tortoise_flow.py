@@ -32,6 +32,7 @@ def tiny_tortoise(monkeypatch: pytest.MonkeyPatch) -> None:
         "AUDIOBOOK_TORTOISE_MODELS": "tiny", "AUDIOBOOK_TORTOISE_SAMPLES": "2",
         "AUDIOBOOK_TORTOISE_DIFFUSION_STEPS": "2", "AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS": "40",
         "AUDIOBOOK_TORTOISE_AR_BATCH": "2",
+        "AUDIOBOOK_TORTOISE_DEVICE": "cpu",  # a render refuses a GPU-less pool unless asked (tasks.workers)
     }.items():
         monkeypatch.setenv(name, value)
     reset_engines()
@@ -57,6 +58,7 @@ seed: 3
 credits: false
 speak_titles: false
 prompts: true
+verify: off  # the tiny random models speak no words: there is nothing to hear
 source: book.txt
 """)
     from tasks import synth

@@ -281,7 +281,8 @@ def create_app(config: ServiceConfig, runs: RunBackend) -> FastAPI:
             check_sources_exist(manifest)
             if config.validate_plan:
                 voices = staging / "voices" if staged.clips else config.voices
-                make_plan(manifest, engine_name=None, cache_dir=paths.cache_dir(), voices_dir=voices)
+                make_plan(manifest, engine_name=None, cache_dir=paths.cache_dir(), voices_dir=voices,
+                          check_only=True)
         except UserError as exc:
             message = str(exc).replace(str(staged.folder.absolute()), f"manifests/{staged.name}")
             message = message.replace(str((staging / "voices").absolute()), "voices")

@@ -104,8 +104,57 @@ def health() -> dict[str, Any]:
         },
         "gpu": gpu,
         "prefect": {"reachable": reachable, "api_url": api_url},
+        "workers": workers(),
     }
 
+
+def workers(timeout_s: float = 10.0, wait_s: float = 1.0) -> dict[str, Any]:
+    """Every engine worker where renders run: the service's resident Dask workers (or AUDIOBOOK_CLUSTER's),
+    each with its host, device, GPU and free memory, engines loaded and chunks done. Asked in the
+    background (a worker's first answer imports torch): the latest answer, with `probing` while a newer
+    one is on its way. Without a cluster each render runs its engines in its own process: none to list."""
+    from flows.serve import CLUSTER_ENV
+
+    address = os.environ.get(CLUSTER_ENV) or os.environ.get("AUDIOBOOK_CLUSTER", "")
+    if not address or address.startswith("local:"):
+        return {"cluster": None, "list": []}
+    return _WORKERS.get(address, timeout_s, wait_s)
+
+
+class _WorkersProbe:
+    """The cluster's worker list, refreshed in a background thread so /healthcheck never waits long."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._latest: dict[str, dict[str, Any]] = {}  # address -> last answer
+
+    def _ask(self, address: str, timeout_s: float) -> None:
+        try:
+            from tasks.workers import cluster_workers
+
+            answer: dict[str, Any] = {"cluster": address, "list": cluster_workers(address, timeout_s=timeout_s)}
+        except Exception as exc:  # an unreachable cluster makes the service degraded, never the check fail
+            answer = {"cluster": address, "list": [], "error": str(exc)}
+        with self._lock:
+            self._latest[address] = answer
+
+    def get(self, address: str, timeout_s: float, wait_s: float) -> dict[str, Any]:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._ask, args=(address, timeout_s), name="workers-probe",
+                                                daemon=True)
+                self._thread.start()
+            thread = self._thread
+        thread.join(timeout=wait_s)
+        with self._lock:
+            latest = self._latest.get(address)
+        if latest is None:
+            return {"cluster": address, "list": [], "probing": True}
+        return {**latest, "probing": True} if thread.is_alive() else latest
+
+
+_WORKERS = _WorkersProbe()
 
 
 def available_engines(voices_dir: Path) -> list[dict[str, Any]]:

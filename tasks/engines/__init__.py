@@ -14,7 +14,8 @@ from collections.abc import Callable
 from tasks.engines.base import Clip, Engine, EngineInfo
 from tasks.errors import ManifestError
 
-__all__ = ["Clip", "Engine", "EngineInfo", "ENGINES", "get_engine", "register_engine", "reset_engines"]
+__all__ = ["Clip", "Engine", "EngineInfo", "ENGINES", "get_engine", "loaded_engines", "register_engine",
+           "reset_engines"]
 
 # name -> "module:factory". The factory takes no arguments and returns an Engine.
 ENGINES: dict[str, str] = {
@@ -60,3 +61,9 @@ def get_engine(name: str) -> Engine:
             engine = _factory(name)()
             _instances[name] = engine
         return engine
+
+
+def loaded_engines() -> dict[str, Engine]:
+    """The engines this process has built so far (name -> instance), e.g. for a worker's status."""
+    with _lock:
+        return dict(_instances)

@@ -14,6 +14,7 @@ take.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -98,16 +99,25 @@ class BatchEngine(Protocol):
 
 
 def synthesize_many(engine: Engine, requests: Sequence[SynthRequest]) -> list[Clip | EngineError]:
-    """The engine's own batch call when it has one, else `synthesize` per request (errors as values)."""
-    if isinstance(engine, BatchEngine):
-        return engine.synthesize_many(requests)
+    """The engine's own batch call when it has one, else `synthesize` per request (errors as values).
+    The chunks spoken and the time taken go to this process's registry (tasks.engines.registry)."""
+    from tasks.engines import registry
+
+    started = time.perf_counter()
     outcomes: list[Clip | EngineError] = []
-    for r in requests:
-        try:
-            outcomes.append(engine.synthesize(r.text, r.voice, r.settings, r.seed, voices_dir=r.voices_dir))
-        except EngineError as exc:
-            outcomes.append(exc)
-    return outcomes
+    try:
+        if isinstance(engine, BatchEngine):
+            outcomes = engine.synthesize_many(requests)
+            return outcomes
+        for r in requests:
+            try:
+                outcomes.append(engine.synthesize(r.text, r.voice, r.settings, r.seed, voices_dir=r.voices_dir))
+            except EngineError as exc:
+                outcomes.append(exc)
+        return outcomes
+    finally:
+        registry.record(engine.info.name, engine.info.device, sum(isinstance(o, Clip) for o in outcomes),
+                        time.perf_counter() - started)
 
 
 def batch_capacity(engine: Engine, settings: Mapping[str, Any]) -> int:

@@ -27,8 +27,10 @@ are part of every cache key):
     AUDIOBOOK_TORTOISE_BATCH_ROWS AR rows (chunks x candidates) per batch (default: from GPU memory; 32 on CPU)
     AUDIOBOOK_TORTOISE_BATCHED    0: the per-chunk path of adapter 1 (benchmark baseline)
     AUDIOBOOK_TORTOISE_AR_BATCH   per-chunk path only: candidates per AR call (default: from GPU memory)
-    AUDIOBOOK_TORTOISE_DEVICE     cuda | cpu (default: cuda when available)
-    AUDIOBOOK_TORTOISE_HALF       1 | 0 (default: 1 on cuda, always 0 on cpu)
+    AUDIOBOOK_TORTOISE_DEVICE     cuda | cpu (default: cuda when available; a render refuses a GPU-less
+                                  pool unless it is cpu, see tasks.workers)
+    AUDIOBOOK_TORTOISE_PRECISION  fp16 | fp32: the precision a worker must run (fp16 on a CPU is refused)
+    AUDIOBOOK_TORTOISE_HALF       1 | 0 (default: 1 on cuda, always 0 on cpu; PRECISION wins)
     AUDIOBOOK_TORTOISE_REDACTION  0 turns the wav2vec prompt redaction off (prompts are then dropped)
 
 Errors: unknown voice / bad clip -> VoiceError; no weights offline -> WeightsMissingError; CUDA out of
@@ -134,6 +136,18 @@ def _env_int(name: str) -> int | None:
     return value
 
 
+def _precision_setting() -> str:
+    """AUDIOBOOK_TORTOISE_PRECISION (fp16 | fp32: honoured or refused; "fp16!" marks it explicit), else
+    AUDIOBOOK_TORTOISE_HALF (1: fp16 where there is a GPU, the default; 0: fp32)."""
+    raw = os.environ.get("AUDIOBOOK_TORTOISE_PRECISION", "").strip().lower()
+    if raw:
+        if raw not in ("fp16", "fp32"):
+            raise UserError(f"AUDIOBOOK_TORTOISE_PRECISION={raw!r} is not known", field="AUDIOBOOK_TORTOISE_PRECISION",
+                            fix="use fp16 (GPU workers) or fp32")
+        return "fp16!" if raw == "fp16" else "fp32"
+    return "fp32" if os.environ.get("AUDIOBOOK_TORTOISE_HALF", "1") == "0" else "fp16"
+
+
 # -- the engine ------------------------------------------------------------------------------------------
 def _models_mode() -> str:
     mode = os.environ.get("AUDIOBOOK_TORTOISE_MODELS", "pretrained").strip().lower()
@@ -157,14 +171,8 @@ class TortoiseEngine(VoiceLatents):
         self._model_seed = seed
         if device is None:
             device = models.device if models is not None else os.environ.get("AUDIOBOOK_TORTOISE_DEVICE") or None
-        if device is None:
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = device
-        if half is None:
-            half = os.environ.get("AUDIOBOOK_TORTOISE_HALF", "1") != "0"
-        self.half = bool(half) and device.startswith("cuda")  # fp16 autocast only on a GPU
+        self._device: str | None = device  # None: found on first use (see `device`), never when planning
+        self._precision_asked = _precision_setting() if half is None else ("fp16" if half else "fp32")
         self._cache_dir = Path(cache_dir) if cache_dir else None
         self._lock = threading.RLock()
         self._latents: dict[str, tuple[Any, Any]] = {}  # latents key -> (ar latent, diffusion latent) on device
@@ -183,16 +191,54 @@ class TortoiseEngine(VoiceLatents):
         else:
             identity = f"random-{'tiny' if self._mode == 'tiny' else 'full'}-seed{seed}"
         self.model_identity = identity
-        self.precision = "fp16" if self.half else "fp32"
-        self.info = EngineInfo(
+        self.info = self._make_info()
+
+    # -- where it runs: device and precision, found on the worker ---------------------------------------
+    def _make_info(self) -> EngineInfo:
+        """The engine's info; its version names the precision that runs (part of every chunk key), and
+        reads "unresolved" until the device is known (an engine built only to plan a book)."""
+        precision = self.precision if self._device is not None else "unresolved"
+        return EngineInfo(
             name="tortoise",
             version=(f"tortoise-{_version('tortoise-tts')}/adapter-{ADAPTER_VERSION}/"
-                     f"models-{identity}/{self.precision}"),
+                     f"models-{self.model_identity}/{precision}"),
             max_chars=250,  # Tortoise's read.py packs ~200 chars, 300 at most; 400 tokens is the hard cap
             sample_rate_hz=SAMPLE_RATE_HZ,
             supports_prompts=True,
-            device=device,
+            device=self._device or "unresolved",
         )
+
+    @property
+    def device(self) -> str:
+        """The given device, else AUDIOBOOK_TORTOISE_DEVICE, else cuda when available: found on first use
+        (it imports torch), so that building the engine to plan a book never imports torch."""
+        if self._device is None:
+            import torch
+
+            self._device = "cuda" if torch.cuda.is_available() else "cpu"
+            self.info = self._make_info()
+        return self._device
+
+    @device.setter
+    def device(self, value: str) -> None:
+        self._device = value
+        self.info = self._make_info()
+
+    @property
+    def half(self) -> bool:
+        """fp16 autocast: on a GPU unless fp32 was asked for; never on a CPU."""
+        return self.precision == "fp16"
+
+    @property
+    def precision(self) -> str:
+        """"fp16" or "fp32" as this worker runs. An explicit AUDIOBOOK_TORTOISE_PRECISION=fp16 that the
+        device cannot honour (a CPU) is refused, never quietly run as fp32."""
+        on_gpu = self.device.startswith("cuda")
+        if self._precision_asked == "fp16!" and not on_gpu:
+            raise UserError(f"AUDIOBOOK_TORTOISE_PRECISION=fp16 needs a GPU; this worker runs Tortoise on {self.device}",
+                            field="AUDIOBOOK_TORTOISE_PRECISION",
+                            fix="set AUDIOBOOK_TORTOISE_PRECISION=fp32, or render on GPU workers")
+        return "fp16" if on_gpu and self._precision_asked != "fp32" else "fp32"
 
     # -- models ----------------------------------------------------------------------------------------
     @property
