@@ -1,6 +1,11 @@
-"""Scaling: the same Piper book on 1 and on 2 worker processes, fresh cache each run.
+"""Scaling: the same Piper book on 1 and on 2 worker processes, fresh cache each run; or (--simulated-gpu)
+a 100,000-word book's chunks on 1 to 32 simulated GPU workers.
 
     .venv/bin/python benchmarks/bench_scaling.py [--quick] [--chars N] [--no-threads]
+    .venv/bin/python benchmarks/bench_scaling.py --simulated-gpu [--quick] [--words N] [--latency-s S]
+        [--batch N] [--workers 1 2 4 ...]
+
+--simulated-gpu: see benchmarks/scaling_gpu.py.
 
 Worker processes come from Prefect's own `ProcessPoolTaskRunner`
 (`render_book.with_options(task_runner=ProcessPoolTaskRunner(max_workers=N, initializer=...))`): every
@@ -47,7 +52,20 @@ def render_once(manifest: Path, cache: Path, runner: Any) -> dict[str, Any]:
             "engine_seconds": report["engine_seconds"], "duration_s": report["duration_s"]}
 
 
+def dask_setup(worker: Any) -> None:
+    """Dask worker preload (--simulated-gpu): this worker has the simulated GPU engine."""
+    from benchmarks.scaling_gpu import register_sim_engine
+
+    register_sim_engine()
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--simulated-gpu" in argv:
+        from benchmarks.scaling_gpu import main as simulated
+
+        return simulated([a for a in argv if a != "--simulated-gpu"])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="about 3.3 min of speech instead of 4.8 min")
     parser.add_argument("--chars", type=int, default=None)

@@ -7,9 +7,10 @@ and prints its own table; this script then prints a summary against the targets 
 headline figures, the sizes used, each benchmark's full result, the hardware and the date.
 Default sizes: 1 h and 10 h (10 x 1 h) books for post-processing, 5,000 chunks for the overhead,
 ~2.5 min of Piper speech end to end, ~4.8 min for scaling, a whole render's peak memory at 1 h and
-10 h, 40 chunks with planted faults for the take check (10 also by transcription). --quick: 0.1 h / 1 h,
-1,000 chunks, ~50 s, ~3.3 min, 0.1 h / 1 h, 12 (4) chunks. bench_tortoise.py runs at --size small on the
-CPU when torch is importable (stock vs our per-chunk engine vs the batched one; the GPU figures come from
+10 h, 40 chunks with planted faults for the take check (10 also by transcription), and a 100,000-word
+book on 1 to 32 simulated GPU workers. --quick: 0.1 h / 1 h, 1,000 chunks, ~50 s, ~3.3 min, 0.1 h / 1 h,
+12 (4) chunks, 2,000 words on 1 and 2 workers. bench_tortoise.py runs at --size small on the CPU when
+torch is importable (stock vs our per-chunk engine vs the batched one; the GPU figures come from
 benchmarks/gpu_check.sh).
 """
 
@@ -33,6 +34,7 @@ BENCHES = {
     "scaling": "bench_scaling.py",
     "memory": "bench_memory.py",
     "verify": "bench_verify.py",
+    "scaling_gpu": "bench_scaling.py --simulated-gpu",
 }
 # key -> (bench, target description, passes?)
 TARGETS: dict[str, tuple[str, str, Any]] = {
@@ -43,6 +45,8 @@ TARGETS: dict[str, tuple[str, str, Any]] = {
     "cached_rerender_fraction": ("overhead", "<= 0.05", lambda v: v <= 0.05),
     "pipeline_overhead_vs_piper": ("pipeline_cpu", "<= 0.25", lambda v: v <= 0.25),
     "speedup_2_workers": ("scaling", "(no target; ideal 2.0)", None),
+    "simulated_gpu_efficiency_min_upto_16": ("scaling_gpu", ">= 0.9 x linear", lambda v: v >= 0.9),
+    "renderer_ceiling_chunks_per_s": ("scaling_gpu", ">= 200 chunks/s", lambda v: v >= 200),
     "render_peak_rss_mib_1h": ("memory", "< 1024 MiB", lambda v: v < 1024),
     "render_peak_rss_mib_10h": ("memory", "< 1024 MiB and within 20% of 1 h", None),
     "verify_caught_fraction": ("verify", ">= 0.90", lambda v: v >= 0.9),
@@ -81,6 +85,11 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out["speedup_2_workers_runner"] = scal["runner"]
         out["speedup_2_processes_vs_stock_2_threads"] = scal.get("speedup_2_processes_vs_stock_2_threads")
         out["scaling_sizes"] = scal["sizes"]
+    if gpu := results.get("scaling_gpu"):
+        for key in ("simulated_gpu_efficiency_min_upto_16", "simulated_gpu_speedup", "renderer_ceiling_chunks_per_s",
+                    "renderer_chunks_per_cpu_s", "workers_rss_mib_at_max"):
+            out[key] = gpu[key]
+        out["simulated_gpu_sizes"] = gpu["sizes"]
     if mem := results.get("memory"):
         # the keys name the default sizes (1 h, 10 h); "render_memory_sizes" says what was really run
         out["render_peak_rss_mib_1h"] = mem["peak_rss_mib_small"]
@@ -153,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seconds: dict[str, float] = {}
     for name in args.only or BENCHES:
         started = time.perf_counter()
-        results[name] = common.run_bench(BENCHES[name], extra)
+        script, *options = BENCHES[name].split()
+        results[name] = common.run_bench(script, [*options, *extra])
         seconds[name] = round(time.perf_counter() - started, 1)
     if not args.no_tortoise and not args.only:
         started = time.perf_counter()

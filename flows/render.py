@@ -27,7 +27,14 @@ from tasks.inputs import book_inputs_digest
 from tasks.lock import book_lock
 from tasks.manifest import Manifest, load_manifest
 from tasks.plan import BookPlan, Chunk, job_settings
-from tasks.prefect_tasks import assemble_chapter, encode_book, plan_book, synthesize_chunks, worker_facts
+from tasks.prefect_tasks import (
+    TASK_STARTS,
+    assemble_chapter,
+    encode_book,
+    plan_book,
+    synthesize_chunks,
+    worker_facts,
+)
 from tasks.synth import (
     BatchResult,
     ChunkFailure,
@@ -55,7 +62,8 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
     facts = ask_worker(first_read, engine)  # before any chunk: GPU or a clear no
     the_manifest, plan = plan_book(str(manifest_path), engine, str(paths.cache_dir()), str(paths.voices_dir()), facts)
     out_dir = Path(output_dir or paths.output_dir()).absolute() / the_manifest.stem
-    results = synthesize_all(plan)
+    stats: dict[str, int] = {}
+    results = synthesize_all(plan, stats)
     tail_ms = book.chapter_tail_ms(the_manifest)
     chapters = assemble_all(plan, results, tail_ms)
     progress.report(1, 1, "encoding")
@@ -64,6 +72,7 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
         report = book.build_report(
             the_manifest, plan, results, chapters, files, out_dir, wall_seconds=time.perf_counter() - started,
             dollars_per_hour=float(os.environ.get("AUDIOBOOK_DOLLARS_PER_ENGINE_HOUR", "0") or 0),
+            chunks_run_twice=stats.get("chunks_run_twice", 0),
         )
         report["inputs_digest"] = inputs_digest
         book.write_report(report, out_dir)
@@ -71,9 +80,10 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
     return report
 
 
-def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
+def synthesize_all(plan: BookPlan, stats: dict[str, int] | None = None) -> dict[str, ChunkResult]:
     """Fan the chunks out in batches; take each batch's result as it completes (a worker elsewhere sends
     its chunks' audio, stored here at once, see tasks.synth); fail naming each chunk that never rendered.
+    `stats` receives "chunks_run_twice" (see rerun_chunks).
 
     Memory stays flat in the book's length: a finished future is dropped as soon as its result is
     taken, and the results kept are paths and numbers, never audio."""
@@ -89,12 +99,15 @@ def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
     )
     finished: queue.SimpleQueue[PrefectFuture[BatchResult]] = queue.SimpleQueue()
     pending: dict[PrefectFuture[BatchResult], list[Chunk]] = {}
+    dask_keys: dict[Any, int] = {}  # a Dask task's key -> its chunk count
     renderer = renderer_id()
     with tts_placement():
         for i, chunks in enumerate(batches):
             with fair_share(i):
                 future = synthesize_chunks.submit(chunks, plan.job, len(chunks), renderer)
             pending[future] = chunks
+            if (wrapped := getattr(future, "wrapped_future", None)) is not None and hasattr(wrapped, "key"):
+                dask_keys[wrapped.key] = len(chunks)
             future.add_done_callback(finished.put)
     del batches
     failures: list[ChunkFailure] = []
@@ -113,6 +126,8 @@ def synthesize_all(plan: BookPlan) -> dict[str, ChunkResult]:
         del future, batch, chunks  # nothing of a consumed batch stays referenced here
         progress.report(done, total, "synthesising")
         update_progress_artifact(artifact, 100.0 * done / max(total, 1))  # type: ignore[arg-type]
+    if stats is not None:
+        stats["chunks_run_twice"] = rerun_chunks(dask_keys)
     if failures:
         first = failures[0]
         more = f" ({len(failures) - 1} more chunks failed)" if len(failures) > 1 else ""
@@ -170,6 +185,28 @@ def assemble_all(plan: BookPlan, results: dict[str, ChunkResult], tail_ms: int) 
             "chapter": ch, "results": {c.key: results[c.key] for c in ch.chunks}, "job": plan.job,
             "tail_ms": tail_ms}) for ch in todo}
         return [cached[ch.index] or local_futures[ch.index].result() for ch in plan.chapters]
+
+
+def rerun_chunks(dask_keys: dict[Any, int]) -> int:
+    """Chunks whose synthesis task began on more than one Dask worker: a worker lost mid-task (a machine
+    gone, a process killed) has that task run again on another worker, which speaks its chunks again
+    (the lost worker had spoken some of them; their audio never arrived). Read from the task starts that
+    the workers log on the scheduler (tasks.prefect_tasks.note_task_start; it keeps the last 1,000).
+    0 on threads, or when the scheduler cannot say."""
+    context = FlowRunContext.get()
+    client = getattr(context.task_runner, "client", None) if context is not None and dask_keys else None
+    if client is None:
+        return 0
+    try:
+        events = client.get_events(TASK_STARTS)
+    except Exception:  # noqa: BLE001 (a figure for the report; the render itself succeeded)
+        return 0
+    wanted = {str(key): n for key, n in dask_keys.items()}
+    workers: dict[str, set[str]] = {}
+    for _, msg in events:
+        if isinstance(msg, dict) and (key := str(msg.get("key"))) in wanted:
+            workers.setdefault(key, set()).add(str(msg.get("worker")))
+    return sum(wanted[key] for key, where in workers.items() if len(where) > 1)
 
 
 def recover_batch(chunks: list[Chunk], plan: BookPlan, error: str) -> BatchResult:

@@ -323,6 +323,7 @@ def _file_digest(path: Path) -> str:
 def build_report(
     manifest: Manifest, plan: BookPlan, results: dict[str, ChunkResult], chapters: list[ChapterAudio],
     files: list[Path], out_dir: Path, *, wall_seconds: float, dollars_per_hour: float = 0.0,
+    chunks_run_twice: int = 0,
 ) -> dict[str, Any]:
     chunk_results = [results[c.key] for c in plan.chunks]
     synthesized = sum(1 for r in chunk_results if not r.cached)
@@ -349,6 +350,7 @@ def build_report(
         "chunks_cached": len(chunk_results) - synthesized,
         "rerolls": sum(r.rerolls for r in results.values() if not r.cached),
         "retries": sum(r.retries for r in results.values()),
+        "chunks_run_twice": chunks_run_twice,  # tasks started again after their worker was lost (Dask)
         "bad_takes": bad,
         "prompts_dropped": plan.prompts_dropped,
         "ledger": [entry.to_dict() for entry in plan.ledger],

@@ -9,6 +9,7 @@ dropped by the flow as soon as they are stored.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,26 @@ def synthesize_chunks(
     chunks: list[plan.Chunk], job: plan.SynthJob, n: int = 0, renderer: str | None = None
 ) -> synth.BatchResult:
     """`renderer`: the renderer's synth.renderer_id(); run in any other process, the audio comes back as bytes."""
+    note_task_start()
     return synth.synthesize_batch(chunks, job, renderer=renderer)
+
+
+TASK_STARTS = "audiobook-task-start"  # the scheduler's event topic (flows.render.rerun_chunks reads it)
+
+
+def note_task_start() -> None:
+    """On a Dask worker: log on the scheduler that this task began here (a message on the worker's open
+    connection, no round trip), so the renderer can count tasks that ran again after a lost worker."""
+    if "distributed" not in sys.modules:
+        return
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+        key = worker.get_current_task()
+    except (ValueError, KeyError, AttributeError):  # not in a Dask worker's task
+        return
+    worker.log_event(TASK_STARTS, {"key": str(key), "worker": worker.address})
 
 
 @task(name="assemble-chapter", task_run_name="assemble-chapter-{chapter.index}", **_COMMON)

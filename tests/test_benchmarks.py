@@ -73,6 +73,17 @@ def test_scaling(results: dict[str, dict[str, Any]]) -> None:
     results["scaling"] = out
 
 
+def test_scaling_simulated_gpu(results: dict[str, dict[str, Any]]) -> None:
+    out = common.run_bench("bench_scaling.py", ["--simulated-gpu", "--quick"])
+    runs = out["runs"]
+    assert list(runs) == ["1", "2"] and all(r["chunks"] == out["sizes"]["chunks"] > 0 for r in runs.values())
+    assert runs["1"]["speedup"] == 1.0 and runs["2"]["speedup"] > 0 and out["simulated_gpu_efficiency_min_upto_16"] > 0
+    assert out["renderer_ceiling_chunks_per_s"] > 0 and out["ceiling"]["chunks"] == out["sizes"]["chunks"]
+    assert all(r["chunks_run_twice"] == 0 for r in runs.values())  # no worker lost
+    assert 0 < runs["2"]["worker_rss_mib_max"] <= runs["2"]["workers_rss_mib_total"] == out["workers_rss_mib_at_max"]
+    results["scaling_gpu"] = out
+
+
 def test_memory(results: dict[str, dict[str, Any]]) -> None:
     out = common.run_bench("bench_memory.py", ["--hours", "0.01", "0.03"])
     assert list(out["runs"]) == ["0.01h", "0.03h"] and all(r["chapters"] >= 2 for r in out["runs"].values())
@@ -87,7 +98,8 @@ def test_run_all_summary(results: dict[str, dict[str, Any]], tmp_path: Path) -> 
     head = run_all.headline(results)
     for key in ("postprocess_ratio_vs_ffmpeg", "postprocess_peak_rss_mib_1h", "postprocess_peak_rss_mib_10h",
                 "overhead_ms_per_chunk", "cached_rerender_fraction", "pipeline_overhead_vs_piper",
-                "speedup_2_workers", "render_peak_rss_mib_1h", "render_peak_rss_mib_10h"):
+                "speedup_2_workers", "render_peak_rss_mib_1h", "render_peak_rss_mib_10h",
+                "simulated_gpu_efficiency_min_upto_16", "renderer_ceiling_chunks_per_s"):
         assert isinstance(head[key], int | float), key
     assert len(run_all.verdicts(head)) == len(run_all.TARGETS)
     path = common.atomic_write_json(tmp_path / "results.json", head)
