@@ -39,11 +39,11 @@ setup-browser:
 # podman, buildah and podman-compose for the image tests (tests/test_containers.py), set up as
 # docs/containers.md says: runc with cgroupfs, vfs storage (no overlay mounts in a sandbox).
 setup-containers:
-	@{ command -v podman && command -v buildah && command -v podman-compose && command -v mmdebstrap; } >/dev/null 2>&1 || { \
+	@{ command -v podman && command -v buildah && command -v mmdebstrap; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc podman-compose mmdebstrap >/dev/null) \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc mmdebstrap >/dev/null) \
 	      || echo "could not install podman: the container tests will be skipped"; \
-	  else echo "podman/buildah/podman-compose not installed (needs root and apt-get): the container tests will be skipped"; fi; }
+	  else echo "podman/buildah not installed (needs root and apt-get): the container tests will be skipped"; fi; }
 	@if [ "$$(id -u)" = 0 ] && [ ! -f /etc/containers/storage.conf ]; then mkdir -p /etc/containers; \
 	  printf '[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\n' > /etc/containers/containers.conf; \
 	  printf '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\ngraphroot = "/var/lib/containers/storage"\n' > /etc/containers/storage.conf; fi

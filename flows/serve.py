@@ -102,23 +102,26 @@ def prefect_server(port: int, *, timeout_s: float = 120) -> Iterator[str]:
 
 
 def build_deployments(cron: str, timezone: str, *, resident: bool = False) -> list[Any]:
+    from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
     from flows.nightly import nightly
     from flows.render import render_book
 
+    # Module paths, not file paths: a render runs from wherever the package is installed (a container's
+    # site-packages, with /data as the working folder), not only from a checkout.
     render: Any = render_book.to_deployment(
         name="render-book", description="Render one book: `manifest` is a manifest path or its name.",
-        tags=["audiobook"],
+        tags=["audiobook"], entrypoint_type=EntrypointType.MODULE_PATH,
     )
     if resident:  # the same flow, loaded from here so that its tasks go to the resident workers
-        render.entrypoint = "flows/serve.py:render_book_resident"
+        render.entrypoint = "flows.serve.render_book_resident"
     return [
         render,
         nightly.to_deployment(
             name="nightly", schedules=[Cron(cron, timezone=timezone)],
             description="Re-render every manifest whose inputs changed since its last render.",
-            tags=["audiobook"],
+            tags=["audiobook"], entrypoint_type=EntrypointType.MODULE_PATH,
         ),
     ]
 
