@@ -242,12 +242,12 @@ def test_an_oversized_yaml_in_a_zip_is_refused_before_parsing(svc: Service, monk
     assert snapshot(svc.config) == before and svc.runs.started == []
 
 
-def test_too_many_files_is_413_as_the_readme_says(svc: Service) -> None:
+def test_too_many_files_is_413_as_the_docs_say(svc: Service) -> None:
     before = snapshot(svc.config)
     files = [("file", (f"c{i}.txt", b"x")) for i in range(201)]
     refused(svc, post_book(svc, files, FIELDS), 413, "Too many files", "at most 200 files")
     assert snapshot(svc.config) == before
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parent.parent / "docs" / "service.md").read_text()
     assert "at most 200 files (413)" in readme
 
 
