@@ -56,7 +56,7 @@ render: setup              ## set up if needed, then render the quickstart book 
 	$(VENV)/bin/audiobook render manifests/quickstart.yaml
 
 lint: setup-test
-	$(VENV)/bin/ruff check flows tasks tests benchmarks
+	$(VENV)/bin/ruff check cli flows service tasks tests benchmarks
 	$(VENV)/bin/mypy
 
 test: setup-test setup-tortoise setup-browser lint  ## set up if needed, then run the whole suite

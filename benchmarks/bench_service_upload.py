@@ -65,7 +65,7 @@ def main() -> None:
 
     import httpx
 
-    from flows.service import FakeRunBackend, ServerThread, ServiceConfig, create_app
+    from service import FakeRunBackend, ServerThread, ServiceConfig, create_app
 
     data = big_yaml(args.mib)
     buf = io.BytesIO()

@@ -411,7 +411,7 @@ def test_check_command_on_bad_input_exits_2_with_one_line(tmp_path: Path) -> Non
         for file, data in files.items():
             write(folder, file, data)
         path = write(folder, f"{name}.yaml", manifest)
-        procs[name] = subprocess.Popen([sys.executable, "-m", "flows.cli", "check", str(path)], env=env,
+        procs[name] = subprocess.Popen([sys.executable, "-m", "cli", "check", str(path)], env=env,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=120)

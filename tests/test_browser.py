@@ -177,7 +177,7 @@ def test_a_page_on_another_origin_cannot_submit_or_read_in_no_token_mode(
     import http.server
     import threading
 
-    from flows.service import FakeRunBackend, ServerThread, create_app
+    from service import FakeRunBackend, ServerThread, create_app
     from tests.test_service import add_rendered_book, make_config, snapshot
 
     config = make_config(tmp_path, token=None, validate_plan=False)
@@ -225,8 +225,8 @@ def test_the_page_works_under_its_security_headers(browser: Any, tmp_path: Path)
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from flows.service import FakeRunBackend, ServerThread, create_app
-    from flows.service.auth import session_value
+    from service import FakeRunBackend, ServerThread, create_app
+    from service.auth import session_value
     from tests.test_service import TOKEN as SERVICE_TOKEN
     from tests.test_service import make_config
 

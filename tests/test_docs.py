@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import build_parser
+from cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

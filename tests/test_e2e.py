@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def audiobook(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=600,
         env={**os.environ, **(env or {})}, cwd=ROOT,
     )
 

@@ -138,7 +138,7 @@ def sidecars(folder: Path) -> list[Path]:
 def test_sigkill_mid_book_resumes_and_matches_a_clean_render(
     book: Path, workdirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cmd = [sys.executable, "-m", "flows.cli", "render", str(book)]
+    cmd = [sys.executable, "-m", "cli", "render", str(book)]
     chunks_dir = workdirs["cache"] / "chunks"
     log = (tmp_path / "killed.log").open("w")
     proc = subprocess.Popen(cmd, env=subprocess_env(workdirs, AUDIOBOOK_FAKE_DELAY_S="0.2"), stdout=log,
@@ -462,11 +462,11 @@ def test_cli_read_only_output_exits_2_with_one_line(
     book: Path, fake: FakeEngine, workdirs: dict[str, Path], capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flows.cli import run
+    from cli import run
 
     for handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):  # cli sets these: undo afterwards
         monkeypatch.setenv(f"PREFECT_LOGGING_HANDLERS_{handler}_LEVEL", "CRITICAL")
-    monkeypatch.setattr("flows.cli.server_healthy", lambda *a, **k: False)
+    monkeypatch.setattr("flows.prefect_server.server_healthy", lambda *a, **k: False)
     with pytest.MonkeyPatch.context() as mp:
         refuse_writes_under(mp, workdirs["output"], errno.EROFS, everything=True)
         code = run(["render", str(book)])

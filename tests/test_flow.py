@@ -168,7 +168,7 @@ def test_outputs_option_and_output_dir(book: Path, fake: FakeEngine, tmp_path: P
 def test_crash_mid_render_resumes_from_cache(book: Path, workdirs: dict[str, Path]) -> None:
     """A process killed mid-book (os._exit, like kill -9) loses nothing already synthesised."""
     env = {**os.environ, "AUDIOBOOK_FAKE_EXIT_AFTER": "2"}
-    cmd = [sys.executable, "-m", "flows.cli", "render", str(book)]
+    cmd = [sys.executable, "-m", "cli", "render", str(book)]
     crashed = run_in_own_group(cmd, env, workdirs["book"] / "crash.log")
     assert crashed.returncode == 137, crashed.stderr
     cache = AudioCache(workdirs["cache"] / "chunks")

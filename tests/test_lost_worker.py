@@ -126,7 +126,7 @@ def test_a_worker_killed_mid_render_loses_nothing(tmp_path: Path) -> None:
                        AUDIOBOOK_VOICES_DIR=str(renderer["voices"]))
         started = time.monotonic()
         with open(logs / "render.log", "wb") as out:
-            render = subprocess.Popen([sys.executable, "-m", "flows.cli", "render", str(manifest), "--cluster",
+            render = subprocess.Popen([sys.executable, "-m", "cli", "render", str(manifest), "--cluster",
                                        scheduler], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
             # Mid-render: the victim's first batch is in the renderer's cache and it speaks its next.

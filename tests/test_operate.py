@@ -90,7 +90,7 @@ class Serve:
     def start(self) -> Serve:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "serve", "--port", str(self.http_port), "--prefect-port",
+            [sys.executable, "-m", "cli", "serve", "--port", str(self.http_port), "--prefect-port",
              str(self.prefect_port), "--cron", "0 3 * * *", *self.args],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
         )
@@ -172,7 +172,7 @@ with get_client(sync_client=True) as client:
 
     manifest = write_manifest(tmp_path, BOOK.format(engine="piper", voice="joe"), name="served.yaml")
     submitted = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "submit", str(manifest), "--server", served["http"]],
+        [sys.executable, "-m", "cli", "submit", str(manifest), "--server", served["http"]],
         env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert submitted.returncode == 0, submitted.stderr
@@ -269,7 +269,7 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
     for name in ("AUDIOBOOK_TOKEN", "AUDIOBOOK_TOKEN_FILE", "PREFECT_API_URL"):
         env.pop(name, None)
     for host in ("0.0.0.0", "::"):
-        result = subprocess.run([sys.executable, "-m", "flows.cli", "serve", "--host", host, "--port", str(free_port())],
+        result = subprocess.run([sys.executable, "-m", "cli", "serve", "--host", host, "--port", str(free_port())],
                                 env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()

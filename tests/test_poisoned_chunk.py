@@ -73,7 +73,7 @@ def test_the_plan_leaves_out_chunks_with_nothing_to_speak(workdirs: dict[str, Pa
 
 
 def test_check_flags_the_chunks_left_out(workdirs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    from flows.cli import run
+    from cli import run
 
     assert run(["check", str(poisoned_book(workdirs["book"]))]) == 0
     out = capsys.readouterr().out

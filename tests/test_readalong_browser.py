@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from flows.service import FakeRunBackend, ServerThread, ServiceConfig, create_app
+from service import FakeRunBackend, ServerThread, ServiceConfig, create_app
 from tasks.captions import TimedSentence, vtt_text
 from tasks.encode import BookTags, encode_mp3
 from tests.test_browser import CHROMIUM, DRIVER

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flows.service import (
+from service import (
     FakeRunBackend,
     PrefectRunBackend,
     ServerThread,
@@ -23,7 +23,7 @@ from flows.service import (
     create_app,
     map_prefect_state,
 )
-from flows.service.auth import session_value
+from service.auth import session_value
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

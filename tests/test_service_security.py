@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.service import ServiceConfig
-from flows.service.auth import session_value
-from flows.service.config import parse_hosts
-from flows.service.library import public_message
+from service import ServiceConfig
+from service.auth import session_value
+from service.config import parse_hosts
+from service.library import public_message
 from tests.test_service import (  # noqa: F401 - fixtures
     AUTH,
     GOOD,
@@ -226,7 +226,7 @@ def test_yaml_nested_5000_deep_is_refused(svc: Service) -> None:
 
 
 def test_an_oversized_yaml_in_a_zip_is_refused_before_parsing(svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.service import uploads
+    from service import uploads
 
     parsed: list[int] = []
     real_parse = uploads.parse_yaml

@@ -346,7 +346,7 @@ def run_submit(svc: Service, *args: str) -> Any:
     import sys
 
     env = {**os.environ, "AUDIOBOOK_TOKEN": TOKEN}
-    return subprocess.run([sys.executable, "-m", "flows.cli", "submit", *args, "--server", svc.base],
+    return subprocess.run([sys.executable, "-m", "cli", "submit", *args, "--server", svc.base],
                           env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import run
+from cli import run
 from tests.conftest import write_manifest
 
 BOOK = """\

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from flows.cli import run
+from cli import run
 from tasks.documents import ChapterText
 from tasks.engines.base import EngineInfo
 from tasks.manifest import validate_manifest

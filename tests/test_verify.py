@@ -192,7 +192,7 @@ def test_audiobook_verify_hears_a_finished_book_and_finds_a_damaged_span(workdir
 
     def audiobook(*args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}  # a busy machine
-        return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
                               timeout=600, env=env, cwd=Path(__file__).resolve().parent.parent)
 
     folder = workdirs["book"]

@@ -200,13 +200,13 @@ def test_tortoise_render_on_a_gpu_less_pool_stops_before_any_chunk(
 ) -> None:
     import torch
 
-    from flows.cli import run
+    from cli import run
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     for handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):  # cli sets these: undo afterwards
         monkeypatch.setenv(f"PREFECT_LOGGING_HANDLERS_{handler}_LEVEL", "CRITICAL")
-    monkeypatch.setattr("flows.cli.server_healthy", lambda *a, **k: False)
+    monkeypatch.setattr("flows.prefect_server.server_healthy", lambda *a, **k: False)
     code = run(["render", str(tortoise_book(workdirs))])
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
@@ -243,7 +243,7 @@ assert "torch" not in sys.modules, "the planner imported torch"
 def test_doctor_lists_every_worker_of_a_cluster(workdirs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     from distributed import LocalCluster
 
-    from flows.cli import run
+    from cli import run
 
     registry.reset()
     with fake_engine():
@@ -263,7 +263,7 @@ def test_doctor_lists_every_worker_of_a_cluster(workdirs: dict[str, Path], capsy
 
 
 def test_doctor_with_an_unreachable_cluster_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    from flows.cli import run
+    from cli import run
 
     code = run(["doctor", "--cluster", "tcp://127.0.0.1:9", "--timeout", "2"])
     err = capsys.readouterr().err
@@ -273,7 +273,7 @@ def test_doctor_with_an_unreachable_cluster_exits_2(capsys: pytest.CaptureFixtur
 def test_healthcheck_lists_the_resident_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     from distributed import LocalCluster
 
-    from flows.service.health import workers
+    from service.health import workers
 
     with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=":0") as cluster:
         monkeypatch.setenv("AUDIOBOOK_SERVE_CLUSTER", str(cluster.scheduler_address))

@@ -26,104 +26,13 @@ import dataclasses
 import ipaddress
 import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+from flows.deployments import CLUSTER_ENV, NIGHTLY_DEPLOYMENT, RENDER_DEPLOYMENT, build_deployments
+from flows.prefect_server import prefect_server
 from tasks import paths
 from tasks.errors import DependencyError, UserError
-
-RENDER_DEPLOYMENT = "render-book/render-book"
-NIGHTLY_DEPLOYMENT = "nightly/nightly"
-CLUSTER_ENV = "AUDIOBOOK_SERVE_CLUSTER"  # set by serve for its renders: the resident workers' scheduler
-
-
-def _resident_render_flow() -> Any:
-    """render-book on the server's resident workers (in a render's process, where serve set
-    CLUSTER_ENV), else render-book as it is. The served deployment's entrypoint names this object."""
-    from flows.render import render_book
-
-    address = os.environ.get(CLUSTER_ENV)
-    if not address:
-        return render_book
-    from prefect_dask import DaskTaskRunner
-
-    return render_book.with_options(task_runner=DaskTaskRunner(address=address))  # type: ignore[arg-type]
-
-
-render_book_resident = _resident_render_flow()
-
-
-def wait_healthy(api_url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    from flows.cli import server_healthy
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server_healthy(api_url):
-            return
-        if process is not None and process.poll() is not None:
-            break
-        time.sleep(0.5)
-    raise DependencyError(
-        f"the Prefect server at {api_url} did not become healthy in {timeout_s:.0f} s",
-        fix="see .prefect/server.log; another process may hold the port (use --prefect-port)",
-    )
-
-
-@contextlib.contextmanager
-def prefect_server(port: int, *, timeout_s: float = 120) -> Iterator[str]:
-    """Use PREFECT_API_URL when set; else start `prefect server start` on 127.0.0.1:`port`."""
-    if url := os.environ.get("PREFECT_API_URL"):
-        wait_healthy(url, timeout_s)
-        yield url
-        return
-    api_url = f"http://127.0.0.1:{port}/api"
-    home = Path(os.environ["PREFECT_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    log = open(home / "server.log", "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PREFECT_UI_API_URL": api_url},
-    )
-    try:
-        wait_healthy(api_url, timeout_s, process)
-        os.environ["PREFECT_API_URL"] = api_url
-        yield api_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
-def build_deployments(cron: str, timezone: str, *, resident: bool = False) -> list[Any]:
-    from prefect.deployments.runner import EntrypointType
-    from prefect.schedules import Cron
-
-    from flows.nightly import nightly
-    from flows.render import render_book
-
-    # Module paths, not file paths: a render runs from wherever the package is installed (a container's
-    # site-packages, with /data as the working folder), not only from a checkout.
-    render: Any = render_book.to_deployment(
-        name="render-book", description="Render one book: `manifest` is a manifest path or its name.",
-        tags=["audiobook"], entrypoint_type=EntrypointType.MODULE_PATH,
-    )
-    if resident:  # the same flow, loaded from here so that its tasks go to the resident workers
-        render.entrypoint = "flows.serve.render_book_resident"
-    return [
-        render,
-        nightly.to_deployment(
-            name="nightly", schedules=[Cron(cron, timezone=timezone)],
-            description="Re-render every manifest whose inputs changed since its last render.",
-            tags=["audiobook"], entrypoint_type=EntrypointType.MODULE_PATH,
-        ),
-    ]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -149,7 +58,7 @@ def check_exposure(host: str, token: str | None) -> None:
 
 def http_service(host: str, port: int, ui_url: str | None) -> Any:
     """The HTTP service, to run in a background thread (`with http_service(...):`)."""
-    from flows.service import PrefectRunBackend, ServerThread, ServiceConfig, create_app
+    from service import PrefectRunBackend, ServerThread, ServiceConfig, create_app
 
     config = ServiceConfig.from_env()
     check_exposure(host, config.token)
@@ -183,7 +92,7 @@ def resident_workers(count: int) -> Iterator[str | None]:
 
 def serve(*, host: str, port: int, prefect_port: int, cron: str, timezone: str, concurrent_books: int = 1,
           engine_workers: int = 1) -> None:
-    from flows.service import PrefectRunBackend, ServiceConfig
+    from service import PrefectRunBackend, ServiceConfig
 
     check_exposure(host, ServiceConfig.from_env().token)  # before anything starts
     os.chdir(paths.project_root())  # deployments name their flows by paths relative to the checkout

