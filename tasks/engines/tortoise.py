@@ -42,6 +42,7 @@ Importing this module does not import torch: the CPU quickstart has no torch ins
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -55,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.engines.base import Clip, EngineInfo, SynthRequest
+from tasks.engines.base import Clip, EngineBase, EngineInfo, EngineStatus, SynthRequest
 from tasks.engines.tortoise_latents import LATENTS_FORMAT, VoiceLatents  # noqa: F401 - re-exported
 from tasks.engines.tortoise_voices import (  # noqa: F401 - re-exported: the CLI and tests use them here
     CLIP_EXTENSIONS,
@@ -157,8 +158,37 @@ def _models_mode() -> str:
     return mode
 
 
-class TortoiseEngine(VoiceLatents):
+class TortoiseEngine(VoiceLatents, EngineBase):
     """Tortoise with resident models. Thread-safe: one synthesis at a time per process (one GPU)."""
+
+    @classmethod
+    def status(cls, voices_dir: Path) -> EngineStatus:
+        """Installed (tortoise, torch: found, not imported), ready when the weights are on disk; voices: the
+        folders of reference clips (ours, then Tortoise's bundled ones); the device once the GPU probe knows."""
+        from tasks.engines import tortoise_models as tm
+        from tasks.engines.gpu import GPU
+
+        missing = [m for m in ("tortoise", "torch") if importlib.util.find_spec(m) is None]
+        weights = tm.weights_on_disk()
+        voices = list_voices(voices_dir)
+        bundled = bundled_voices_dir()
+        reason = (f"not installed ({', '.join(missing)} missing): run 'make setup-tortoise'" if missing else
+                  None if weights else f"no Tortoise weights: {tm.missing_weights_fix(tm.default_models_dir())}")
+        return EngineStatus(
+            installed=not missing, ready=not missing and weights, reason=reason, voices=tuple(voices),
+            voice_sources={v: "voices/" if (voices_dir / v).is_dir() else f"bundled with Tortoise ({bundled})"
+                           for v in voices},
+            qualities=tuple(QUALITY_SETTINGS), device=os.environ.get("AUDIOBOOK_TORTOISE_DEVICE") or GPU.device(),
+            clips=True, add_voice=f"put reference clips in {voices_dir}/<name>/",
+        )
+
+    @classmethod
+    def doctor(cls, voices_dir: Path) -> dict[str, Any]:
+        """The module's `doctor` (below): device, GPU, weights, model load time, a test render."""
+        status = cls.status(voices_dir)
+        if not status.installed:
+            return {"ok": False, **status.as_dict(), "error": status.reason}
+        return doctor(voices_dir)
 
     def __init__(self, *, models: Any = None, models_dir: str | Path | None = None, device: str | None = None,
                  half: bool | None = None, cache_dir: str | Path | None = None, seed: int = 0) -> None:

@@ -226,6 +226,16 @@ def checkpoint_paths(models_dir: str | Path | None = None) -> dict[str, Path]:
     return {name: _checkpoint_path(name, folder) for name in CHECKPOINTS}
 
 
+def weights_on_disk(models_dir: str | Path | None = None) -> bool:
+    """Whether the four checkpoints are in the models folder (Hugging Face cache layout, or plain files), by
+    looking at files only: `weights_present` asks Tortoise's resolver, which imports torch (seconds)."""
+    folder = Path(models_dir) if models_dir else default_models_dir()
+    if not folder.is_dir():
+        return False
+    return all(any(folder.glob(f"models--*--tortoise-tts/snapshots/*/{name}")) or (folder / name).is_file()
+               for name in CHECKPOINTS)
+
+
 def weights_present(models_dir: str | Path | None = None) -> bool:
     try:
         checkpoint_paths(models_dir)
