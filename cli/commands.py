@@ -127,17 +127,16 @@ def print_spoken_text(plan: BookPlan, pacing: Pacing) -> None:
 
 
 def cmd_voices_list(args: argparse.Namespace) -> int:
-    from tasks.engines.tortoise import bundled_voices_dir, list_voices
+    """Every offered engine's voices, one a line with where it comes from (or how to add one)."""
+    from tasks.engines import engine_names, engine_status
 
-    ours = sorted(p.name for p in paths.voices_dir().iterdir() if p.is_dir()) if paths.voices_dir().is_dir() else []
-    print(f"piper: joe (packaged){''.join(f', {v}' for v in ours if any((paths.voices_dir() / v).glob('*.onnx')))}")
-    voices = list_voices(paths.voices_dir())
-    bundled = bundled_voices_dir()
-    for name in voices:
-        where = "voices/" if name in ours else f"bundled with Tortoise ({bundled})"
-        print(f"tortoise: {name}  [{where}]")
-    if not voices:
-        print(f"tortoise: none yet: put reference clips in {paths.voices_dir()}/<name>/")
+    for name in engine_names():
+        status = engine_status(name, paths.voices_dir())
+        note = "" if status.installed else f"  ({status.reason})"
+        for voice in status.voices:
+            print(f"{name}: {voice}  [{status.voice_sources.get(voice, '')}]{note}")
+        if not status.voices:
+            print(f"{name}: none yet{f': {status.add_voice}' if status.add_voice else ''}{note}")
     return 0
 
 
@@ -158,11 +157,9 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """Device, ffmpeg, voices, weights, model load time and a one-sentence test render per engine."""
-    import time
-
+    """ffmpeg, and per engine: device, weights, voices, model load time and a one-sentence test render."""
     from tasks.encode import ffmpeg_exe
-    from tasks.engines import get_engine
+    from tasks.engines import engine_doctor, engine_names
 
     if args.cluster:  # the workers of a Dask cluster, each as it describes itself
         from tasks.workers import cluster_workers
@@ -171,28 +168,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(dump_json({"cluster": args.cluster, "workers": workers}))
         return 0 if workers else 1
     report: dict[str, Any] = {"ffmpeg": ffmpeg_exe(), "cache_dir": str(paths.cache_dir())}
-    engines = [args.engine] if args.engine else ["piper", "tortoise"]
     ok = True
-    if "piper" in engines:
-        try:
-            engine = get_engine("piper")
-            started = time.perf_counter()
-            clip = engine.synthesize("This is a test of the voice.", "joe",
-                                     {**engine.settings_for("draft"), "sentence_pause_ms": 0}, 0)
-            report["piper"] = {"ok": True, "voice": "joe", "render_s": round(time.perf_counter() - started, 2),
-                               "audio_s": round(clip.duration_s, 2)}
-        except Exception as exc:  # report, do not stop: doctor shows every problem at once
-            ok = False
-            report["piper"] = {"ok": False, "error": str(exc)}
-    if "tortoise" in engines:
-        try:
-            from tasks.engines.tortoise import doctor
-
-            report["tortoise"] = doctor(paths.voices_dir())
-            ok = ok and bool(report["tortoise"].get("ok", False))
-        except ImportError as exc:
-            ok = False
-            report["tortoise"] = {"ok": False, "error": f"not installed ({exc}); run 'make setup-tortoise'"}
+    for name in [args.engine] if args.engine else engine_names():
+        report[name] = engine_doctor(name, paths.voices_dir())  # never raises: every problem shows at once
+        ok = ok and bool(report[name].get("ok", False))
     print(dump_json(report))
     return 0 if ok else 1
 

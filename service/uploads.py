@@ -316,12 +316,13 @@ def _build_manifest(fields: dict[str, str], contents: list[Upload], folder: Path
         raise Refusal(422, f"field 'title': {document.filename!r} names no title: fill in the title")
     if not author:
         raise Refusal(422, f"field 'author': {document.filename!r} names no author: fill in the author")
-    engine = fields.get("engine") or "piper"
-    from tasks.engines import ENGINES
+    from tasks.engines import engine_names, engine_status, known_engines
+    from tasks.manifest import Manifest
 
-    if engine not in ENGINES:
-        raise Refusal(422, f"field 'engine': unknown engine {engine[:40]!r}: use one of {', '.join(sorted(ENGINES))}")
-    voice = fields.get("voice") or ("joe" if engine == "piper" else "")
+    engine = fields.get("engine") or str(Manifest.model_fields["engine"].default)
+    if engine not in known_engines():
+        raise Refusal(422, f"field 'engine': unknown engine {engine[:40]!r}: use one of {', '.join(engine_names())}")
+    voice = fields.get("voice") or engine_status(engine, config.voices).default_voice or ""
     if not voice:
         raise Refusal(422, f"field 'voice': choose a voice for {engine}")
     manifest: dict[str, Any] = {"title": title, "author": author}

@@ -439,9 +439,12 @@ def test_healthcheck_shape(svc: Service, monkeypatch: pytest.MonkeyPatch) -> Non
     assert r.status_code == 200
     body = r.json()
     assert body["state"] in ("healthy", "degraded")
-    assert set(body["engines"]) == {"piper", "tortoise"}
-    assert isinstance(body["engines"]["piper"]["ready"], bool)
-    assert set(body["engines"]["tortoise"]) >= {"installed", "weights_present", "device"}
+    assert set(body["engines"]) == {"piper", "tortoise"}  # the offered engines (tasks.engines.ENGINES)
+    for status in body["engines"].values():
+        assert {"installed", "ready", "reason", "device", "voices", "default_voice", "qualities"} <= set(status)
+        assert isinstance(status["ready"], bool) and isinstance(status["installed"], bool)
+    assert body["engines"]["piper"]["default_voice"] == "joe" and body["engines"]["piper"]["device"] == "cpu"
+    assert isinstance(body["ffmpeg"], bool)
     assert isinstance(body["gpu"], bool)
     assert body["prefect"]["reachable"] is False  # no server in this test: degraded, not an error
     assert body["state"] == "degraded"

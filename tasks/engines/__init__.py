@@ -111,12 +111,16 @@ def engine_class(name: str) -> type[Engine]:
 
 
 def engine_status(name: str, voices_dir: Path) -> EngineStatus:
-    """What engine `name` can do here (cheap). A module that cannot be imported: not installed, and why."""
+    """What engine `name` can do here (cheap). A module that cannot be imported: not installed, and why.
+    Never raises for a known engine (a status that fails reports not ready, with the error)."""
     try:
         cls = engine_class(name)
     except ImportError as exc:
         return EngineStatus(installed=False, ready=False, reason=f"not installed: {exc}")
-    return cls.status(voices_dir)
+    try:
+        return cls.status(voices_dir)
+    except Exception as exc:  # a status must not take /healthcheck or doctor down with it
+        return EngineStatus(installed=True, ready=False, reason=f"status failed: {type(exc).__name__}: {exc}")
 
 
 def engine_doctor(name: str, voices_dir: Path) -> dict[str, Any]:

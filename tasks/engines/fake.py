@@ -36,7 +36,7 @@ class FakeEngine(EngineBase):
     def status(cls, voices_dir: Path) -> EngineStatus:
         """Always installed and ready, on the CPU; it speaks any voice (but "missing..."): "v" is offered."""
         return EngineStatus(installed=True, ready=True, voices=("v",), voice_sources={"v": "any name"},
-                            device="cpu", clips=True, add_voice="any name will do")
+                            default_voice="v", device="cpu", clips=True, add_voice="any name will do")
 
     def __init__(
         self, *, max_chars: int = 200, sample_rate_hz: int = 24000, transient_failures: int = 0,
