@@ -7,6 +7,7 @@ with no other file edited. What callers ask of an engine is cheap: no model, no 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from tasks.engines import (
     reset_engines,
     unregister_engine,
 )
+from tasks.engines.base import TEST_SENTENCE
 from tasks.engines.fake import FakeEngine
 from tests.conftest import write_manifest
 from tests.test_service import AUTH, Service, service_factory, svc  # noqa: F401 - fixtures
@@ -127,3 +129,32 @@ def test_statuses_load_no_model_and_import_no_torch(tmp_path: Path) -> None:
 def test_prompt_mode_is_part_of_the_interface() -> None:
     engine = FakeEngine()
     assert isinstance(engine, Engine) and engine.prompt_mode == "dropped"  # EngineBase's default
+
+
+def docs_example() -> tuple[str, str]:
+    """The toy engine's module and the registry block, as docs/architecture.md "Adding an engine" shows them."""
+    section = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8").split("## Adding an engine", 1)[1]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) >= 2 and blocks[0].startswith("# tasks/engines/toy.py"), blocks
+    return blocks[0], blocks[1]
+
+
+def test_the_documented_toy_engine_works(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli import run
+
+    module, registry_block = docs_example()
+    lines = dict(re.findall(r'"(\w+)": "([\w.:]+)"', registry_block))
+    assert lines == {**ENGINES, "toy": "tasks.engines.toy:ToyEngine"}  # the docs show today's registry + 1 line
+    namespace: dict[str, Any] = {"__name__": "toy_from_docs"}
+    exec(compile(module, "docs/architecture.md", "exec"), namespace)
+    register_engine("toy", namespace["ToyEngine"], listed=True)
+    try:
+        assert engine_status("toy", tmp_path).default_voice == "hum"
+        assert run(["doctor", "--engine", "toy"]) == 0
+        report = json.loads(capsys.readouterr().out)["toy"]
+        assert report["ok"] is True and report["test_voice"] == "hum"
+        words = len(TEST_SENTENCE.split())
+        assert report["test_audio_s"] == pytest.approx(words * 0.35, abs=0.01)  # 0.3 s of hum + 0.05 s gap a word
+    finally:
+        unregister_engine("toy")
+        reset_engines()
