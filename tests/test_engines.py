@@ -76,7 +76,7 @@ def test_a_toy_engine_shows_in_healthcheck_engines_and_the_form(toy: str, svc: S
                                       "qualities": ["draft", "standard", "high"], "clips": True}
     offered = {e["name"]: e for e in svc.client.get("/engines").json()}
     assert offered[toy]["voices"] == ["v"] and offered[toy]["clips"] is True
-    assert f'<option value="{toy}"' in svc.client.get("/", headers=AUTH).text
+    assert f'<option value="{toy}" data-voices="v" data-default="v">' in svc.client.get("/", headers=AUTH).text
     # An upload that names the engine and no voice gets the engine's default voice.
     r = svc.client.post("/books", files=[("file", ("story.txt", STORY.encode()))],
                         data={"title": "Toy Book", "author": "A", "engine": toy}, headers=AUTH)

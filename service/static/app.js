@@ -82,7 +82,7 @@ function fillVoices() {
   if (!engine || !engine.selectedOptions.length) return;
   const voices = (engine.selectedOptions[0].dataset.voices || "").split(",").filter(Boolean);
   list.replaceChildren(...voices.map((v) => el("option", { value: v })));
-  if (!voices.includes(voice.value)) voice.value = voices[0] || "";
+  if (!voices.includes(voice.value)) voice.value = engine.selectedOptions[0].dataset.default || voices[0] || "";
 }
 
 async function inspectDocument() {
