@@ -36,6 +36,7 @@ from .auth import (
 )
 from .backend import RunBackend, RunStatus
 from .config import TOKEN_COOKIE, Refusal, ServiceConfig, check_name
+from .filetypes import DOCUMENT_KINDS
 from .health import GPU, available_engines, health
 from .library import STAGING_PREFIX, public_message, remove_stale_staging
 from .uploads import StagedBook, document_metadata, read_form, stage_book
@@ -341,7 +342,7 @@ def create_app(config: ServiceConfig, runs: RunBackend) -> FastAPI:
         require_auth(request, config)
         with tempfile.TemporaryDirectory(prefix="audiobook-inspect-") as spool:
             form = await read_form(request, config, Path(spool))
-            documents = [u for u in form.files if u.kind in ("epub", "docx", "text", "html")]
+            documents = [u for u in form.files if u.kind in DOCUMENT_KINDS]
             if len(documents) != 1:
                 raise Refusal(400, "field 'file': send one document to inspect")
             meta = await run_in_threadpool(document_metadata, documents[0].path)

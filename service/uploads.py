@@ -29,10 +29,9 @@ from tasks.errors import UserError
 from tasks.manifest import parse_yaml
 
 from .config import Refusal, ServiceConfig, check_name
-from .filetypes import Limits, expected_kind, extract_zip, sniff
+from .filetypes import DOCUMENT_KINDS, DOCUMENT_NAMES, Limits, expected_kind, extract_zip, sniff
 
 FORM_FIELDS = ("name", "title", "author", "narrator", "engine", "voice", "quality", "overwrite")
-DOCUMENT_KINDS = {"epub", "docx", "text", "html"}
 MAX_FILES = 200
 MAX_NAME_BYTES = 255  # a file name's length limit on Linux file systems (ENAMETOOLONG past it)
 
@@ -301,8 +300,8 @@ def _build_manifest(fields: dict[str, str], contents: list[Upload], folder: Path
     """A manifest from the form's fields and the document's own metadata."""
     documents = [u for u in contents if u.kind in DOCUMENT_KINDS]
     if len(documents) != 1:
-        raise Refusal(422, "field 'file': without a manifest, send exactly one document (.epub, .docx, .txt, .md, "
-                           f".html); got {len(documents)}")
+        raise Refusal(422, f"field 'file': without a manifest, send exactly one document ({DOCUMENT_NAMES}); "
+                           f"got {len(documents)}")
     document = documents[0]
     from tasks.documents import SUFFIXES
 
