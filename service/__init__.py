@@ -16,8 +16,8 @@
 
 Modules: `app` (create_app: the guard, the refusals, the routers), `routes/` (one router per
 resource: `submit`, `books`, `health`, `session`, `pages`), `context` (what the routes share: the
-settings, the run backend, the templates; the books as clients see them), `refusals` (every refusal
--> a 4xx `{"error"}`, in one place), `config` (settings, limits, Refusal), `auth`,
+settings, the run backend, the templates; the books as clients see them), `refusals` (Refusal and
+UserError -> a 4xx `{"error"}`, in one place), `config` (settings, limits, Refusal), `auth`,
 `backend` (RunBackend: Prefect and a fake), `library` (books on disk), `filetypes` (content
 sniffing, archive and XML safety), `uploads` (a book from one request), `health`, `server` (uvicorn
 in a thread), `serve` (the `audiobook serve` process).

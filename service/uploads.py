@@ -170,13 +170,11 @@ def name_from_title(title: str) -> str:
 
 
 def document_metadata(path: Path) -> dict[str, Any]:
-    """Title, authors, language, description and cover of a document, from its reader."""
+    """Title, authors, language, description and cover of a document, from its reader (a SourceError
+    when it cannot be read)."""
     from tasks.documents import read_document
 
-    try:
-        meta = read_document(path).metadata
-    except UserError as exc:
-        raise Refusal(422, f"file {path.name!r}: {exc.reason}: {exc.fix or 'send a readable document'}") from None
+    meta = read_document(path).metadata
     return {
         "title": meta.title, "authors": list(meta.authors), "author": ", ".join(meta.authors) or None,
         "language": meta.language, "description": meta.description,

@@ -23,7 +23,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from tasks import paths
-from tasks.errors import UserError
 from tasks.manifest import Manifest, parse_yaml, validate_manifest
 
 from .. import library
@@ -32,6 +31,7 @@ from ..config import Refusal, check_name
 from ..context import Context, ServiceContext
 from ..filetypes import DOCUMENT_KINDS
 from ..library import STAGING_PREFIX
+from ..refusals import folder_prefix, name_paths
 from ..uploads import StagedBook, document_metadata, read_form, stage_book
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
@@ -108,13 +108,10 @@ async def submit(request: Request, context: Context, name: str | None = None,
     if name is None:
         raise Refusal(400, "give the book's name: POST /manifests?name=NAME")
     target = config.manifests_dir.absolute() / f"{name}.yaml"
-    try:
-        manifest = validate_manifest(parse_yaml(body, target), target)
-        from tasks.plan import check_sources_exist
+    manifest = validate_manifest(parse_yaml(body, target), target)
+    from tasks.plan import check_sources_exist
 
-        check_sources_exist(manifest)
-    except UserError as exc:
-        raise Refusal(422, str(exc)) from None
+    check_sources_exist(manifest)
     return await run_in_threadpool(store_manifest, context, name, target, body, manifest, overwrite)
 
 
@@ -166,7 +163,11 @@ async def submit_book(request: Request, context: Context) -> JSONResponse:
         form = await read_form(request, config, staging / "spool")
         if not form.files and form.manifest_text is None:
             raise Refusal(400, "field 'file': send the book's files (a document, or a manifest and its files)")
+        name_paths(request, {folder_prefix(staging / "book"): ""})  # a document is named as it was sent
         staged, overwrite = await run_in_threadpool(stage_book, form, staging, config)
+        # Once named, the book's files are named as they will be stored.
+        name_paths(request, {str(staged.folder.absolute()): f"manifests/{staged.name}",
+                             str((staging / "voices").absolute()): "voices"})
         manifest = await run_in_threadpool(check_staged, context, staged, staging)
         return await run_in_threadpool(commit_book, context, staged, staging, manifest, overwrite)
     finally:
@@ -177,20 +178,15 @@ def check_staged(context: ServiceContext, staged: StagedBook, staging: Path) -> 
     """What `audiobook check` checks: the manifest, its files, the engine and voice, the sources read."""
     config = context.config
     target = staged.manifest_file.absolute()
-    try:
-        if len(staged.manifest_yaml) > config.max_upload_bytes:
-            raise Refusal(413, f"field 'manifest': over the {config.max_upload_bytes} byte limit")
-        manifest = validate_manifest(parse_yaml(staged.manifest_yaml, target), target)
-        from tasks.plan import check_sources_exist, make_plan
+    if len(staged.manifest_yaml) > config.max_upload_bytes:
+        raise Refusal(413, f"field 'manifest': over the {config.max_upload_bytes} byte limit")
+    manifest = validate_manifest(parse_yaml(staged.manifest_yaml, target), target)
+    from tasks.plan import check_sources_exist, make_plan
 
-        check_sources_exist(manifest)
-        if config.validate_plan:
-            voices = staging / "voices" if staged.clips else config.voices
-            make_plan(manifest, engine_name=None, cache_dir=paths.cache_dir(), voices_dir=voices, check_only=True)
-    except UserError as exc:
-        message = str(exc).replace(str(staged.folder.absolute()), f"manifests/{staged.name}")
-        message = message.replace(str((staging / "voices").absolute()), "voices")
-        raise Refusal(422, message) from None
+    check_sources_exist(manifest)
+    if config.validate_plan:
+        voices = staging / "voices" if staged.clips else config.voices
+        make_plan(manifest, engine_name=None, cache_dir=paths.cache_dir(), voices_dir=voices, check_only=True)
     return manifest
 
 
@@ -254,6 +250,7 @@ async def inspect(request: Request, context: Context) -> dict[str, Any]:
         documents = [u for u in form.files if u.kind in DOCUMENT_KINDS]
         if len(documents) != 1:
             raise Refusal(400, "field 'file': send one document to inspect")
+        name_paths(request, {folder_prefix(Path(spool)): ""})
         meta = await run_in_threadpool(document_metadata, documents[0].path)
     return {k: meta[k] for k in ("title", "author", "authors", "language", "description")} | {
         "has_cover": bool(meta["cover"])}
