@@ -14,9 +14,13 @@
     GET/POST/DELETE /session                 the page's sign-in: the token into an HttpOnly cookie
     GET  /, /book/{name}                     the page (Jinja2 templates, static/app.js)
 
-Modules: `config` (settings, limits, Refusal), `auth`, `backend` (RunBackend: Prefect and a fake),
-`library` (books on disk), `filetypes` (content sniffing, archive and XML safety), `uploads` (a
-book from one request), `health`, `app` (the routes), `server` (uvicorn in a thread).
+Modules: `app` (create_app: the guard, the refusals, the routers), `routes/` (one router per
+resource: `submit`, `books`, `health`, `session`, `pages`), `context` (what the routes share: the
+settings, the run backend, the templates; the books as clients see them), `refusals` (Refusal and
+UserError -> a 4xx `{"error"}`, in one place), `config` (settings, limits, Refusal), `auth`,
+`backend` (RunBackend: Prefect and a fake), `library` (books on disk), `filetypes` (content
+sniffing, archive and XML safety), `uploads` (a book from one request), `health`, `server` (uvicorn
+in a thread), `serve` (the `audiobook serve` process).
 """
 
 from __future__ import annotations

@@ -124,8 +124,9 @@ class Guesses:
 
 
 def _guesses(request: Request) -> Guesses | None:
-    app = request.scope.get("app")
-    return getattr(getattr(app, "state", None), "guesses", None)
+    """The app's count of wrong tokens (service.context.ServiceContext.guesses), when there is one."""
+    state = getattr(request.scope.get("app"), "state", None)
+    return getattr(getattr(state, "context", None), "guesses", None)
 
 
 def client_of(request: Request) -> str:

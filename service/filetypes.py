@@ -18,10 +18,19 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from tasks.documents import READERS
+
 from .config import Refusal
 
-TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".yaml", ".yml"}
-HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
+# What a document's bytes must be, by the reader that will read it (tasks.documents.READERS: suffix ->
+# reader module). A format added there says here how its uploads are checked.
+CONTENT_OF_READER = {"plain": "text", "markdown": "text", "html_reader": "html", "epub": "epub",
+                     "docx_reader": "docx"}
+DOCUMENT_SUFFIXES = {suffix: CONTENT_OF_READER[reader] for suffix, reader in READERS.items()}
+DOCUMENT_KINDS = frozenset(DOCUMENT_SUFFIXES.values())
+# The documents as refusals name them: each reader's first suffix (".txt, .md, .epub, .html, .docx").
+DOCUMENT_NAMES = ", ".join(next(s for s, r in READERS.items() if r == reader) for reader in dict.fromkeys(READERS.values()))
+MANIFEST_SUFFIXES = {".yaml", ".yml"}
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg"}
 IMAGE_SUFFIXES = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}
 XML_MEMBER_SUFFIXES = {".xml", ".opf", ".ncx", ".xhtml", ".html", ".htm", ".svg", ".rels"}
@@ -39,16 +48,12 @@ class Limits:
 def expected_kind(filename: str) -> str | None:
     """The kind a file's suffix promises, or None for a suffix we do not take."""
     suffix = Path(filename).suffix.lower()
-    if suffix == ".epub":
-        return "epub"
-    if suffix == ".docx":
-        return "docx"
+    if suffix in DOCUMENT_SUFFIXES:
+        return DOCUMENT_SUFFIXES[suffix]
     if suffix == ".zip":
         return "zip"
-    if suffix in TEXT_SUFFIXES:
+    if suffix in MANIFEST_SUFFIXES:
         return "text"
-    if suffix in HTML_SUFFIXES:
-        return "html"
     if suffix in AUDIO_SUFFIXES:
         return "audio"
     return IMAGE_SUFFIXES.get(suffix)
@@ -89,7 +94,7 @@ def sniff(path: Path, filename: str, limits: Limits) -> str:
     wanted = expected_kind(filename)
     if wanted is None:
         raise Refusal(415, f"file {filename!r}: unsupported type {Path(filename).suffix or '(no suffix)'!r}: "
-                           "send a document (.epub, .docx, .txt, .md, .html), a cover (.jpg, .png), voice clips "
+                           f"send a document ({DOCUMENT_NAMES}), a cover (.jpg, .png), voice clips "
                            "(.wav, .mp3, .flac, .ogg), a manifest (.yaml) or a .zip of a manifest folder")
     found = _kind_of_bytes(_head(path))
     if found == "zip":

@@ -29,10 +29,9 @@ from tasks.errors import UserError
 from tasks.manifest import parse_yaml
 
 from .config import Refusal, ServiceConfig, check_name
-from .filetypes import Limits, expected_kind, extract_zip, sniff
+from .filetypes import DOCUMENT_KINDS, DOCUMENT_NAMES, Limits, expected_kind, extract_zip, sniff
 
 FORM_FIELDS = ("name", "title", "author", "narrator", "engine", "voice", "quality", "overwrite")
-DOCUMENT_KINDS = {"epub", "docx", "text", "html"}
 MAX_FILES = 200
 MAX_NAME_BYTES = 255  # a file name's length limit on Linux file systems (ENAMETOOLONG past it)
 
@@ -171,13 +170,11 @@ def name_from_title(title: str) -> str:
 
 
 def document_metadata(path: Path) -> dict[str, Any]:
-    """Title, authors, language, description and cover of a document, from its reader."""
+    """Title, authors, language, description and cover of a document, from its reader (a SourceError
+    when it cannot be read)."""
     from tasks.documents import read_document
 
-    try:
-        meta = read_document(path).metadata
-    except UserError as exc:
-        raise Refusal(422, f"file {path.name!r}: {exc.reason}: {exc.fix or 'send a readable document'}") from None
+    meta = read_document(path).metadata
     return {
         "title": meta.title, "authors": list(meta.authors), "author": ", ".join(meta.authors) or None,
         "language": meta.language, "description": meta.description,
@@ -301,8 +298,8 @@ def _build_manifest(fields: dict[str, str], contents: list[Upload], folder: Path
     """A manifest from the form's fields and the document's own metadata."""
     documents = [u for u in contents if u.kind in DOCUMENT_KINDS]
     if len(documents) != 1:
-        raise Refusal(422, "field 'file': without a manifest, send exactly one document (.epub, .docx, .txt, .md, "
-                           f".html); got {len(documents)}")
+        raise Refusal(422, f"field 'file': without a manifest, send exactly one document ({DOCUMENT_NAMES}); "
+                           f"got {len(documents)}")
     document = documents[0]
     from tasks.documents import SUFFIXES
 

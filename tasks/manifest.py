@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tasks.documents.model import MatterKind, NotesMode
 from tasks.errors import ManifestError
 
 MAX_MANIFEST_BYTES = 1 << 20  # 1 MiB: a manifest is a few hundred bytes; inline chapters may be larger
@@ -51,14 +52,11 @@ class ChapterSpec(_Frozen):
         return self
 
 
-PublisherMatter = Literal["titlepage", "imprint", "colophon", "copyright", "toc", "halftitle", "license", "header"]
-
-
 class Reading(_Frozen):
     """What of a source is read aloud, beyond its narrative (see README, "The manifest")."""
 
-    keep: tuple[PublisherMatter, ...] = ()  # publisher matter to read anyway; skipped by default
-    notes: Literal["skip", "end"] = "skip"  # footnotes / endnotes: not read, or at the end of their chapter
+    keep: tuple[MatterKind, ...] = ()  # publisher matter a reader recognises, to read anyway; skipped by default
+    notes: NotesMode = "skip"  # footnotes / endnotes: not read, or at the end of their chapter
     image_alt: bool = False  # read an image's alt text
     part_titles: Annotated[str, Field(min_length=1, max_length=200)] = "{part}: {chapter}"
     urls: Literal["domain", "drop"] = "domain"  # a URL or e-mail address is read as its domain, or dropped
