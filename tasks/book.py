@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.audio import AudioStats, assemble_chapter_to_wav, output_error
+from tasks.audio import AudioStats, assemble_chapter_to_wav
 from tasks.cache import AudioCache, atomic_write_bytes, content_key, file_sha256
 from tasks.encode import BookTags, encode_m4b, encode_mp3
-from tasks.errors import UserError
+from tasks.errors import UserError, output_error
 from tasks.manifest import Manifest
 from tasks.plan import MAX_PART_SECONDS, BookPlan, ChapterKind, ChapterPlan, SynthJob
 from tasks.readalong import timed_jobs

@@ -31,8 +31,7 @@ from typing import Any
 
 import soundfile as sf
 
-from tasks.audio import os_error_from_text, output_error
-from tasks.errors import AudiobookError, DependencyError, SourceError
+from tasks.errors import AudiobookError, DependencyError, SourceError, os_error_from_text, output_error
 
 __all__ = [
     "BookTags",

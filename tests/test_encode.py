@@ -17,7 +17,7 @@ from mutagen.mp3 import MP3, BitrateMode
 from mutagen.mp4 import MP4, MP4Cover
 
 from tasks import encode
-from tasks.audio import assemble_chapter, noise_floor_dbfs, write_wav_atomic
+from tasks.audio import noise_floor_dbfs, write_wav_atomic
 from tasks.encode import (
     BookTags,
     encode_m4b,
@@ -28,6 +28,7 @@ from tasks.encode import (
     read_m4b_chapters,
 )
 from tasks.errors import AudiobookError, DependencyError, OutputError, SourceError
+from tests.audio_reference import assemble_chapter
 
 
 def speech_like(sr: int, seconds: float, rms_dbfs: float, *, seed: int = 0) -> np.ndarray:
