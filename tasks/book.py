@@ -79,8 +79,9 @@ def cached_chapter_audio(chapter: ChapterPlan, job: SynthJob, tail_ms: int) -> C
     """The chapter's audio from the cache, or None when it must be assembled."""
     key = chapter_key(chapter, tail_ms)
     cache = chapter_cache(job)
-    hit = cache.lookup(key)
-    if hit is not None and {"stats", "clip_spans_s"} <= set(meta := cache.meta(key)):
+    found = cache.entry(key)
+    if found is not None and {"stats", "clip_spans_s"} <= set(found[1]):
+        hit, meta = found
         spans = tuple((float(a), float(b)) for a, b in meta["clip_spans_s"])
         return ChapterAudio(
             chapter.index, chapter.title, key, str(hit), AudioStats(**meta["stats"]), True, chapter.kind, spans,

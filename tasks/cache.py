@@ -2,8 +2,8 @@
 
 A key is sha256 over canonical JSON of everything that changes the output. The same key names the
 cached file. Every entry is written to a temp file and renamed, with a sidecar that records the audio
-file's own sha256 and frame count: an entry whose file is missing, truncated or altered is a miss (and
-is removed), never a hit.
+file's own sha256 and frame count: an entry whose file is missing, truncated or altered, or that holds
+no audio, is a miss (and is removed), never a hit.
 
     <cache>/chunks/ab/<key>.flac + <key>.json     one synthesised chunk (engine's own sample rate)
     <cache>/chapters/ab/<key>.wav + <key>.json    one assembled, normalised chapter (44.1 kHz)
@@ -80,7 +80,13 @@ class AudioCache:
         return self.path_for(key).with_suffix(".json")
 
     def lookup(self, key: str) -> Path | None:
-        """The verified file for `key`, or None (a damaged entry is deleted).
+        """The verified file for `key`, or None (a damaged or empty entry is deleted). See `entry`."""
+        found = self.entry(key)
+        return found[0] if found is not None else None
+
+    def entry(self, key: str) -> tuple[Path, dict[str, Any]] | None:
+        """The verified file for `key` and its record (the sidecar, read once), or None; a damaged
+        entry, or one recorded with no audio (an empty take an older version stored), is deleted.
 
         Fast path: the file's size and modification time equal those recorded when it was stored (any
         write changes them). Otherwise its sha256 must match the record (a copied cache), and the
@@ -91,8 +97,13 @@ class AudioCache:
             stat = path.stat()
             if meta.get("key") != key:
                 raise ValueError("foreign record")
+            frames = meta.get("frames")
+            if frames is None:  # a record from before frame counts were kept: the header says
+                frames = sf.info(str(path)).frames
+            if not isinstance(frames, int) or isinstance(frames, bool) or frames <= 0:
+                raise ValueError("no audio")
             if stat.st_size == meta.get("size") and stat.st_mtime_ns == meta.get("mtime_ns"):
-                return path
+                return path, meta
             if file_sha256(path) != meta.get("sha256"):
                 raise ValueError("checksum mismatch")
             meta.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
@@ -101,10 +112,10 @@ class AudioCache:
             if path.exists() or sidecar.exists():
                 self.evict(key)
             return None
-        except (OSError, ValueError, TypeError, AttributeError):
+        except (OSError, ValueError, TypeError, AttributeError, RuntimeError, sf.LibsndfileError):
             self.evict(key)
             return None
-        return path
+        return path, meta
 
     def evict(self, key: str) -> None:
         self.path_for(key).unlink(missing_ok=True)
