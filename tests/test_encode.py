@@ -17,6 +17,7 @@ from mutagen.mp3 import MP3, BitrateMode
 from mutagen.mp4 import MP4, MP4Cover
 
 from tasks import encode
+from tasks.atomic import TEMP_MARK
 from tasks.audio import noise_floor_dbfs, write_wav_atomic
 from tasks.encode import (
     BookTags,
@@ -109,7 +110,7 @@ def assert_acx(path: Path) -> None:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
+    return sorted(p.name for p in folder.iterdir() if TEMP_MARK in p.name or ".partial" in p.name)
 
 
 # ---------------------------------------------------------------- MP3

@@ -5,13 +5,12 @@ OS faults while writing become OutputError (see tasks.errors.output_error).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from tasks import atomic
 from tasks.audio.levels import _as_mono_f32
 from tasks.errors import AudiobookError, os_error_from_text, output_error
 
@@ -21,8 +20,8 @@ _F32 = np.float32
 
 
 class _WavSink:
-    """A PCM_16 mono WAV written through a temp file in the target's folder, os.replace'd at commit.
-    OS faults become OutputError (see output_error); discard() removes the temp file."""
+    """A PCM_16 mono WAV written through a temp file in the target's folder, renamed over it at commit
+    (tasks.atomic). OS faults become OutputError (see output_error); discard() removes the temp file."""
 
     def __init__(self, path: Path, sr: int) -> None:
         self.path = path
@@ -43,10 +42,7 @@ class _WavSink:
                 self._file.close()
                 self._file = None
             if self._tmp is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".partial")
-                os.close(fd)
-                self._tmp = Path(name)
+                self._tmp = atomic.new_temp(self.path, suffix=".wav")
             self._file = sf.SoundFile(
                 str(self._tmp), mode="w", samplerate=self._sr, channels=1, subtype="PCM_16", format="WAV"
             )
@@ -65,8 +61,8 @@ class _WavSink:
         try:
             self._file.close()
             self._file = None
-            os.replace(self._tmp, self.path)
-            self._tmp = None
+            tmp, self._tmp = self._tmp, None
+            atomic.commit(tmp, self.path)
         except (OSError, sf.LibsndfileError) as exc:
             raise self._fail(exc) from exc
 
@@ -83,25 +79,18 @@ class _WavSink:
 
 
 def write_wav_atomic(path: Path, samples: np.ndarray, sr: int, *, subtype: str = "PCM_16") -> Path:
-    """Write a mono WAV (PCM_16 by default, or "FLOAT") via a temp file in the same folder + os.replace.
+    """Write a mono WAV (PCM_16 by default, or "FLOAT") via a temp file in the same folder (tasks.atomic).
 
     A crash never leaves a half file under `path`. OS errors become OutputError (see output_error).
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.partial.wav")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(tmp), _as_mono_f32(samples), sr, subtype=subtype, format="WAV")
-        os.replace(tmp, path)
+        with atomic.atomic_path(path, suffix=".wav") as tmp:
+            sf.write(str(tmp), _as_mono_f32(samples), sr, subtype=subtype, format="WAV")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise output_error(exc, path.parent) from exc
     except sf.LibsndfileError as exc:  # libsndfile reports OS faults as text, e.g. "System error : ..."
-        tmp.unlink(missing_ok=True)
         raise output_error(os_error_from_text(str(exc)), path.parent) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
