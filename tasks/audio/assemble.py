@@ -94,11 +94,16 @@ def assemble_chapter_to_wav(
     peak_ceiling_dbfs: float = -3.5,
     clip_spans: list[tuple[int, int]] | None = None,
 ) -> AudioStats:
-    """`assemble_chapter` on clip files, streamed into a PCM_16 WAV at `out_path`, in bounded memory.
+    """Join a chapter's clip files into one ACX-ready mono PCM_16 WAV at `out_path`, in bounded memory.
 
-    Same layout, gain, room tone and limiter as `assemble_chapter` (its float output, before 16-bit
-    quantisation, is the same signal up to float rounding). Memory is O(longest clip + one limiter
-    block + per-window statistics), whatever the chapter's length:
+    Layout: head room tone, clip 0, pause 0, clip 1, ..., clip N-1, tail room tone. Each clip is
+    trimmed (with pads), resampled to `out_sr`, and faded in/out over `fade_ms`; `pauses_after_ms[i]` of
+    room tone follows clip i, except the last, whose pause is replaced by the tail. One gain for the
+    whole chapter (speech only; room tone stays at its level) brings the file's RMS to
+    `target_rms_dbfs`, the limiter holds peaks at `peak_ceiling_dbfs`, and room tone also lies under the
+    speech, so no digital silence is left anywhere. tests/audio_reference.py builds the same signal in
+    memory (equal up to float rounding, before 16-bit quantisation). Memory is O(longest clip + one
+    limiter block + per-window statistics), whatever the chapter's length:
 
     - pass 1 reads and processes each clip (trim, resample, fade) and keeps only its length and energy,
       plus the room tone's energy, to solve the one chapter gain;
@@ -108,8 +113,8 @@ def assemble_chapter_to_wav(
     - only if the limiter pulled the RMS more than 0.25 dB under the target: the pass is redone with
       a make-up gain and another limiter stage after the first (at most 3 limiter stages in all).
 
-    The temp file is os.replace'd onto `out_path` at the end: a failure leaves no file (and no temp
-    file). Write faults become OutputError (see output_error); unreadable clips raise as read_audio
+    The temp file is renamed onto `out_path` at the end (tasks.atomic): a failure leaves no file (and no
+    temp file). Write faults become OutputError (see output_error); unreadable clips raise as read_audio
     does. Returns the stats of the written signal (before quantisation); `clip_spans`, when given,
     receives each clip's (start, end) in the output, in samples at `out_sr`.
     """
@@ -133,7 +138,7 @@ def assemble_chapter_to_wav(
         samples, sr = read_audio(paths[i])
         return _process_clip(samples, sr, out_sr, n_fade)
 
-    # Pass 1: lengths and energies -> the chapter gain (as assemble_chapter solves it).
+    # Pass 1: lengths and energies -> the chapter gain (as the in-memory reference solves it).
     spans: list[tuple[int, int]] = []
     e_speech = e_gaps = 0.0
     pos = gaps[0][0]
