@@ -82,8 +82,8 @@ def _manifest(folder: Path, chapters: int) -> Path:
 
 def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     """Child: assemble every chapter and publish the book with the project's functions; timings + memory."""
-    import tasks.audio as audio
     import tasks.book as book
+    from tasks.audio import assemble, dsp, levels, limiter
     from tasks.manifest import load_manifest
     from tasks.plan import ChapterPlan, Chunk, SynthJob
     from tasks.synth import ChunkResult
@@ -105,8 +105,9 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
 
     iv = common.Intervals()
     patches = [
-        (audio, "trim_silence"), (audio, "resample"), (audio, "_integrated_lufs"), (audio, "noise_floor_dbfs"),
-        (audio, "_limit_peaks"), (audio, "room_tone"), (audio, "measure"), (audio, "read_audio"),
+        (dsp, "trim_silence"), (dsp, "resample"), (levels, "_integrated_lufs"), (levels, "noise_floor_dbfs"),
+        (limiter, "_limit_peaks"), (dsp, "room_tone"), (assemble, "room_tone"), (levels, "measure"),
+        (assemble, "read_audio"),
         (book, "encode_mp3"), (book, "encode_m4b"),
     ]
     patches = [(obj, name) for obj, name in patches if hasattr(obj, name)]

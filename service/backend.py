@@ -164,7 +164,7 @@ class PrefectRunBackend:
     def start(self, name: str, manifest_path: Path) -> RunInfo:
         from prefect.deployments import run_deployment
 
-        from tasks.cache import atomic_write_bytes
+        from tasks.atomic import write_bytes
 
         # `_sync=True`: run_deployment dispatches on "in an event loop?"; this runs in a worker thread.
         flow_run = cast(Any, run_deployment)(
@@ -176,7 +176,7 @@ class PrefectRunBackend:
         with self._locked():
             runs = self._read_runs()
             runs[name] = run_id
-            atomic_write_bytes(self.runs_file, json.dumps(runs, indent=1, sort_keys=True).encode())
+            write_bytes(self.runs_file, json.dumps(runs, indent=1, sort_keys=True).encode())
         return RunInfo(run_id, self._run_url(run_id))
 
     def recorded_run(self, name: str) -> str | None:

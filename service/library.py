@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 import threading
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from tasks import atomic
 from tasks.errors import UserError
 from tasks.manifest import parse_yaml
 
@@ -163,19 +162,7 @@ def list_names(config: ServiceConfig) -> list[str]:
 
 def write_new(path: Path, data: bytes, *, overwrite: bool) -> None:
     """Write `data` to `path` atomically; without `overwrite`, fail with FileExistsError if it exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # atomic, and refuses an existing file
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic.write_bytes(path, data, overwrite=overwrite)
 
 
 def remove_stale_staging(manifests_dir: Path) -> None:

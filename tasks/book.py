@@ -23,10 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.audio import AudioStats, assemble_chapter_to_wav, output_error
-from tasks.cache import AudioCache, atomic_write_bytes, content_key, file_sha256
+from tasks import atomic
+from tasks.audio import AudioStats, assemble_chapter_to_wav
+from tasks.cache import AudioCache, content_key, file_sha256
 from tasks.encode import BookTags, encode_m4b, encode_mp3
-from tasks.errors import UserError
+from tasks.errors import UserError, output_error
 from tasks.manifest import Manifest
 from tasks.plan import MAX_PART_SECONDS, BookPlan, ChapterKind, ChapterPlan, SynthJob
 from tasks.readalong import timed_jobs
@@ -79,8 +80,9 @@ def cached_chapter_audio(chapter: ChapterPlan, job: SynthJob, tail_ms: int) -> C
     """The chapter's audio from the cache, or None when it must be assembled."""
     key = chapter_key(chapter, tail_ms)
     cache = chapter_cache(job)
-    hit = cache.lookup(key)
-    if hit is not None and {"stats", "clip_spans_s"} <= set(meta := cache.meta(key)):
+    found = cache.entry(key)
+    if found is not None and {"stats", "clip_spans_s"} <= set(found[1]):
+        hit, meta = found
         spans = tuple((float(a), float(b)) for a, b in meta["clip_spans_s"])
         return ChapterAudio(
             chapter.index, chapter.title, key, str(hit), AudioStats(**meta["stats"]), True, chapter.kind, spans,
@@ -177,10 +179,10 @@ def _load_state(out_dir: Path) -> dict[str, Any]:
 
 
 def _remove_stale_temp_files(out_dir: Path) -> None:
-    """Temp files a killed render left behind (".name.partial.ext", ".name.XXXX.partial"). The caller
+    """Temp files a killed render left behind (tasks.atomic's, and earlier versions'). The caller
     holds the book's lock, so no other render is writing them now."""
     for folder in (out_dir, out_dir / "mp3"):
-        for stale in folder.glob(".*.partial*"):
+        for stale in atomic.stale_temp_files(folder):
             stale.unlink(missing_ok=True)
     for stage in out_dir.glob(".staging-*"):
         shutil.rmtree(stage, ignore_errors=True)
@@ -239,13 +241,13 @@ def publish_book(
         encoded = _publish_files(manifest, chapters, stage, tags, cover, cover_key, files, fresh, wrote)
         for name in written:
             (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage / name, out_dir / name)
+            atomic.commit(stage / name, out_dir / name)  # a finished file, moved in: fsync'd, renamed
         files[:] = [out_dir / f.relative_to(stage) for f in files]
         if "mp3" in manifest.outputs:
             _remove_renamed_chapters(out_dir, {f.name for f in files if f.parent.name == "mp3"})
         for dropped in {n for n in state if n.endswith(".epub")} - set(wanted):  # read_along turned off
             (out_dir / dropped).unlink(missing_ok=True)
-        atomic_write_bytes(out_dir / STATE_FILE, json.dumps(wanted, indent=1, sort_keys=True).encode())
+        atomic.write_bytes(out_dir / STATE_FILE, json.dumps(wanted, indent=1, sort_keys=True).encode())
     except OSError as exc:
         raise output_error(exc, out_dir) from exc
     except UserError as exc:  # name the book's folder, not the staging folder inside it
@@ -390,7 +392,7 @@ def build_report(
 def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     path = out_dir / "report.json"
     try:
-        atomic_write_bytes(path, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        atomic.write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     except OSError as exc:
         raise output_error(exc, out_dir) from exc
     return path

@@ -1,9 +1,10 @@
 """Content-addressed cache: one pure key function, files named by their key, atomic writes.
 
 A key is sha256 over canonical JSON of everything that changes the output. The same key names the
-cached file. Every entry is written to a temp file and renamed, with a sidecar that records the audio
-file's own sha256 and frame count: an entry whose file is missing, truncated or altered is a miss (and
-is removed), never a hit.
+cached file. Every entry is written to a temp file and renamed (tasks.atomic, without fsync: a torn
+entry fails the checks below), with a sidecar that records the audio file's own sha256 and frame
+count: an entry whose file is missing, truncated or altered, or that holds no audio, is a miss (and is
+removed), never a hit.
 
     <cache>/chunks/ab/<key>.flac + <key>.json     one synthesised chunk (engine's own sample rate)
     <cache>/chapters/ab/<key>.wav + <key>.json    one assembled, normalised chapter (44.1 kHz)
@@ -13,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+
+from tasks.atomic import atomic_path, write_bytes
 
 # Bump when a change to the pipeline changes the audio of an unchanged input.
 PIPELINE_VERSION = "2"  # 2: chunks hold the spoken form of the text (tasks/text)
@@ -54,18 +55,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass(frozen=True)
 class AudioCache:
     """A folder of content-addressed audio files (`suffix` .flac or .wav)."""
@@ -80,7 +69,13 @@ class AudioCache:
         return self.path_for(key).with_suffix(".json")
 
     def lookup(self, key: str) -> Path | None:
-        """The verified file for `key`, or None (a damaged entry is deleted).
+        """The verified file for `key`, or None (a damaged or empty entry is deleted). See `entry`."""
+        found = self.entry(key)
+        return found[0] if found is not None else None
+
+    def entry(self, key: str) -> tuple[Path, dict[str, Any]] | None:
+        """The verified file for `key` and its record (the sidecar, read once), or None; a damaged
+        entry, or one recorded with no audio (an empty take an older version stored), is deleted.
 
         Fast path: the file's size and modification time equal those recorded when it was stored (any
         write changes them). Otherwise its sha256 must match the record (a copied cache), and the
@@ -91,20 +86,25 @@ class AudioCache:
             stat = path.stat()
             if meta.get("key") != key:
                 raise ValueError("foreign record")
+            frames = meta.get("frames")
+            if frames is None:  # a record from before frame counts were kept: the header says
+                frames = sf.info(str(path)).frames
+            if not isinstance(frames, int) or isinstance(frames, bool) or frames <= 0:
+                raise ValueError("no audio")
             if stat.st_size == meta.get("size") and stat.st_mtime_ns == meta.get("mtime_ns"):
-                return path
+                return path, meta
             if file_sha256(path) != meta.get("sha256"):
                 raise ValueError("checksum mismatch")
             meta.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
-            atomic_write_bytes(sidecar, json.dumps(meta, sort_keys=True).encode())
+            write_bytes(sidecar, json.dumps(meta, sort_keys=True).encode(), durable=False)
         except FileNotFoundError:
             if path.exists() or sidecar.exists():
                 self.evict(key)
             return None
-        except (OSError, ValueError, TypeError, AttributeError):
+        except (OSError, ValueError, TypeError, AttributeError, RuntimeError, sf.LibsndfileError):
             self.evict(key)
             return None
-        return path
+        return path, meta
 
     def evict(self, key: str) -> None:
         self.path_for(key).unlink(missing_ok=True)
@@ -113,26 +113,19 @@ class AudioCache:
     def store(self, key: str, samples: np.ndarray, sample_rate_hz: int, **meta: Any) -> Path:
         """Write audio for `key` atomically (file first, then the sidecar that makes it a hit)."""
         path = self.path_for(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=self.suffix)
-        os.close(fd)
-        try:
-            fmt = "FLAC" if self.suffix == ".flac" else "WAV"
-            sf.write(tmp, np.asarray(samples, dtype=np.float32), sample_rate_hz, subtype="PCM_16", format=fmt)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        fmt = "FLAC" if self.suffix == ".flac" else "WAV"
+        with atomic_path(path, durable=False) as tmp:
+            sf.write(str(tmp), np.asarray(samples, dtype=np.float32), sample_rate_hz, subtype="PCM_16", format=fmt)
         stat = path.stat()
         record = {"key": key, "sha256": file_sha256(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                   "sample_rate_hz": sample_rate_hz, "frames": int(len(samples)), **meta}
-        atomic_write_bytes(self._sidecar(key), json.dumps(record, sort_keys=True).encode())
+        write_bytes(self._sidecar(key), json.dumps(record, sort_keys=True).encode(), durable=False)
         return path
 
     def store_bytes(self, key: str, data: bytes, **meta: Any) -> Path:
         """Store an encoded file (as `store` writes it, e.g. FLAC bytes a worker sent) for `key`:
         the file atomically, then the sidecar that makes it a hit."""
-        atomic_write_bytes(self.path_for(key), data)
+        write_bytes(self.path_for(key), data, durable=False)
         return self.adopt(key, **meta)
 
     def adopt(self, key: str, **meta: Any) -> Path:
@@ -142,7 +135,7 @@ class AudioCache:
         stat = path.stat()
         record = {"key": key, "sha256": file_sha256(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                   "sample_rate_hz": int(info.samplerate), "frames": int(info.frames), **meta}
-        atomic_write_bytes(self._sidecar(key), json.dumps(record, sort_keys=True).encode())
+        write_bytes(self._sidecar(key), json.dumps(record, sort_keys=True).encode(), durable=False)
         return path
 
     def meta(self, key: str) -> dict[str, Any]:

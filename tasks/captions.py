@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.cache import atomic_write_bytes, content_key
+from tasks.atomic import write_text
+from tasks.cache import content_key
 from tasks.text import split_sentences, strip_prompts
 
 CAPTIONS_VERSION = 1  # part of each caption file's key: bump when the files' layout changes
@@ -119,7 +120,7 @@ def srt_text(sentences: Sequence[TimedSentence]) -> str:
 def write_captions(sentences: Sequence[TimedSentence], out: Path, kind: str) -> Path:
     """Write the chapter's captions to `out` (temp file + rename); `kind` is "vtt" or "srt"."""
     text = vtt_text(sentences) if kind == "vtt" else srt_text(sentences)
-    atomic_write_bytes(out, text.encode("utf-8"))
+    write_text(out, text)
     readable_by_all(out)
     return out
 

@@ -22,7 +22,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.cache import atomic_write_bytes
+from tasks.atomic import write_bytes
 from tasks.documents import Metadata
 from tasks.manifest import Manifest
 
@@ -65,7 +65,7 @@ def prepare_cover(manifest: Manifest, metadata: Metadata, work_dir: Path) -> tup
     target = work_dir / f"{hashlib.sha256(image.data).hexdigest()}{suffix}"
     try:
         if not target.is_file():
-            atomic_write_bytes(target, image.data)
+            write_bytes(target, image.data)
     except OSError as exc:
         return None, [*notes, f"{name} could not be stored in {work_dir} ({exc.strerror or exc}); the book has no cover"]
     return target, notes

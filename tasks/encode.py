@@ -31,8 +31,8 @@ from typing import Any
 
 import soundfile as sf
 
-from tasks.audio import os_error_from_text, output_error
-from tasks.errors import AudiobookError, DependencyError, SourceError
+from tasks.atomic import atomic_path
+from tasks.errors import AudiobookError, DependencyError, SourceError, os_error_from_text, output_error
 
 __all__ = [
     "BookTags",
@@ -112,24 +112,15 @@ def _cover_mime(cover: Path) -> str:
     raise SourceError("the cover is neither JPEG nor PNG", file=cover, fix="convert the cover to JPEG or PNG")
 
 
-def _temp_for(out: Path) -> Path:
-    return out.with_name(f".{out.stem}.partial{out.suffix}")
-
-
 def _publish(write: Callable[[Path], None], out: Path) -> Path:
-    """Call write(tmp) then rename tmp to out; on any failure remove tmp and map OS errors."""
+    """Call write(tmp) on a temp file beside `out` (same extension, for ffmpeg), then rename it onto out
+    (tasks.atomic); on any failure the temp file is removed, and OS errors are mapped."""
     out = Path(out)
-    tmp = _temp_for(out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        os.replace(tmp, out)
+        with atomic_path(out, suffix=out.suffix) as tmp:
+            write(tmp)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise output_error(exc, out.parent) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out
 
 

@@ -12,10 +12,15 @@
      |    +-- TransientEngineError  a fault worth retrying (out of memory, a lost device, a timeout)
      +-- RenderError              the render did not finish: names the chapter and sentence that failed
 
-Only TransientEngineError is retried. Every UserError says what to do next.
+Only TransientEngineError is retried. Every UserError says what to do next. `output_error` maps an
+OSError from writing (full disk, read-only, permission) to the error to raise.
 """
 
 from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
 
 
 class AudiobookError(Exception):
@@ -85,3 +90,34 @@ class TransientEngineError(EngineError):
 
 class RenderError(AudiobookError):
     """A render did not finish. Other chunks stay cached; no final file is written."""
+
+
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def output_error(exc: OSError, folder: Path) -> AudiobookError:
+    """Turn an OSError from writing into `folder` into the error to raise.
+
+    Full disk, read-only file system and permission errors become an OutputError (the user can fix
+    them); anything else is an internal AudiobookError.
+    """
+    if exc.errno in _OUTPUT_ERRNOS:
+        reason = {
+            errno.ENOSPC: "the disk is full",
+            errno.EDQUOT: "the disk quota is exceeded",
+            errno.EROFS: "the folder is on a read-only file system",
+        }.get(exc.errno, "permission denied")
+        return OutputError(
+            f"cannot write to the output folder: {reason} ({exc.strerror or exc})",
+            file=folder,
+            fix="free some space or choose a writable output folder",
+        )
+    return AudiobookError(f"writing into {folder} failed: {exc}")
+
+
+def os_error_from_text(text: str) -> OSError:
+    """Recover an OSError from a tool's error text (libsndfile, ffmpeg), for output_error()."""
+    for code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+        if os.strerror(code).lower() in text.lower():
+            return OSError(code, os.strerror(code))
+    return OSError(text)

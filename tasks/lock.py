@@ -30,6 +30,6 @@ def book_lock(out_dir: Path) -> AbstractContextManager[None]:
         out_dir.mkdir(parents=True, exist_ok=True)
         return file_lock(out_dir / ".lock")
     except OSError as exc:  # a read-only or full output folder: the user can fix that
-        from tasks.audio import output_error
+        from tasks.errors import output_error
 
         raise output_error(exc, out_dir) from exc

@@ -148,14 +148,10 @@ def cached_result(chunk: Chunk, cache: AudioCache) -> ChunkResult | None:
     """The chunk's result from the cache, or None when it must be synthesised. An entry that holds no
     audio (an empty take stored by an older version) or that cannot be read is deleted: the chunk is
     rendered again instead of failing the book at assembly."""
-    hit = cache.lookup(chunk.key)
-    if hit is None:
+    found = cache.entry(chunk.key)  # one read of the sidecar; empty or damaged entries are deleted there
+    if found is None:
         return None
-    meta = cache.meta(chunk.key)
-    frames = meta.get("frames")
-    if not _readable(hit, frames if isinstance(frames, int) else -1):
-        cache.evict(chunk.key)
-        return None
+    hit, meta = found
     return ChunkResult(chunk.key, str(hit), True, rerolls=int(meta.get("rerolls", 0)), bad_take=meta.get("bad_take"),
                        verify=meta.get("verify"), heard_rerolls=int(meta.get("heard_rerolls", 0)))
 

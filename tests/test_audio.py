@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from tasks import audio
 from tasks.audio import (
     AudioStats,
-    assemble_chapter,
+    assemble,
+    dsp,
+    limiter,
     measure,
     noise_floor_dbfs,
     read_audio,
@@ -25,7 +27,10 @@ from tasks.audio import (
     trim_silence,
     write_wav_atomic,
 )
+from tasks.audio.levels import _KWeightedLoudness
+from tasks.audio.wavio import _WavSink
 from tasks.errors import OutputError
+from tests.audio_reference import assemble_chapter
 
 
 def speech_like(
@@ -264,7 +269,7 @@ def test_assemble_rejects_mismatched_pauses() -> None:
 @given(st.integers(1, 20000), st.floats(0.01, 30.0), st.floats(-12.0, -1.0), st.integers(0, 2**16))
 def test_limiter_never_exceeds_the_ceiling(n: int, scale: float, ceiling: float, seed: int) -> None:
     x = (np.random.default_rng(seed).standard_normal(n) * scale).astype(np.float32)
-    audio._limit_peaks(x, 44100, ceiling)
+    limiter._limit_peaks(x, 44100, ceiling)
     assert float(np.max(np.abs(x))) <= 10 ** (ceiling / 20)
 
 
@@ -324,18 +329,18 @@ def _hot_clips(level: float) -> list[tuple[np.ndarray, int]]:
 def _capture_float_output(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
     """Records the float chunks the streaming assembler writes (its last pass only)."""
     chunks: list[np.ndarray] = []
-    write, open_ = audio._WavSink.write, audio._WavSink.open
+    write, open_ = _WavSink.write, _WavSink.open
 
-    def spy_open(self: audio._WavSink) -> None:
+    def spy_open(self: _WavSink) -> None:
         chunks.clear()
         open_(self)
 
-    def spy_write(self: audio._WavSink, x: np.ndarray) -> None:
+    def spy_write(self: _WavSink, x: np.ndarray) -> None:
         chunks.append(x.copy())
         write(self, x)
 
-    monkeypatch.setattr(audio._WavSink, "open", spy_open)
-    monkeypatch.setattr(audio._WavSink, "write", spy_write)
+    monkeypatch.setattr(_WavSink, "open", spy_open)
+    monkeypatch.setattr(_WavSink, "write", spy_write)
     return chunks
 
 
@@ -347,7 +352,7 @@ def test_stream_equals_in_memory_assembly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: float, hot: bool, block: int | None
 ) -> None:
     if block is not None:  # many limiter blocks: the look-ahead is carried across their boundaries
-        monkeypatch.setattr(audio, "_LIMITER_BLOCK", block)
+        monkeypatch.setattr(limiter, "_LIMITER_BLOCK", block)
     clips = _hot_clips(level) if hot else _clips(level)
     paths = _write_clips(tmp_path, clips)
     pauses = [400, 900, 250, 5000, 0][: len(paths)]
@@ -409,12 +414,12 @@ def test_stream_limiter_equals_whole_signal_limiter(n: int, cuts: list[int], see
     x = (np.random.default_rng(seed).standard_normal(n) * 0.5).astype(np.float32)
     x[:: max(1, n // 7)] = 0.99
     expected = x.copy()
-    saved, audio._LIMITER_BLOCK = audio._LIMITER_BLOCK, 2048  # many blocks (no monkeypatch under given)
+    saved, limiter._LIMITER_BLOCK = limiter._LIMITER_BLOCK, 2048  # many blocks (no monkeypatch under given)
     try:
-        audio._limit_peaks(expected, 44100, -3.5)  # the whole signal at once
-        lim = audio._StreamLimiter(44100, -3.5)  # the same blocks, fed in uneven chunks
+        limiter._limit_peaks(expected, 44100, -3.5)  # the whole signal at once
+        lim = limiter._StreamLimiter(44100, -3.5)  # the same blocks, fed in uneven chunks
     finally:
-        audio._LIMITER_BLOCK = saved
+        limiter._LIMITER_BLOCK = saved
     out, pos = [], 0
     for size in [*cuts, n]:
         out += lim.push(x[pos : pos + size].copy())
@@ -427,7 +432,7 @@ def test_stream_limiter_equals_whole_signal_limiter(n: int, cuts: list[int], see
 
 
 def _stream_lufs(x: np.ndarray, sr: int, seed: int = 0) -> float:
-    meter = audio._KWeightedLoudness(sr)
+    meter = _KWeightedLoudness(sr)
     rng = np.random.default_rng(seed)
     pos = 0
     while pos < x.size:  # uneven chunks, so hop boundaries fall inside and between them
@@ -468,15 +473,15 @@ def test_stream_lufs_matches_pyloudnorm(sr: int, make: object) -> None:
 def test_stream_lufs_short_and_silent_are_minus_inf() -> None:
     assert _stream_lufs(sine(44100, 0.3, 440, 0.5), 44100) == -math.inf
     assert _stream_lufs(np.zeros(44100 * 2, np.float32), 44100) == -math.inf
-    assert audio._KWeightedLoudness(44100).result() == -math.inf
+    assert _KWeightedLoudness(44100).result() == -math.inf
 
 
 def test_tone_pieces_are_room_tone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audio, "_TONE_PIECE", 1000)
-    pieces = list(audio._tone_pieces(4500, seed=7))
+    monkeypatch.setattr(dsp, "_TONE_PIECE", 1000)
+    pieces = list(dsp._tone_pieces(4500, seed=7))
     assert [p.size for p in pieces] == [1000, 1000, 1000, 1000, 500]
     np.testing.assert_array_equal(np.concatenate(pieces), room_tone(4500, seed=7))
-    assert list(audio._tone_pieces(0, seed=7)) == []
+    assert list(dsp._tone_pieces(0, seed=7)) == []
 
 
 def test_stream_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -487,7 +492,7 @@ def test_stream_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     (out_dir / "ch.wav").write_bytes(b"old chapter")  # an earlier file survives a failed rewrite
 
     # a clip that cannot be read in the second pass (after the temp file exists)
-    real_read, calls = audio.read_audio, []
+    real_read, calls = assemble.read_audio, []
 
     def flaky_read(path: Path) -> tuple[np.ndarray, int]:
         calls.append(path)
@@ -495,12 +500,12 @@ def test_stream_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monke
             raise RuntimeError("clip vanished")
         return real_read(path)
 
-    monkeypatch.setattr(audio, "read_audio", flaky_read)
+    monkeypatch.setattr(assemble, "read_audio", flaky_read)
     with pytest.raises(RuntimeError, match="clip vanished"):
         audio.assemble_chapter_to_wav(paths, [300] * 4, out_dir / "ch.wav")
     assert [p.name for p in out_dir.iterdir()] == ["ch.wav"]
     assert (out_dir / "ch.wav").read_bytes() == b"old chapter"
-    monkeypatch.setattr(audio, "read_audio", real_read)
+    monkeypatch.setattr(assemble, "read_audio", real_read)
 
     # a full disk at the final rename
     def full_disk(src: object, dst: object) -> None:

@@ -76,3 +76,22 @@ def test_a_record_for_another_key_is_a_miss(cache: AudioCache) -> None:
     sidecar = path.with_suffix(".json")
     sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "key": "ef" * 32}))
     assert cache.lookup("ab" * 32) is None
+
+
+def test_an_entry_recorded_with_no_audio_is_a_miss_and_removed(cache: AudioCache) -> None:
+    key = "ab" * 32
+    path = cache.store(key, np.zeros(0, dtype=np.float32), 24000)  # an empty take, as older versions stored
+    assert cache.meta(key)["frames"] == 0
+    assert cache.entry(key) is None
+    assert not path.exists() and not path.with_suffix(".json").exists()
+
+
+def test_entry_gives_the_file_and_its_record(cache: AudioCache) -> None:
+    path = store(cache)
+    assert cache.entry("ab" * 32) == (path, cache.meta("ab" * 32))
+    sidecar = path.with_suffix(".json")
+    record = json.loads(sidecar.read_text())
+    del record["frames"]  # a record from before frame counts were kept: the file's header decides
+    sidecar.write_text(json.dumps(record))
+    found = cache.entry("ab" * 32)
+    assert found is not None and found[0] == path

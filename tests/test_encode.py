@@ -17,7 +17,8 @@ from mutagen.mp3 import MP3, BitrateMode
 from mutagen.mp4 import MP4, MP4Cover
 
 from tasks import encode
-from tasks.audio import assemble_chapter, noise_floor_dbfs, write_wav_atomic
+from tasks.atomic import TEMP_MARK
+from tasks.audio import noise_floor_dbfs, write_wav_atomic
 from tasks.encode import (
     BookTags,
     encode_m4b,
@@ -28,6 +29,7 @@ from tasks.encode import (
     read_m4b_chapters,
 )
 from tasks.errors import AudiobookError, DependencyError, OutputError, SourceError
+from tests.audio_reference import assemble_chapter
 
 
 def speech_like(sr: int, seconds: float, rms_dbfs: float, *, seed: int = 0) -> np.ndarray:
@@ -108,7 +110,7 @@ def assert_acx(path: Path) -> None:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
+    return sorted(p.name for p in folder.iterdir() if TEMP_MARK in p.name or ".partial" in p.name)
 
 
 # ---------------------------------------------------------------- MP3

@@ -20,6 +20,7 @@ import pytest
 from mutagen.mp3 import MP3
 
 import tasks.encode
+from tasks.atomic import TEMP_MARK
 from tasks.cache import AudioCache
 from tasks.encode import media_duration_s, read_m4b_chapters
 from tasks.engines import register_engine, reset_engines
@@ -81,7 +82,7 @@ def finished_files(out: Path) -> list[Path]:
 
 
 def temp_files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if "partial" in p.name] if folder.exists() else []
+    return [p for p in folder.rglob("*") if TEMP_MARK in p.name or "partial" in p.name] if folder.exists() else []
 
 
 def book_shape(out: Path, stem: str = "book") -> dict[str, Any]:
@@ -219,7 +220,8 @@ def test_damaged_cache_and_half_written_output_are_detected_and_never_used(
     wavs[1].with_suffix(".json").write_text("\x00garbage")
     meta = json.loads(wavs[2].with_suffix(".json").read_text())
     wavs[2].with_suffix(".json").write_text(json.dumps({**meta, "sha256": "f" * 64, "mtime_ns": 1}))
-    # Output: leftover temp files of a killed encode, a truncated M4B and MP3 that the state calls fresh.
+    # Output: leftover temp files of a killed encode (this version's and earlier ones'), a truncated M4B and MP3
+    # that the state calls fresh.
     (out / ".book.partial.m4b").write_bytes(b"\x00" * 4096)
     (out / "mp3" / ".01-opening.partial.mp3").write_bytes(b"ID3")
     (out / ".report.json.abc123.partial").write_bytes(b"{")
@@ -227,6 +229,8 @@ def test_damaged_cache_and_half_written_output_are_detected_and_never_used(
     m4b.write_bytes(m4b.read_bytes()[: m4b.stat().st_size // 2])
     mp3 = sorted((out / "mp3").glob("*.mp3"))[1]
     mp3.write_bytes(mp3.read_bytes()[:2000])
+    (out / f".book.m4b{TEMP_MARK}0a1b2c3d.m4b").write_bytes(b"\x00" * 4096)
+    (out / "mp3" / f".01-opening.mp3{TEMP_MARK}0a1b2c3d.mp3").write_bytes(b"ID3")
 
     calls = dict(fake.calls)
     second = render(book)
@@ -423,7 +427,7 @@ def test_full_disk_while_encoding_the_m4b_removes_the_mp3s_already_written(
 
     def ffmpeg(cmd: list[str], *args: Any, **kwargs: Any) -> Any:
         target = str(cmd[-1])
-        if target.endswith(".partial.m4b"):
+        if TEMP_MARK in target and target.endswith(".m4b"):
             seen.append(target)
             Path(target).write_bytes(b"\x00" * 1000)  # what ffmpeg had written when the disk filled
             return subprocess.CompletedProcess(

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from mutagen.mp3 import MP3
 
+from tasks.atomic import TEMP_MARK
 from tasks.cache import AudioCache
 from tasks.encode import read_m4b_chapters
 from tasks.engines.fake import FakeEngine
@@ -80,7 +81,7 @@ def test_render_writes_book_and_report(book: Path, fake: FakeEngine, workdirs: d
     assert [p.name[:3] for p in mp3s] == ["01-", "02-", "03-", "04-"]
     assert MP3(mp3s[1]).info.sample_rate == 44100
     assert json.loads((out / "report.json").read_text())["chunks_total"] == report["chunks_total"]
-    assert not [p for p in out.rglob("*") if "partial" in p.name]
+    assert not [p for p in out.rglob("*") if TEMP_MARK in p.name or "partial" in p.name]
 
 
 def test_second_render_synthesises_nothing(book: Path, fake: FakeEngine) -> None:

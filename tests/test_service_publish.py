@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import tasks.encode
+from tasks.atomic import TEMP_MARK
 from tasks.errors import OutputError
 from tests.test_faults import TITLES, assert_valid_book, book, chapter_text, fake, render  # noqa: F401
 
@@ -30,7 +31,7 @@ def test_a_failed_re_render_keeps_the_previous_book(book: Path, fake: Any, workd
 
     def ffmpeg(cmd: list[str], *args: Any, **kwargs: Any) -> Any:
         target = str(cmd[-1])
-        if target.endswith(".partial.m4b"):
+        if TEMP_MARK in target and target.endswith(".m4b"):
             Path(target).write_bytes(b"\x00" * 1000)
             return subprocess.CompletedProcess(cmd, 1, "", f"Error writing trailer of {target}: No space left on device\n")
         return real_run(cmd, *args, **kwargs)

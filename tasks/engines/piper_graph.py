@@ -20,11 +20,12 @@ under the cache folder, temp-then-rename, and its noise channels are stored in i
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tasks.atomic import atomic_path
 
 EDIT_VERSION = "1"  # changes to the edit below must bump it (the cached file's name holds it)
 METADATA_KEY = "audiobook.noise_inputs"
@@ -164,8 +165,6 @@ def noise_graph(model_path: Path, fingerprint: str, phoneme_id_map: Mapping[str,
               for (n, s, mean, scale), c in zip(added, channels, strict=True)]
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps([vars(i) for i in inputs])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    onnx.save(model, str(partial))
-    os.replace(partial, target)
+    with atomic_path(target) as tmp:
+        onnx.save(model, str(tmp))
     return target

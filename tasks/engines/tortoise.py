@@ -21,17 +21,7 @@ chunks). `decoder: per-chunk` (AUDIOBOOK_TORTOISE_BATCHED=0) keeps adapter 1's p
 Model bundles (tortoise_models.py): AUDIOBOOK_TORTOISE_MODELS=pretrained (default; the real weights from
 TORTOISE_MODELS_DIR, offline) | tiny (random tiny models: tests, CI) | random-full (benchmarks).
 
-Environment knobs (tests and operators; settings_for folds the first three into the settings, so they
-are part of every cache key):
-    AUDIOBOOK_TORTOISE_SAMPLES, AUDIOBOOK_TORTOISE_DIFFUSION_STEPS, AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS
-    AUDIOBOOK_TORTOISE_BATCH_ROWS AR rows (chunks x candidates) per batch (default: from GPU memory; 32 on CPU)
-    AUDIOBOOK_TORTOISE_BATCHED    0: the per-chunk path of adapter 1 (benchmark baseline)
-    AUDIOBOOK_TORTOISE_AR_BATCH   per-chunk path only: candidates per AR call (default: from GPU memory)
-    AUDIOBOOK_TORTOISE_DEVICE     cuda | cpu (default: cuda when available; a render refuses a GPU-less
-                                  pool unless it is cpu, see tasks.workers)
-    AUDIOBOOK_TORTOISE_PRECISION  fp16 | fp32: the precision a worker must run (fp16 on a CPU is refused)
-    AUDIOBOOK_TORTOISE_HALF       1 | 0 (default: 1 on cuda, always 0 on cpu; PRECISION wins)
-    AUDIOBOOK_TORTOISE_REDACTION  0 turns the wav2vec prompt redaction off (prompts are then dropped)
+Settings and environment knobs (quality table, AUDIOBOOK_TORTOISE_*): tortoise_settings.py.
 
 Errors: unknown voice / bad clip -> VoiceError; no weights offline -> WeightsMissingError; CUDA out of
 memory -> half the batch, and for a single chunk TransientEngineError (retried); anything else -> EngineError.
@@ -57,7 +47,26 @@ from typing import Any
 import numpy as np
 
 from tasks.engines.base import Clip, EngineBase, EngineInfo, EngineStatus, SynthRequest
+from tasks.engines.tortoise_admin import (  # noqa: F401 - re-exported: the CLI uses them here
+    compute_latents,
+    doctor,
+    fetch_models,
+    weights_present,
+)
 from tasks.engines.tortoise_latents import LATENTS_FORMAT, VoiceLatents  # noqa: F401 - re-exported
+from tasks.engines.tortoise_settings import (  # noqa: F401 - re-exported: tests and benchmarks use them here
+    KV_BYTES_PER_TOKEN_ROW,
+    MAX_ROWS_CPU,
+    MAX_ROWS_GPU,
+    QUALITY_SETTINGS,
+    ROW_TOKENS,
+    _env_int,
+    _models_mode,
+    _precision_setting,
+    ddim_steps_ok,
+    merged_settings,
+    quality_settings,
+)
 from tasks.engines.tortoise_voices import (  # noqa: F401 - re-exported: the CLI and tests use them here
     CLIP_EXTENSIONS,
     REFERENCE_RATE_HZ,
@@ -78,45 +87,6 @@ ADAPTER_VERSION = "2"
 SAMPLE_RATE_HZ = 24000  # the vocoder's output rate
 MAX_TEXT_TOKENS = 400  # Tortoise rejects longer text (its assert in tts())
 
-# quality -> generation settings, in one table. Evidence (README "Tortoise on GPUs"): Tortoise's own
-# presets (ultra_fast 16 candidates / 30 steps, fast 96 / 80, standard 256 / 200) and its docs on
-# conditioning-free guidance, and DDIM at a fraction of DDPM's steps. draft and standard use DDIM.
-_COMMON: dict[str, Any] = {
-    "temperature": 0.8, "top_p": 0.8, "length_penalty": 1.0, "repetition_penalty": 2.0,
-    "cond_free_k": 2.0, "diffusion_temperature": 1.0, "max_mel_tokens": 500,
-}
-QUALITY_SETTINGS: dict[str, dict[str, Any]] = {
-    "draft": {**_COMMON, "num_autoregressive_samples": 4, "diffusion_iterations": 16,
-              "diffusion_sampler": "ddim", "cond_free": True},
-    "standard": {**_COMMON, "num_autoregressive_samples": 16, "diffusion_iterations": 30,
-                 "diffusion_sampler": "ddim", "cond_free": True},
-    "high": {**_COMMON, "num_autoregressive_samples": 96, "diffusion_iterations": 80,
-             "diffusion_sampler": "p", "cond_free": True},
-}
-_ENV_OVERRIDES = {
-    "AUDIOBOOK_TORTOISE_SAMPLES": "num_autoregressive_samples",
-    "AUDIOBOOK_TORTOISE_DIFFUSION_STEPS": "diffusion_iterations",
-    "AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS": "max_mel_tokens",
-}
-DECODERS = ("batched", "per-chunk")
-DIFFUSION_SAMPLERS = ("p", "ddim")  # stock's DDPM (p_sample) or DDIM (eta 0)
-TRAINED_DIFFUSION_STEPS = 4000
-# Also accepted: the pipeline's `sentence_pause_ms` (Tortoise speaks a chunk's sentences with its own
-# prosody, so it is ignored here), `decoder`, and for the per-chunk decoder the AR batch size, which
-# changes which candidates it samples.
-SETTING_KEYS = frozenset(QUALITY_SETTINGS["standard"]) | {"autoregressive_batch_size", "sentence_pause_ms",
-                                                           "decoder"}
-KV_BYTES_PER_TOKEN_ROW = 2 * 30 * 1024 * 2  # keys + values, 30 layers x 1024, fp16: 120 KiB
-ROW_TOKENS = 402 + 3 + 500  # the longest prefix plus the longest decode
-MAX_ROWS_GPU = 256  # beyond ~64 rows a step is bound by reading the KV cache: more rows gain little
-MAX_ROWS_CPU = 32
-
-
-def ddim_steps_ok(steps: int) -> bool:
-    """Whether DDIM can take exactly `steps` of the 4,000 trained steps at an integer stride."""
-    return any(len(range(0, TRAINED_DIFFUSION_STEPS, i)) == steps for i in range(1, TRAINED_DIFFUSION_STEPS))
-
-
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -124,40 +94,7 @@ def _version(package: str) -> str:
         return "missing"
 
 
-def _env_int(name: str) -> int | None:
-    raw = os.environ.get(name)
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UserError(f"{name}={raw!r} is not a whole number", field=name, fix=f"set {name} to e.g. 4") from None
-    if value < 1:
-        raise UserError(f"{name}={raw!r} must be at least 1", field=name, fix=f"set {name} to e.g. 4")
-    return value
-
-
-def _precision_setting() -> str:
-    """AUDIOBOOK_TORTOISE_PRECISION (fp16 | fp32: honoured or refused; "fp16!" marks it explicit), else
-    AUDIOBOOK_TORTOISE_HALF (1: fp16 where there is a GPU, the default; 0: fp32)."""
-    raw = os.environ.get("AUDIOBOOK_TORTOISE_PRECISION", "").strip().lower()
-    if raw:
-        if raw not in ("fp16", "fp32"):
-            raise UserError(f"AUDIOBOOK_TORTOISE_PRECISION={raw!r} is not known", field="AUDIOBOOK_TORTOISE_PRECISION",
-                            fix="use fp16 (GPU workers) or fp32")
-        return "fp16!" if raw == "fp16" else "fp32"
-    return "fp32" if os.environ.get("AUDIOBOOK_TORTOISE_HALF", "1") == "0" else "fp16"
-
-
 # -- the engine ------------------------------------------------------------------------------------------
-def _models_mode() -> str:
-    mode = os.environ.get("AUDIOBOOK_TORTOISE_MODELS", "pretrained").strip().lower()
-    if mode not in ("pretrained", "tiny", "random-full"):
-        raise UserError(f"AUDIOBOOK_TORTOISE_MODELS={mode!r} is not known", field="AUDIOBOOK_TORTOISE_MODELS",
-                        fix="use pretrained (default), tiny or random-full")
-    return mode
-
-
 class TortoiseEngine(VoiceLatents, EngineBase):
     """Tortoise with resident models. Thread-safe: one synthesis at a time per process (one GPU)."""
 
@@ -309,18 +246,7 @@ class TortoiseEngine(VoiceLatents, EngineBase):
 
     # -- Engine protocol -------------------------------------------------------------------------------
     def settings_for(self, quality: str) -> dict[str, Any]:
-        if quality not in QUALITY_SETTINGS:
-            raise UserError(f"unknown quality {quality!r}", field="quality",
-                            fix=f"use one of: {', '.join(QUALITY_SETTINGS)}")
-        settings = dict(QUALITY_SETTINGS[quality])
-        for env, key in _ENV_OVERRIDES.items():
-            value = _env_int(env)
-            if value is not None:
-                settings[key] = value
-        if settings["diffusion_sampler"] == "ddim" and not ddim_steps_ok(int(settings["diffusion_iterations"])):
-            raise UserError(
-                f"DDIM cannot take {settings['diffusion_iterations']} of Tortoise's 4000 diffusion steps at an "
-                "even stride", field="AUDIOBOOK_TORTOISE_DIFFUSION_STEPS", fix="use e.g. 10, 16, 20, 25, 30, 40 or 50")
+        settings = quality_settings(quality)
         if os.environ.get("AUDIOBOOK_TORTOISE_BATCHED", "1") == "0":
             # The per-chunk decoder's batch size changes which candidates are sampled, so it is part of
             # the settings (and of every chunk's cache key). The batched decoder's batch changes nothing.
@@ -478,19 +404,7 @@ class TortoiseEngine(VoiceLatents, EngineBase):
         return done
 
     def _merged_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = set(settings) - SETTING_KEYS
-        if unknown:
-            raise EngineError(f"unknown Tortoise settings {sorted(unknown)}; known: {sorted(SETTING_KEYS)}")
-        merged = {"decoder": "batched", **QUALITY_SETTINGS["standard"], **settings}
-        if merged["decoder"] not in DECODERS:
-            raise EngineError(f"unknown Tortoise decoder {merged['decoder']!r}; known: {', '.join(DECODERS)}")
-        if merged["diffusion_sampler"] not in DIFFUSION_SAMPLERS:
-            raise EngineError(f"unknown diffusion sampler {merged['diffusion_sampler']!r}; "
-                              f"known: {', '.join(DIFFUSION_SAMPLERS)}")
-        if merged["diffusion_sampler"] == "ddim" and not ddim_steps_ok(int(merged["diffusion_iterations"])):
-            raise EngineError(f"DDIM cannot take {merged['diffusion_iterations']} of Tortoise's 4000 diffusion "
-                              "steps at an even stride: use e.g. 10, 16, 20, 25, 30, 40, 50 or 80")
-        return merged
+        return merged_settings(settings)
 
     def _max_rows(self) -> int:
         """AR rows (chunks x candidates) one decode holds: env, else from the card's total memory (not its
@@ -526,65 +440,3 @@ def _free_device_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-# -- module-level front doors (the CLI calls these) ------------------------------------------------------
-def _process_engine() -> TortoiseEngine:
-    from tasks.engines import get_engine
-
-    engine = get_engine("tortoise")
-    assert isinstance(engine, TortoiseEngine)
-    return engine
-
-
-def compute_latents(voice: str, voices_dir: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
-    """`audiobook voices latents NAME`: compute (or find) the cached latents of `voice`; returns the file."""
-    return _process_engine().latents_path(voice, voices_dir, cache_dir)
-
-
-def weights_present(models_dir: str | Path | None = None) -> bool:
-    from tasks.engines import tortoise_models
-
-    return tortoise_models.weights_present(models_dir)
-
-
-def fetch_models(models_dir: str | Path | None = None) -> list[Path]:
-    """`audiobook models fetch`: download the checkpoints with Tortoise's own mechanism (needs internet)."""
-    from tasks.engines import tortoise_models
-
-    return tortoise_models.fetch_models(models_dir)
-
-
-def doctor(voices_dir: str | Path | None = None) -> dict[str, Any]:
-    """Device, GPU, weights, model load time and a one-sentence render time (tiny models when
-    AUDIOBOOK_TORTOISE_MODELS=tiny). Never raises: problems are reported in the dict."""
-    report: dict[str, Any] = {"tortoise": _version("tortoise-tts"), "torch": _version("torch"),
-                              "models": os.environ.get("AUDIOBOOK_TORTOISE_MODELS", "pretrained")}
-    try:
-        import torch
-
-        report["cuda"] = torch.cuda.is_available()
-        if report["cuda"]:
-            free, total = torch.cuda.mem_get_info()
-            report.update(gpu=torch.cuda.get_device_name(0), gpu_free_gib=round(free / 2**30, 1),
-                          gpu_total_gib=round(total / 2**30, 1))
-        from tasks.engines import tortoise_models
-
-        report["models_dir"] = str(tortoise_models.default_models_dir())
-        report["weights_present"] = tortoise_models.weights_present()
-        engine = TortoiseEngine()
-        report.update(device=engine.device, precision=engine.precision, version=engine.info.version)
-        t = time.perf_counter()
-        engine.models  # noqa: B018 - load now, to time it
-        report["model_load_s"] = round(time.perf_counter() - t, 2)
-        voices = list_voices(voices_dir)
-        if voices:
-            t = time.perf_counter()
-            clip = engine.synthesize("This is a short test of the voice.", voices[0], engine.settings_for("draft"),
-                                     0, voices_dir=str(voices_dir) if voices_dir else None)
-            report.update(test_voice=voices[0], test_render_s=round(time.perf_counter() - t, 2),
-                          test_audio_s=round(clip.duration_s, 2))
-        report["ok"] = True
-    except Exception as exc:
-        report.update(ok=False, error=f"{type(exc).__name__}: {exc}")
-    return report

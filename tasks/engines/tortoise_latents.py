@@ -11,10 +11,10 @@ import json
 import logging
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from tasks.atomic import atomic_path
 from tasks.engines.tortoise_voices import REFERENCE_RATE_HZ, clips_digest, load_clip_22k, voice_clips
 
 log = logging.getLogger("tasks.engines.tortoise")
@@ -65,17 +65,10 @@ class VoiceLatents:
         import torch
 
         ar_latent, diffusion_latent = self._compute_latents(voice_clips(voice, voices_dir))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:  # a crash never leaves a half file that looks like a hit
             torch.save({"autoregressive": ar_latent.cpu(), "diffusion": diffusion_latent.cpu(),
                         "models": self.model_identity, "format": LATENTS_FORMAT}, tmp)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; other workers read this cache
-            os.replace(tmp, path)  # a crash never leaves a half file that looks like a hit
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            os.chmod(tmp, 0o644)  # other workers read this cache, whatever this one's umask
         return ar_latent, diffusion_latent
 
     def _compute_latents(self, clips: list[Path]) -> tuple[Any, Any]:

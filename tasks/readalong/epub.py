@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import os
 import subprocess
 import tempfile
 import uuid
@@ -26,6 +25,7 @@ from typing import Any
 
 import jinja2
 
+from tasks.atomic import atomic_path
 from tasks.captions import TimedSentence, readable_by_all
 from tasks.errors import AudiobookError
 
@@ -150,11 +150,7 @@ def build_epub(book: EpubBook, out: Path) -> Path:
         "duration": smil_clock(total_ms),
         "package_path": PACKAGE_PATH,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out) as tmp:
         with tempfile.TemporaryDirectory(prefix="epub-audio-") as work, \
                 zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             # OCF: "mimetype" first, stored, no extra field.
@@ -173,8 +169,4 @@ def build_epub(book: EpubBook, out: Path) -> Path:
                 mp3 = encode_speech_mp3(doc["wav"], Path(work) / "chapter.mp3")
                 zf.write(mp3, f"OEBPS/{doc['audio']}", compress_type=zipfile.ZIP_STORED)  # MP3 does not deflate
         readable_by_all(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out
