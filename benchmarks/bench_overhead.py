@@ -121,13 +121,13 @@ def timed_render(manifest: Path, engine: Any) -> dict[str, Any]:
         wall = time.perf_counter() - t0
     finally:
         _restore(saved)
-    chunks = report["chunks_total"]
+    chunks = report.chunks_total
     assembly, encode = iv.covered("assemble_chapter_audio"), iv.covered("publish_book")
     overhead = wall - engine.seconds - assembly - encode
     return {
         "chunks": chunks,
-        "chunks_synthesized": report["chunks_synthesized"],
-        "audio_minutes": round(report["duration_s"] / 60, 2),
+        "chunks_synthesized": report.chunks_synthesized,
+        "audio_minutes": round(report.duration_s / 60, 2),
         "wall_s": round(wall, 3),
         "engine_s": round(engine.seconds, 3),
         "assembly_wall_s": round(assembly, 3),

@@ -33,7 +33,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tasks.report import BookReport
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -113,7 +116,7 @@ def piper_engine(texts: list[str], voice: str, settings: dict[str, Any], seed: i
             "audio_s": round(audio, 2)}
 
 
-def timed_pipeline(manifest: Path, server_pid: int | None) -> tuple[dict[str, Any], float, dict[str, float]]:
+def timed_pipeline(manifest: Path, server_pid: int | None) -> tuple[BookReport, float, dict[str, float]]:
     """render_book(manifest) with its phases timed (the flow body looks them up in flows.render), and
     the CPU seconds of this process and of the Prefect server while it ran."""
     import flows.render as render
@@ -188,9 +191,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "piper_raw": raw,
         "piper_raw_runs_wall_s": [r["wall_s"] for r in raws],
         "piper_engine": engine,
-        "pipeline": {"wall_s": round(pipeline_wall, 3), "engine_seconds": report["engine_seconds"],
-                     "duration_s": report["duration_s"], "chunks_synthesized": report["chunks_synthesized"],
-                     "rerolls": report["rerolls"], "phases_s": phases, "cpu_s": round(pipeline_cpu, 3)},
+        "pipeline": {"wall_s": round(pipeline_wall, 3), "engine_seconds": report.engine_seconds,
+                     "duration_s": report.duration_s, "chunks_synthesized": report.chunks_synthesized,
+                     "rerolls": report.rerolls, "phases_s": phases, "cpu_s": round(pipeline_cpu, 3)},
         "definition": "pipeline_overhead_vs_piper = (pipeline wall - Piper alone wall) / Piper alone wall, "
                       "Piper alone = PiperVoice.load + PiperVoice.synthesize on the same chunk texts",
     }
@@ -205,9 +208,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("  noise drawing s (ms/chunk)",
          "skipped" if engine is None else f"{engine['noise_s']} ({engine['noise_ms_per_chunk']})"),
         ("pipeline wall s", round(pipeline_wall, 3)),
-        ("  engine seconds in the report", report["engine_seconds"]),
+        ("  engine seconds in the report", report.engine_seconds),
         ("  phases s", ", ".join(f"{k} {v}" for k, v in phases.items())),
-        ("  rerolls", report["rerolls"]),
+        ("  rerolls", report.rerolls),
         ("load average (1 min) before / after", f"{load_before} / {load_after}"),
         ("overhead vs Piper alone [<=0.25]", round(overhead, 4)),
         ("  vs the mean of the two Piper alone runs", result["pipeline_overhead_vs_piper_mean"]),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from flows.prefect_server import configure_prefect_environment
 from tasks import paths
 from tasks.errors import UserError
+from tasks.report import REPORT_NAME
 
 from .progress import terminal_progress
 
@@ -23,16 +24,18 @@ if TYPE_CHECKING:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from tasks.manifest import load_manifest
+    from tasks.inputs import read_for_render
     from tasks.plan import make_plan
 
     manifest_path = paths.resolve_manifest(args.manifest)
     # Bad input (manifest, sources, voice, weights) fails here, before Prefect starts or a chunk is queued.
-    make_plan(load_manifest(manifest_path), engine_name=args.engine, cache_dir=paths.cache_dir(),
-              voices_dir=paths.voices_dir(), check_only=True)  # the workers' facts come in the flow
+    # The manifest is read and its sources parsed once, here; the flow plans from what was read.
+    read = read_for_render(manifest_path, args.engine, paths.voices_dir())
+    make_plan(read.source.manifest, engine_name=args.engine, cache_dir=paths.cache_dir(),
+              voices_dir=paths.voices_dir(), check_only=True, source=read.source)  # worker facts: in the flow
     note = configure_prefect_environment()
     print(note, file=sys.stderr)
-    from flows.render import with_cluster
+    from flows.render import render_read, with_cluster
 
     cluster = args.cluster or os.environ.get("AUDIOBOOK_CLUSTER")
     if cluster and "PREFECT_API_URL" not in os.environ:
@@ -41,17 +44,16 @@ def cmd_render(args: argparse.Namespace) -> int:
             field="--cluster", fix="start 'audiobook serve' (or set PREFECT_API_URL) and run again",
         )
     with terminal_progress():
-        report = with_cluster(cluster)(str(manifest_path), output_dir=args.output, engine=args.engine)
-    out_dir = Path(report["manifest"]).stem
-    base = Path(args.output or paths.output_dir()).absolute() / out_dir
+        report = render_read(read, with_cluster(cluster), output_dir=args.output, engine=args.engine)
+    base = Path(args.output or paths.output_dir()).absolute() / Path(report.manifest).stem
     print(
-        f"Rendered {report['title']!r}: {len(report['chapters'])} chapters, {report['duration_s'] / 60:.1f} min; "
-        f"chunks {report['chunks_synthesized']} synthesised, {report['chunks_cached']} cached; "
-        f"wall {report['wall_seconds']:.1f} s"
+        f"Rendered {report.title!r}: {len(report.chapters)} chapters, {report.duration_s / 60:.1f} min; "
+        f"chunks {report.chunks_synthesized} synthesised, {report.chunks_cached} cached; "
+        f"wall {report.wall_seconds:.1f} s"
     )
-    for name in [*report["files"], "report.json"]:
+    for name in [*report.files, REPORT_NAME]:
         print(base / name)
-    for warning in report["warnings"]:
+    for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 

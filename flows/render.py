@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import book, paths, progress
 from tasks.errors import RenderError, UserError
-from tasks.inputs import book_inputs_digest
+from tasks.inputs import ReadBook, book_inputs_digest
 from tasks.lock import book_lock
 from tasks.manifest import Manifest, load_manifest
 from tasks.plan import BookPlan, Chunk, job_settings
@@ -35,6 +35,7 @@ from tasks.prefect_tasks import (
     synthesize_chunks,
     worker_facts,
 )
+from tasks.report import REPORT_NAME, BookReport, build_report, write_report
 from tasks.synth import (
     BatchResult,
     ChunkFailure,
@@ -51,16 +52,37 @@ from tasks.workers import WorkerFacts, check_gpu, check_precision
 WORKERS = int(os.environ.get("AUDIOBOOK_WORKERS", "2"))
 
 
+_HANDED: dict[Path, ReadBook] = {}  # manifest path -> what render_read hands to the flow run it starts
+
+
+def render_read(read: ReadBook, runner: Any, *, output_dir: str | None = None,
+                engine: str | None = None) -> BookReport:
+    """Run `runner` (render_book, or it on another task runner: with_cluster) on a book already read:
+    the flow plans from `read` instead of reading the manifest and its sources again."""
+    path = read.source.manifest.path
+    _HANDED[path.resolve()] = read
+    try:
+        return runner(str(path), output_dir=output_dir, engine=engine)  # type: ignore[no-any-return]
+    finally:
+        _HANDED.pop(path.resolve(), None)
+
+
 @flow(name="render-book", task_runner=ThreadPoolTaskRunner(max_workers=WORKERS), log_prints=True)  # type: ignore[arg-type]
-def render_book(manifest: str, output_dir: str | None = None, engine: str | None = None) -> dict[str, Any]:
+def render_book(manifest: str, output_dir: str | None = None, engine: str | None = None) -> BookReport:
     """Render one book. `manifest` is a path (or a name under manifests/); `engine` overrides the manifest's."""
     started = time.perf_counter()
     manifest_path = paths.resolve_manifest(manifest)
-    # Digest the inputs before planning reads them: an edit made during the render re-renders next night.
-    first_read = load_manifest(manifest_path)
-    inputs_digest = book_inputs_digest(first_read, paths.voices_dir())
-    facts = ask_worker(first_read, engine)  # before any chunk: GPU or a clear no
-    the_manifest, plan = plan_book(str(manifest_path), engine, str(paths.cache_dir()), str(paths.voices_dir()), facts)
+    read = _HANDED.pop(manifest_path.resolve(), None)
+    if read is None:  # a deployment's run, nightly: the manifest is read here, its sources by plan_book
+        the_manifest = load_manifest(manifest_path)
+        # Digest the inputs before planning reads them: an edit made during the render re-renders next night.
+        inputs_digest = book_inputs_digest(the_manifest, paths.voices_dir())
+        source = None
+    else:
+        the_manifest, inputs_digest, source = read.source.manifest, read.inputs_digest, read.source
+    facts = ask_worker(the_manifest, engine)  # before any chunk: GPU or a clear no
+    plan = plan_book(the_manifest, engine, str(paths.cache_dir()), str(paths.voices_dir()), facts, source)
+    del read, source  # the plan holds what synthesis needs; the parsed documents can go
     out_dir = Path(output_dir or paths.output_dir()).absolute() / the_manifest.stem
     stats: dict[str, int] = {}
     results = synthesize_all(plan, stats)
@@ -69,13 +91,12 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
     progress.report(1, 1, "encoding")
     with book_lock(out_dir):
         files, _ = encode_book(the_manifest, chapters, str(out_dir), plan.cover)
-        report = book.build_report(
+        report = build_report(
             the_manifest, plan, results, chapters, files, out_dir, wall_seconds=time.perf_counter() - started,
             dollars_per_hour=float(os.environ.get("AUDIOBOOK_DOLLARS_PER_ENGINE_HOUR", "0") or 0),
-            chunks_run_twice=stats.get("chunks_run_twice", 0),
+            chunks_run_twice=stats.get("chunks_run_twice", 0), inputs_digest=inputs_digest,
         )
-        report["inputs_digest"] = inputs_digest
-        book.write_report(report, out_dir)
+        write_report(report, out_dir)
     publish_artifacts(report, out_dir)
     return report
 
@@ -265,22 +286,23 @@ def file_link(book: str, file: str) -> str:
     return f"[{file}]({base.rstrip('/')}/books/{book}/download/{file})" if base else f"`{file}`"
 
 
-def publish_artifacts(report: dict[str, Any], out_dir: Path) -> None:
+def publish_artifacts(report: BookReport, out_dir: Path) -> None:
     """The summary and per-chapter table as Prefect artifacts, beside report.json."""
     logger = get_run_logger()
     summary = (
-        f"# {report['title']}\n\n"
-        f"- engine: `{report['engine']}`, voice `{report['voice']}`, quality `{report['quality']}`\n"
-        f"- chunks: {report['chunks_total']} ({report['chunks_synthesized']} synthesised, "
-        f"{report['chunks_cached']} from cache)\n"
-        f"- duration: {report['duration_s'] / 60:.1f} min; wall {report['wall_seconds']:.1f} s; "
-        f"engine {report['engine_seconds']:.1f} s\n"
-        + (f"- sample: {report['sample']['duration_s']:.0f} s from {report['sample']['chapter']!r}\n"
-           if report.get("sample") else "")
+        f"# {report.title}\n\n"
+        f"- engine: `{report.engine}`, voice `{report.voice}`, quality `{report.quality}`\n"
+        f"- chunks: {report.chunks_total} ({report.chunks_synthesized} synthesised, "
+        f"{report.chunks_cached} from cache)\n"
+        f"- duration: {report.duration_s / 60:.1f} min; wall {report.wall_seconds:.1f} s; "
+        f"engine {report.engine_seconds:.1f} s\n"
+        + (f"- sample: {report.sample.duration_s:.0f} s from {report.sample.chapter!r}\n"
+           if report.sample else "")
         + f"- output: `{out_dir}`\n"
-        + "".join(f"- file: {file_link(out_dir.name, f)}\n" for f in [*report["files"], "report.json"])
-        + "".join(f"- warning: {w}\n" for w in report["warnings"])
+        + "".join(f"- file: {file_link(out_dir.name, f)}\n" for f in [*report.files, REPORT_NAME])
+        + "".join(f"- warning: {w}\n" for w in report.warnings)
     )
     create_markdown_artifact(summary, key="book-summary", description="Render summary")
-    create_table_artifact(report["chapters"], key="book-chapters", description="Chapters: duration and loudness")
-    logger.info("rendered %s: %s", report["title"], ", ".join(report["files"]))
+    create_table_artifact(report.to_dict()["chapters"], key="book-chapters",
+                          description="Chapters: duration and loudness")
+    logger.info("rendered %s: %s", report.title, ", ".join(report.files))

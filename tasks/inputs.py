@@ -8,10 +8,12 @@ engine: the nightly run uses it to skip unchanged books without planning them.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.cache import PIPELINE_VERSION, file_sha256
-from tasks.manifest import Manifest
+from tasks.manifest import Manifest, load_manifest
+from tasks.plan import BookSource, check_voice, read_source
 
 
 def input_files(manifest: Manifest, voices_dir: Path) -> list[Path]:
@@ -33,3 +35,21 @@ def book_inputs_digest(manifest: Manifest, voices_dir: Path) -> str:
         state = file_sha256(path) if path.is_file() else "missing"
         digest.update(f"\n{path.name}:{state}".encode())
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ReadBook:
+    """A book read before its render starts: the manifest and its parsed sources, and the digest of the
+    inputs taken before they were read (an edit made during the render re-renders it next night)."""
+
+    source: BookSource
+    inputs_digest: str
+
+
+def read_for_render(manifest_path: Path, engine: str | None, voices_dir: Path) -> ReadBook:
+    """Load the manifest, digest the inputs, check the voice and read every source (each document parsed
+    once): what the render flow plans from (flows.render.render_read). Bad input fails here (UserError)."""
+    manifest = load_manifest(manifest_path)
+    inputs_digest = book_inputs_digest(manifest, voices_dir)
+    check_voice(manifest, engine, voices_dir)
+    return ReadBook(read_source(manifest), inputs_digest)
