@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         engine = None if args.no_engine else piper_engine(texts, "joe", settings, plan.job.seed)
         with common.prefect_server(work) as server:
             from benchmarks.bench_overhead import write_book
-            from flows.render import WORKERS, render_book
+            from flows.render import render_book
+            from tasks.settings import WORKERS as worker_threads
 
             render_book(str(write_book(work / "warm", 2, 1, name="warmup")))  # the fake engine: warms Prefect
             reset_engines()
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "noise_ms_per_chunk": None if engine is None else engine["noise_ms_per_chunk"],
         "adapter_overhead_vs_stock_piper": None if engine is None else engine["adapter_overhead"],
         "sizes": {"chars": sum(len(t) for t in texts), "chunks": len(texts), "chapters": len(plan.chapters),
-                  "audio_s": raw["audio_s"], "workers": WORKERS},
+                  "audio_s": raw["audio_s"], "workers": worker_threads.get()},
         "load_average_before_after": [load_before, load_after],
         "prefect_server_startup_s": server["startup_s"],
         "piper_raw": raw,

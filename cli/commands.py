@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows.prefect_server import configure_prefect_environment
-from tasks import paths
+from tasks import paths, settings
 from tasks.errors import UserError
 from tasks.report import REPORT_NAME
 
@@ -37,7 +37,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     print(note, file=sys.stderr)
     from flows.render import render_read, with_cluster
 
-    cluster = args.cluster or os.environ.get("AUDIOBOOK_CLUSTER")
+    cluster = args.cluster or settings.CLUSTER.get()
     if cluster and "PREFECT_API_URL" not in os.environ:
         raise UserError(
             "a cluster render needs a running Prefect server (each Dask worker reports to it)",

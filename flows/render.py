@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import sys
 import time
@@ -21,7 +20,7 @@ from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import book, paths, progress
+from tasks import book, paths, progress, settings
 from tasks.errors import RenderError, UserError
 from tasks.inputs import ReadBook, book_inputs_digest
 from tasks.lock import book_lock
@@ -49,9 +48,6 @@ from tasks.synth import (
 )
 from tasks.workers import WorkerFacts, check_gpu, check_precision
 
-WORKERS = int(os.environ.get("AUDIOBOOK_WORKERS", "2"))
-
-
 _HANDED: dict[Path, ReadBook] = {}  # manifest path -> what render_read hands to the flow run it starts
 
 
@@ -67,7 +63,15 @@ def render_read(read: ReadBook, runner: Any, *, output_dir: str | None = None,
         _HANDED.pop(path.resolve(), None)
 
 
-@flow(name="render-book", task_runner=ThreadPoolTaskRunner(max_workers=WORKERS), log_prints=True)  # type: ignore[arg-type]
+class RenderThreads(ThreadPoolTaskRunner):  # type: ignore[type-arg]
+    """Threads in this process for a render's tasks: AUDIOBOOK_WORKERS of them, read when a run starts."""
+
+    def __enter__(self) -> RenderThreads:
+        self._max_workers = settings.WORKERS.get()
+        return super().__enter__()  # type: ignore[no-any-return]
+
+
+@flow(name="render-book", task_runner=RenderThreads(), log_prints=True)  # type: ignore[arg-type]
 def render_book(manifest: str, output_dir: str | None = None, engine: str | None = None) -> BookReport:
     """Render one book. `manifest` is a path (or a name under manifests/); `engine` overrides the manifest's."""
     started = time.perf_counter()
@@ -93,7 +97,7 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
         files, _ = encode_book(the_manifest, chapters, str(out_dir), plan.cover)
         report = build_report(
             the_manifest, plan, results, chapters, files, out_dir, wall_seconds=time.perf_counter() - started,
-            dollars_per_hour=float(os.environ.get("AUDIOBOOK_DOLLARS_PER_ENGINE_HOUR", "0") or 0),
+            dollars_per_hour=settings.DOLLARS_PER_ENGINE_HOUR.get(),
             chunks_run_twice=stats.get("chunks_run_twice", 0), inputs_digest=inputs_digest,
         )
         write_report(report, out_dir)
@@ -168,14 +172,14 @@ def ask_worker(manifest: Manifest, engine: str | None) -> WorkerFacts:
 
     name = engine or manifest.engine
     engine_here = get_engine(name)
-    settings = job_settings(engine_here, manifest)
+    engine_settings = job_settings(engine_here, manifest)
     with tts_placement():
-        future = worker_facts.submit(name, settings, engine_here.info.supports_prompts and manifest.prompts)
-    wait_s = float(os.environ.get("AUDIOBOOK_WORKER_WAIT_S", "600"))
+        future = worker_facts.submit(name, engine_settings, engine_here.info.supports_prompts and manifest.prompts)
+    wait_s = settings.WORKER_WAIT_S.get()
     try:
         facts = future.result(timeout=wait_s)
     except TimeoutError:
-        resource = os.environ.get("AUDIOBOOK_TTS_RESOURCE")
+        resource = settings.TTS_RESOURCE.get()
         raise UserError(
             f"no worker answered in {wait_s:.0f} s" + (f": is there one with the resource {resource}?" if resource else ""),
             field="AUDIOBOOK_TTS_RESOURCE" if resource else "--cluster",
@@ -201,7 +205,7 @@ def assemble_all(plan: BookPlan, results: dict[str, ChunkResult], tail_ms: int) 
         futures = {ch.index: assemble_chapter.submit(ch, {c.key: results[c.key] for c in ch.chunks}, plan.job, tail_ms)
                    for ch in todo}
         return [cached[ch.index] or futures[ch.index].result() for ch in plan.chapters]
-    with ThreadPoolTaskRunner(max_workers=WORKERS) as local:  # type: ignore[var-annotated]
+    with ThreadPoolTaskRunner(max_workers=settings.WORKERS.get()) as local:  # type: ignore[var-annotated]
         local_futures = {ch.index: local.submit(assemble_chapter, {  # type: ignore[arg-type]
             "chapter": ch, "results": {c.key: results[c.key] for c in ch.chunks}, "job": plan.job,
             "tail_ms": tail_ms}) for ch in todo}
@@ -245,7 +249,7 @@ def recover_batch(chunks: list[Chunk], plan: BookPlan, error: str) -> BatchResul
 def tts_placement() -> contextlib.AbstractContextManager[Any]:
     """On a Dask cluster, send synthesis only to workers that declare the resource named by
     AUDIOBOOK_TTS_RESOURCE (e.g. GPU: workers started with `--resources GPU=1`). One at a time each."""
-    resource = os.environ.get("AUDIOBOOK_TTS_RESOURCE")
+    resource = settings.TTS_RESOURCE.get()
     if not resource:
         return contextlib.nullcontext()
     import dask
@@ -282,7 +286,7 @@ def with_cluster(cluster: str | None) -> Any:
 
 def file_link(book: str, file: str) -> str:
     """A download link through the HTTP service when one is known (AUDIOBOOK_PUBLIC_URL), else the name."""
-    base = os.environ.get("AUDIOBOOK_PUBLIC_URL")
+    base = settings.PUBLIC_URL.get()
     return f"[{file}]({base.rstrip('/')}/books/{book}/download/{file})" if base else f"`{file}`"
 
 

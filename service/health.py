@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from pathlib import Path
 from typing import Any
+
+from tasks import settings
 
 QUALITIES = ("draft", "standard", "high")
 
@@ -64,7 +65,7 @@ def tortoise_weights_on_disk() -> bool:
 
 
 def _prefect_api_url() -> str | None:
-    url = os.environ.get("PREFECT_API_URL")
+    url = settings.PREFECT_API_URL.get()
     if url:
         return url
     try:
@@ -113,9 +114,7 @@ def workers(timeout_s: float = 10.0, wait_s: float = 1.0) -> dict[str, Any]:
     each with its host, device, GPU and free memory, engines loaded and chunks done. Asked in the
     background (a worker's first answer imports torch): the latest answer, with `probing` while a newer
     one is on its way. Without a cluster each render runs its engines in its own process: none to list."""
-    from flows.deployments import CLUSTER_ENV
-
-    address = os.environ.get(CLUSTER_ENV) or os.environ.get("AUDIOBOOK_CLUSTER", "")
+    address = settings.SERVE_CLUSTER.get() or settings.CLUSTER.get() or ""
     if not address or address.startswith("local:"):
         return {"cluster": None, "list": []}
     return _WORKERS.get(address, timeout_s, wait_s)
@@ -167,6 +166,6 @@ def available_engines(voices_dir: Path) -> list[dict[str, Any]]:
     if importlib.util.find_spec("tortoise") is not None and tortoise_weights_on_disk():
         clip_voices = [v for v in ours if not any((voices_dir / v).glob("*.onnx"))]
         engines.append({"name": "tortoise", "voices": clip_voices, "qualities": list(QUALITIES), "clips": True})
-    if os.environ.get("AUDIOBOOK_SERVICE_FAKE_ENGINE") == "1":  # tests: the instant engine
+    if settings.SERVICE_FAKE_ENGINE.get():  # tests: the instant engine
         engines.append({"name": "fake", "voices": ["v"], "qualities": list(QUALITIES), "clips": True})
     return engines

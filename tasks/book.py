@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks import settings
 from tasks.audio import AudioStats, assemble_chapter_to_wav, output_error
 from tasks.cache import AudioCache, atomic_write_bytes, content_key, file_sha256
 from tasks.encode import BookTags, encode_m4b, encode_mp3
@@ -37,7 +38,6 @@ OUTPUT_SAMPLE_RATE_HZ = 44100
 HEAD_MS = 750  # ACX: 0.5-1 s of room tone at the head of each file
 MIN_TAIL_MS, MAX_TAIL_MS = 1000, 5000  # ACX: 1-5 s at the tail; the manifest's chapter pause, clamped
 STATE_FILE = ".render-state.json"
-ENCODE_WORKERS = int(os.environ.get("AUDIOBOOK_ENCODE_WORKERS", os.cpu_count() or 2))  # ffmpeg processes at once
 SAMPLE_NAME = "sample.mp3"
 SAMPLE_MAX_SECONDS = 300.0  # ACX: a retail sample of at most 5 minutes
 SAMPLE_FADE_OUT_MS = 1000
@@ -58,6 +58,11 @@ class ChapterAudio:
     kind: ChapterKind = "chapter"
     clip_spans_s: tuple[tuple[float, float], ...] = ()  # (start, end) of each chunk's audio in the file
     texts: tuple[str, ...] = ()  # what each chunk says, one per clip span (captions, read-along)
+
+
+def encode_workers() -> int:
+    """ffmpeg processes at once: AUDIOBOOK_ENCODE_WORKERS, else one per CPU core."""
+    return settings.ENCODE_WORKERS.get() or os.cpu_count() or 2
 
 
 def chapter_tail_ms(manifest: Manifest) -> int:
@@ -300,7 +305,7 @@ def _publish_files(
     files.extend(out_dir / name for name, _, _ in jobs)
     # The M4B (and the EPUB) are the longest jobs: start them first so the chapter MP3s fill the other core(s).
     todo = sorted((job for job in jobs if not fresh(job[0], job[1])), key=lambda job: not job[0].endswith((".m4b", ".epub")))
-    with ThreadPoolExecutor(max_workers=max(1, min(ENCODE_WORKERS, len(todo)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(encode_workers(), len(todo)))) as pool:
         futures = [(name, key, pool.submit(encode)) for name, key, encode in todo]
         errors: list[BaseException] = []
         for name, key, future in futures:

@@ -44,7 +44,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import random
 import threading
 import time
@@ -55,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks import settings as envs  # the environment's settings ('settings' here: an engine's)
 from tasks.engines.base import Clip, EngineInfo, SynthRequest
 from tasks.engines.tortoise_latents import LATENTS_FORMAT, VoiceLatents  # noqa: F401 - re-exported
 from tasks.engines.tortoise_voices import (  # noqa: F401 - re-exported: the CLI and tests use them here
@@ -92,11 +92,11 @@ QUALITY_SETTINGS: dict[str, dict[str, Any]] = {
     "high": {**_COMMON, "num_autoregressive_samples": 96, "diffusion_iterations": 80,
              "diffusion_sampler": "p", "cond_free": True},
 }
-_ENV_OVERRIDES = {
-    "AUDIOBOOK_TORTOISE_SAMPLES": "num_autoregressive_samples",
-    "AUDIOBOOK_TORTOISE_DIFFUSION_STEPS": "diffusion_iterations",
-    "AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS": "max_mel_tokens",
-}
+_ENV_OVERRIDES = (
+    (envs.TORTOISE_SAMPLES, "num_autoregressive_samples"),
+    (envs.TORTOISE_DIFFUSION_STEPS, "diffusion_iterations"),
+    (envs.TORTOISE_MAX_MEL_TOKENS, "max_mel_tokens"),
+)
 DECODERS = ("batched", "per-chunk")
 DIFFUSION_SAMPLERS = ("p", "ddim")  # stock's DDPM (p_sample) or DDIM (eta 0)
 TRAINED_DIFFUSION_STEPS = 4000
@@ -123,34 +123,21 @@ def _version(package: str) -> str:
         return "missing"
 
 
-def _env_int(name: str) -> int | None:
-    raw = os.environ.get(name)
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UserError(f"{name}={raw!r} is not a whole number", field=name, fix=f"set {name} to e.g. 4") from None
-    if value < 1:
-        raise UserError(f"{name}={raw!r} must be at least 1", field=name, fix=f"set {name} to e.g. 4")
-    return value
-
-
 def _precision_setting() -> str:
     """AUDIOBOOK_TORTOISE_PRECISION (fp16 | fp32: honoured or refused; "fp16!" marks it explicit), else
     AUDIOBOOK_TORTOISE_HALF (1: fp16 where there is a GPU, the default; 0: fp32)."""
-    raw = os.environ.get("AUDIOBOOK_TORTOISE_PRECISION", "").strip().lower()
+    raw = (envs.TORTOISE_PRECISION.get() or "").strip().lower()
     if raw:
         if raw not in ("fp16", "fp32"):
             raise UserError(f"AUDIOBOOK_TORTOISE_PRECISION={raw!r} is not known", field="AUDIOBOOK_TORTOISE_PRECISION",
                             fix="use fp16 (GPU workers) or fp32")
         return "fp16!" if raw == "fp16" else "fp32"
-    return "fp32" if os.environ.get("AUDIOBOOK_TORTOISE_HALF", "1") == "0" else "fp16"
+    return "fp16" if envs.TORTOISE_HALF.get() else "fp32"
 
 
 # -- the engine ------------------------------------------------------------------------------------------
 def _models_mode() -> str:
-    mode = os.environ.get("AUDIOBOOK_TORTOISE_MODELS", "pretrained").strip().lower()
+    mode = envs.TORTOISE_MODELS.get().strip().lower()
     if mode not in ("pretrained", "tiny", "random-full"):
         raise UserError(f"AUDIOBOOK_TORTOISE_MODELS={mode!r} is not known", field="AUDIOBOOK_TORTOISE_MODELS",
                         fix="use pretrained (default), tiny or random-full")
@@ -170,7 +157,7 @@ class TortoiseEngine(VoiceLatents):
         self._models_dir = Path(models_dir) if models_dir else tm.default_models_dir()
         self._model_seed = seed
         if device is None:
-            device = models.device if models is not None else os.environ.get("AUDIOBOOK_TORTOISE_DEVICE") or None
+            device = models.device if models is not None else envs.TORTOISE_DEVICE.get()
         self._device: str | None = device  # None: found on first use (see `device`), never when planning
         self._precision_asked = _precision_setting() if half is None else ("fp16" if half else "fp32")
         self._cache_dir = Path(cache_dir) if cache_dir else None
@@ -264,7 +251,7 @@ class TortoiseEngine(VoiceLatents):
         with self._lock:
             if self._prompt_mode is None:
                 self._prompt_mode = "dropped"
-                if os.environ.get("AUDIOBOOK_TORTOISE_REDACTION", "1") != "0":
+                if envs.TORTOISE_REDACTION.get():
                     try:
                         self._tm._tortoise()
                         from tortoise.utils.wav2vec_alignment import Wav2VecAlignment
@@ -283,15 +270,15 @@ class TortoiseEngine(VoiceLatents):
             raise UserError(f"unknown quality {quality!r}", field="quality",
                             fix=f"use one of: {', '.join(QUALITY_SETTINGS)}")
         settings = dict(QUALITY_SETTINGS[quality])
-        for env, key in _ENV_OVERRIDES.items():
-            value = _env_int(env)
+        for variable, key in _ENV_OVERRIDES:
+            value = variable.get()
             if value is not None:
                 settings[key] = value
         if settings["diffusion_sampler"] == "ddim" and not ddim_steps_ok(int(settings["diffusion_iterations"])):
             raise UserError(
                 f"DDIM cannot take {settings['diffusion_iterations']} of Tortoise's 4000 diffusion steps at an "
                 "even stride", field="AUDIOBOOK_TORTOISE_DIFFUSION_STEPS", fix="use e.g. 10, 16, 20, 25, 30, 40 or 50")
-        if os.environ.get("AUDIOBOOK_TORTOISE_BATCHED", "1") == "0":
+        if not envs.TORTOISE_BATCHED.get():
             # The per-chunk decoder's batch size changes which candidates are sampled, so it is part of
             # the settings (and of every chunk's cache key). The batched decoder's batch changes nothing.
             settings["decoder"] = "per-chunk"
@@ -326,7 +313,7 @@ class TortoiseEngine(VoiceLatents):
     def _ar_batch_size(self, settings: Mapping[str, Any]) -> int:
         if settings.get("autoregressive_batch_size"):
             return int(settings["autoregressive_batch_size"])
-        env = _env_int("AUDIOBOOK_TORTOISE_AR_BATCH")
+        env = envs.TORTOISE_AR_BATCH.get()
         if env:
             return env
         if self.device.startswith("cuda"):
@@ -465,7 +452,7 @@ class TortoiseEngine(VoiceLatents):
     def _max_rows(self) -> int:
         """AR rows (chunks x candidates) one decode holds: env, else from the card's total memory (not its
         free memory, so the choice is stable), else MAX_ROWS_CPU. Lowered for good after an out-of-memory."""
-        env = _env_int("AUDIOBOOK_TORTOISE_BATCH_ROWS")
+        env = envs.TORTOISE_BATCH_ROWS.get()
         if env:
             rows = env
         elif self.device.startswith("cuda"):
@@ -529,7 +516,7 @@ def doctor(voices_dir: str | Path | None = None) -> dict[str, Any]:
     """Device, GPU, weights, model load time and a one-sentence render time (tiny models when
     AUDIOBOOK_TORTOISE_MODELS=tiny). Never raises: problems are reported in the dict."""
     report: dict[str, Any] = {"tortoise": _version("tortoise-tts"), "torch": _version("torch"),
-                              "models": os.environ.get("AUDIOBOOK_TORTOISE_MODELS", "pretrained")}
+                              "models": envs.TORTOISE_MODELS.get()}
     try:
         import torch
 
