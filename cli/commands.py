@@ -25,14 +25,12 @@ if TYPE_CHECKING:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from tasks.inputs import read_for_render
-    from tasks.plan import make_plan
 
     manifest_path = paths.resolve_manifest(args.manifest)
     # Bad input (manifest, sources, voice, weights) fails here, before Prefect starts or a chunk is queued.
-    # The manifest is read and its sources parsed once, here; the flow plans from what was read.
-    read = read_for_render(manifest_path, args.engine, paths.voices_dir())
-    make_plan(read.source.manifest, engine_name=args.engine, cache_dir=paths.cache_dir(),
-              voices_dir=paths.voices_dir(), check_only=True, source=read.source)  # worker facts: in the flow
+    # The manifest is read, its sources parsed and the book planned once, here; the flow takes what was
+    # read (and the plan, unless the worker's facts change its keys).
+    read = read_for_render(manifest_path, args.engine, cache_dir=paths.cache_dir(), voices_dir=paths.voices_dir())
     note = configure_prefect_environment()
     print(note, file=sys.stderr)
     from flows.render import render_read, with_cluster

@@ -81,12 +81,13 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
         the_manifest = load_manifest(manifest_path)
         # Digest the inputs before planning reads them: an edit made during the render re-renders next night.
         inputs_digest = book_inputs_digest(the_manifest, paths.voices_dir())
-        source = None
+        source, checked = None, None
     else:
-        the_manifest, inputs_digest, source = read.source.manifest, read.inputs_digest, read.source
+        the_manifest, inputs_digest, source, checked = (
+            read.source.manifest, read.inputs_digest, read.source, read.checked)
     facts = ask_worker(the_manifest, engine)  # before any chunk: GPU or a clear no
-    plan = plan_book(the_manifest, engine, str(paths.cache_dir()), str(paths.voices_dir()), facts, source)
-    del read, source  # the plan holds what synthesis needs; the parsed documents can go
+    plan = plan_book(the_manifest, engine, str(paths.cache_dir()), str(paths.voices_dir()), facts, source, checked)
+    del read, source, checked  # the plan holds what synthesis needs; the parsed documents can go
     out_dir = Path(output_dir or paths.output_dir()).absolute() / the_manifest.stem
     stats: dict[str, int] = {}
     results = synthesize_all(plan, stats)

@@ -368,6 +368,20 @@ def speakable(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
+def reuse_checked_plan(checked: BookPlan, facts: WorkerFacts, source: BookSource) -> BookPlan | None:
+    """The plan make_plan(check_only=True) made from `source`, for the worker of `facts`, when those
+    facts change none of it (the engine version and device it was keyed with; prompts, when the text
+    has any, usable there as assumed); else None, and the book is planned again with the facts."""
+    info = checked.engine_info
+    if (facts.version, facts.device) != (info.version, info.device):
+        return None
+    manifest = source.manifest
+    if info.supports_prompts and manifest.prompts and facts.prompt_mode != "redact" and any(
+            has_prompt(p) for ch in source.chapters for p in ch.paragraphs):
+        return None
+    return replace(checked, worker=facts)
+
+
 def check_sources_exist(manifest: Manifest) -> None:
     """Fail early, before any work, when a file the manifest names is missing."""
     named: list[tuple[str, str]] = []

@@ -102,8 +102,9 @@ def test_cli_render_reads_each_source_once(
     book: Path, fake: FakeEngine, workdirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """One `audiobook render`: the manifest is parsed once and every source document once (the CLI's
-    checks read them; the flow plans from what they read)."""
+    """One `audiobook render`: the manifest is parsed once, every source document once and the book
+    planned once (the CLI's checks read and plan it; the flow takes that plan: the fake engine's worker
+    facts change none of its keys)."""
     import tasks.manifest
     import tasks.plan
     from cli import run
@@ -113,7 +114,14 @@ def test_cli_render_reads_each_source_once(
     monkeypatch.setattr("flows.prefect_server.server_healthy", lambda *a, **k: False)
     documents: Counter[str] = Counter()
     manifests: Counter[str] = Counter()
+    plans = 0
     read_document, validate_manifest = tasks.plan.read_document, tasks.manifest.validate_manifest
+    plan_chapters = tasks.plan.plan_chapters
+
+    def counted_plan(*args: Any, **kwargs: Any) -> Any:
+        nonlocal plans
+        plans += 1
+        return plan_chapters(*args, **kwargs)
 
     def counted_read(path: Path, *args: Any, **kwargs: Any) -> Any:
         documents[Path(path).name] += 1
@@ -125,9 +133,10 @@ def test_cli_render_reads_each_source_once(
 
     monkeypatch.setattr(tasks.plan, "read_document", counted_read)
     monkeypatch.setattr(tasks.manifest, "validate_manifest", counted_validate)
+    monkeypatch.setattr(tasks.plan, "plan_chapters", counted_plan)
     assert run(["render", str(book)]) == 0, capsys.readouterr().err
     assert documents == {"one.txt": 1, "two.md": 1}
-    assert manifests == {"book.yaml": 1}
+    assert manifests == {"book.yaml": 1} and plans == 1
     out = capsys.readouterr().out
     assert "Rendered 'Report Book': 4 chapters" in out and str(workdirs["output"] / "book" / "report.json") in out
     assert (workdirs["output"] / "book" / "report.json").is_file()
@@ -137,5 +146,30 @@ def test_cli_render_reads_each_source_once(
 
     documents.clear()
     manifests.clear()
+    plans = 0
     assert render_book(str(book)).chunks_cached > 0
-    assert documents == {"one.txt": 1, "two.md": 1} and manifests == {"book.yaml": 1}
+    assert documents == {"one.txt": 1, "two.md": 1} and manifests == {"book.yaml": 1} and plans == 1
+
+
+def test_the_checked_plan_is_reused_only_when_the_worker_changes_nothing(
+    book: Path, fake: FakeEngine, workdirs: dict[str, Path],
+) -> None:
+    """A worker that runs another engine version (Tortoise in another precision) gets a plan keyed for
+    it; one that runs what the check assumed gets the checked plan as it is."""
+    from tasks.manifest import load_manifest
+    from tasks.plan import make_plan, read_source, reuse_checked_plan
+    from tasks.workers import WorkerFacts
+
+    source = read_source(load_manifest(book))
+    checked = make_plan(source.manifest, engine_name=None, cache_dir=workdirs["cache"], voices_dir=workdirs["voices"],
+                        check_only=True, source=source)
+    same = WorkerFacts(engine="fake", version=checked.engine_info.version, device=checked.engine_info.device,
+                       precision="fp32", capacity=1, host="here")
+    reused = reuse_checked_plan(checked, same, source)
+    assert reused is not None and reused.worker == same and reused.chunks == checked.chunks
+    other = WorkerFacts(engine="fake", version="fake-2", device=same.device, precision="fp32", capacity=1,
+                        host="there")
+    assert reuse_checked_plan(checked, other, source) is None
+    replanned = make_plan(source.manifest, engine_name=None, cache_dir=workdirs["cache"],
+                          voices_dir=workdirs["voices"], facts=other, source=source)
+    assert {c.key for c in replanned.chunks}.isdisjoint(c.key for c in checked.chunks)
