@@ -93,8 +93,8 @@ def child(manifest: str, ship_audio: bool = False) -> None:
 
     started = time.perf_counter()
     report = render_book(manifest)
-    print(json.dumps({"wall_s": round(time.perf_counter() - started, 1), "chunks": report["chunks_total"],
-                      "chapters": len(report["chapters"]), "audio_h": round(report["duration_s"] / 3600, 3)}))
+    print(json.dumps({"wall_s": round(time.perf_counter() - started, 1), "chunks": report.chunks_total,
+                      "chapters": len(report.chapters), "audio_h": round(report.duration_s / 3600, 3)}))
 
 
 def measure(manifest: Path, env: dict[str, str], ship_audio: bool = False) -> dict[str, Any]:

@@ -121,13 +121,13 @@ def timed_render(manifest: Path, engine: Any) -> dict[str, Any]:
         wall = time.perf_counter() - t0
     finally:
         _restore(saved)
-    chunks = report["chunks_total"]
+    chunks = report.chunks_total
     assembly, encode = iv.covered("assemble_chapter_audio"), iv.covered("publish_book")
     overhead = wall - engine.seconds - assembly - encode
     return {
         "chunks": chunks,
-        "chunks_synthesized": report["chunks_synthesized"],
-        "audio_minutes": round(report["duration_s"] / 60, 2),
+        "chunks_synthesized": report.chunks_synthesized,
+        "audio_minutes": round(report.duration_s / 60, 2),
         "wall_s": round(wall, 3),
         "engine_s": round(engine.seconds, 3),
         "assembly_wall_s": round(assembly, 3),
@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
                 flows.render.renderer_id = lambda: "elsewhere/0"  # every task ships its audio back
             try:
-                from flows.render import WORKERS, render_book
+                from flows.render import render_book
+                from tasks.settings import WORKERS as worker_threads
 
                 os.environ["AUDIOBOOK_CACHE_DIR"] = str(work / "cache-warmup")  # its chunks must not warm the book's
                 t0 = time.perf_counter()
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "definition": ("overhead_ms_per_chunk = (first render wall - engine wall - chapter assembly wall - "
                        "encode wall) / chunks; cached_rerender_fraction = cached re-render wall / first render "
                        "wall; both on a real Prefect server, after a warm-up render"),
-        "sizes": {"chunks": chunks, "chapters": args.chapters, "workers": WORKERS, "ship_audio": args.ship_audio},
+        "sizes": {"chunks": chunks, "chapters": args.chapters, "workers": worker_threads.get(), "ship_audio": args.ship_audio},
         "prefect_server_startup_s": server["startup_s"],
         "warmup_render_s": round(warmup_s, 3),
         "first": first,
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "no_prefect": plain,
     }
     rows: list[tuple[str, Any]] = [
-        ("chunks / chapters / worker threads", f"{chunks} / {args.chapters} / {WORKERS}"),
+        ("chunks / chapters / worker threads", f"{chunks} / {args.chapters} / {worker_threads.get()}"),
         ("audio from tasks", "FLAC bytes, stored by the flow" if args.ship_audio else "stored by the task"),
         ("audio minutes", first["audio_minutes"]),
         ("first render wall s", first["wall_s"]),

@@ -33,7 +33,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tasks.report import BookReport
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -113,7 +116,7 @@ def piper_engine(texts: list[str], voice: str, settings: dict[str, Any], seed: i
             "audio_s": round(audio, 2)}
 
 
-def timed_pipeline(manifest: Path, server_pid: int | None) -> tuple[dict[str, Any], float, dict[str, float]]:
+def timed_pipeline(manifest: Path, server_pid: int | None) -> tuple[BookReport, float, dict[str, float]]:
     """render_book(manifest) with its phases timed (the flow body looks them up in flows.render), and
     the CPU seconds of this process and of the Prefect server while it ran."""
     import flows.render as render
@@ -162,7 +165,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         engine = None if args.no_engine else piper_engine(texts, "joe", settings, plan.job.seed)
         with common.prefect_server(work) as server:
             from benchmarks.bench_overhead import write_book
-            from flows.render import WORKERS, render_book
+            from flows.render import render_book
+            from tasks.settings import WORKERS as worker_threads
 
             render_book(str(write_book(work / "warm", 2, 1, name="warmup")))  # the fake engine: warms Prefect
             reset_engines()
@@ -182,15 +186,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "noise_ms_per_chunk": None if engine is None else engine["noise_ms_per_chunk"],
         "adapter_overhead_vs_stock_piper": None if engine is None else engine["adapter_overhead"],
         "sizes": {"chars": sum(len(t) for t in texts), "chunks": len(texts), "chapters": len(plan.chapters),
-                  "audio_s": raw["audio_s"], "workers": WORKERS},
+                  "audio_s": raw["audio_s"], "workers": worker_threads.get()},
         "load_average_before_after": [load_before, load_after],
         "prefect_server_startup_s": server["startup_s"],
         "piper_raw": raw,
         "piper_raw_runs_wall_s": [r["wall_s"] for r in raws],
         "piper_engine": engine,
-        "pipeline": {"wall_s": round(pipeline_wall, 3), "engine_seconds": report["engine_seconds"],
-                     "duration_s": report["duration_s"], "chunks_synthesized": report["chunks_synthesized"],
-                     "rerolls": report["rerolls"], "phases_s": phases, "cpu_s": round(pipeline_cpu, 3)},
+        "pipeline": {"wall_s": round(pipeline_wall, 3), "engine_seconds": report.engine_seconds,
+                     "duration_s": report.duration_s, "chunks_synthesized": report.chunks_synthesized,
+                     "rerolls": report.rerolls, "phases_s": phases, "cpu_s": round(pipeline_cpu, 3)},
         "definition": "pipeline_overhead_vs_piper = (pipeline wall - Piper alone wall) / Piper alone wall, "
                       "Piper alone = PiperVoice.load + PiperVoice.synthesize on the same chunk texts",
     }
@@ -205,9 +209,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("  noise drawing s (ms/chunk)",
          "skipped" if engine is None else f"{engine['noise_s']} ({engine['noise_ms_per_chunk']})"),
         ("pipeline wall s", round(pipeline_wall, 3)),
-        ("  engine seconds in the report", report["engine_seconds"]),
+        ("  engine seconds in the report", report.engine_seconds),
         ("  phases s", ", ".join(f"{k} {v}" for k, v in phases.items())),
-        ("  rerolls", report["rerolls"]),
+        ("  rerolls", report.rerolls),
         ("load average (1 min) before / after", f"{load_before} / {load_after}"),
         ("overhead vs Piper alone [<=0.25]", round(overhead, 4)),
         ("  vs the mean of the two Piper alone runs", result["pipeline_overhead_vs_piper_mean"]),

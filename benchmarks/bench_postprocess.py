@@ -166,15 +166,16 @@ def run_ffmpeg(spec: dict[str, Any]) -> dict[str, Any]:
     sample_s = min(300.0, sf.info(wavs[0]).duration)
     jobs += [[*base, "-i", wavs[0], "-af", f"atrim=end={sample_s},afade=t=out:st={max(0.0, sample_s - 1)}:d=1",
               "-c:a", "libmp3lame", "-b:a", "192k", "-ar", "44100", str(out / "sample.mp3")]]
-    # As many ffmpeg processes at once as the pipeline runs (ENCODE_WORKERS), the M4B first: the same
+    # As many ffmpeg processes at once as the pipeline runs (tasks.book.encode_workers), the M4B first: the same
     # schedule, so the comparison is of work, not of parallelism.
-    from tasks.book import ENCODE_WORKERS
+    from tasks.book import encode_workers
 
+    workers = encode_workers()
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=ENCODE_WORKERS) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         peaks = list(pool.map(common.run_polling_rss, jobs))
     t1 = time.perf_counter()
-    return {"total_s": round(t1 - t0, 2), "encode_processes_at_once": ENCODE_WORKERS,
+    return {"total_s": round(t1 - t0, 2), "encode_processes_at_once": workers,
             "ffmpeg_peak_rss_mib": round(max(peaks), 1)}
 
 

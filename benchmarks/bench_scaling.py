@@ -48,8 +48,8 @@ def render_once(manifest: Path, cache: Path, runner: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     report = render_book.with_options(task_runner=runner)(str(manifest))
     wall = time.perf_counter() - t0
-    return {"wall_s": round(wall, 3), "chunks_synthesized": report["chunks_synthesized"],
-            "engine_seconds": report["engine_seconds"], "duration_s": report["duration_s"]}
+    return {"wall_s": round(wall, 3), "chunks_synthesized": report.chunks_synthesized,
+            "engine_seconds": report.engine_seconds, "duration_s": report.duration_s}
 
 
 def dask_setup(worker: Any) -> None:

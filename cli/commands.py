@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows.prefect_server import configure_prefect_environment
-from tasks import paths
+from tasks import paths, settings
 from tasks.errors import UserError
+from tasks.report import REPORT_NAME
 
 from .progress import terminal_progress
 
@@ -23,35 +24,34 @@ if TYPE_CHECKING:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from tasks.manifest import load_manifest
-    from tasks.plan import make_plan
+    from tasks.inputs import read_for_render
 
     manifest_path = paths.resolve_manifest(args.manifest)
     # Bad input (manifest, sources, voice, weights) fails here, before Prefect starts or a chunk is queued.
-    make_plan(load_manifest(manifest_path), engine_name=args.engine, cache_dir=paths.cache_dir(),
-              voices_dir=paths.voices_dir(), check_only=True)  # the workers' facts come in the flow
+    # The manifest is read, its sources parsed and the book planned once, here; the flow takes what was
+    # read (and the plan, unless the worker's facts change its keys).
+    read = read_for_render(manifest_path, args.engine, cache_dir=paths.cache_dir(), voices_dir=paths.voices_dir())
     note = configure_prefect_environment()
     print(note, file=sys.stderr)
-    from flows.render import with_cluster
+    from flows.render import render_read, with_cluster
 
-    cluster = args.cluster or os.environ.get("AUDIOBOOK_CLUSTER")
+    cluster = args.cluster or settings.CLUSTER.get()
     if cluster and "PREFECT_API_URL" not in os.environ:
         raise UserError(
             "a cluster render needs a running Prefect server (each Dask worker reports to it)",
             field="--cluster", fix="start 'audiobook serve' (or set PREFECT_API_URL) and run again",
         )
     with terminal_progress():
-        report = with_cluster(cluster)(str(manifest_path), output_dir=args.output, engine=args.engine)
-    out_dir = Path(report["manifest"]).stem
-    base = Path(args.output or paths.output_dir()).absolute() / out_dir
+        report = render_read(read, with_cluster(cluster), output_dir=args.output, engine=args.engine)
+    base = Path(args.output or paths.output_dir()).absolute() / Path(report.manifest).stem
     print(
-        f"Rendered {report['title']!r}: {len(report['chapters'])} chapters, {report['duration_s'] / 60:.1f} min; "
-        f"chunks {report['chunks_synthesized']} synthesised, {report['chunks_cached']} cached; "
-        f"wall {report['wall_seconds']:.1f} s"
+        f"Rendered {report.title!r}: {len(report.chapters)} chapters, {report.duration_s / 60:.1f} min; "
+        f"chunks {report.chunks_synthesized} synthesised, {report.chunks_cached} cached; "
+        f"wall {report.wall_seconds:.1f} s"
     )
-    for name in [*report["files"], "report.json"]:
+    for name in [*report.files, REPORT_NAME]:
         print(base / name)
-    for warning in report["warnings"]:
+    for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 

@@ -15,9 +15,9 @@ field and the fix); 1 an internal fault. No traceback unless AUDIOBOOK_DEBUG=1.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from tasks import settings
 from tasks.errors import AudiobookError, UserError
 
 from .commands import (
@@ -80,14 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="HTTP service port (default 8080)")
     serve.add_argument("--prefect-port", type=int, default=4200,
                        help="port of the Prefect server to start (default 4200; ignored with PREFECT_API_URL)")
-    serve.add_argument("--cron", default=os.environ.get("AUDIOBOOK_NIGHTLY_CRON", "0 2 * * *"),
+    serve.add_argument("--cron", default=settings.NIGHTLY_CRON.get(),
                        help="the nightly schedule (default '0 2 * * *', or AUDIOBOOK_NIGHTLY_CRON)")
-    serve.add_argument("--timezone", default=os.environ.get("AUDIOBOOK_TIMEZONE", "UTC"),
+    serve.add_argument("--timezone", default=settings.TIMEZONE.get(),
                        help="time zone of the schedule (default UTC, or AUDIOBOOK_TIMEZONE)")
-    serve.add_argument("--concurrent-books", type=int, default=int(os.environ.get("AUDIOBOOK_CONCURRENT_BOOKS", "1")),
+    serve.add_argument("--concurrent-books", type=int, default=settings.CONCURRENT_BOOKS.get(),
                        help="books rendered at once; the others wait in Prefect's queue (default 1, or "
                        "AUDIOBOOK_CONCURRENT_BOOKS)")
-    serve.add_argument("--engine-workers", type=int, default=int(os.environ.get("AUDIOBOOK_ENGINE_WORKERS", "1")),
+    serve.add_argument("--engine-workers", type=int, default=settings.ENGINE_WORKERS.get(),
                        help="long-lived engine worker processes (a local Dask cluster) shared by every render, so a "
                        "model loads once per server; 0: each render loads its own (default 1, or "
                        "AUDIOBOOK_ENGINE_WORKERS)")
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "service and queue its render")
     submit.add_argument("path", help="a manifest (its files go with it) or a document "
                         f"({', '.join(SUFFIXES)})")
-    submit.add_argument("--server", default=os.environ.get("AUDIOBOOK_SERVER", "http://127.0.0.1:8080"))
+    submit.add_argument("--server", default=settings.SERVER.get())
     submit.add_argument("--overwrite", action="store_true", help="replace a book of the same name")
     for option in ("name", "title", "author", "narrator", "engine", "voice", "quality"):
         submit.add_argument(f"--{option}", help=f"the book's {option}, for a document without a manifest")
@@ -112,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _debug() -> bool:
+    """AUDIOBOOK_DEBUG: a traceback with the error (a value that is not a flag counts as on)."""
+    try:
+        return settings.DEBUG.get()
+    except UserError:
+        return True
+
+
 def run(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -122,14 +130,14 @@ def run(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except AudiobookError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        if os.environ.get("AUDIOBOOK_DEBUG"):
+        if _debug():
             raise
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished chunks are cached; run the same command to resume", file=sys.stderr)
         return 130
     except Exception as exc:  # an internal fault: say so plainly, trace on request
-        if os.environ.get("AUDIOBOOK_DEBUG"):
+        if _debug():
             raise
         print(f"internal error: {type(exc).__name__}: {exc} (set AUDIOBOOK_DEBUG=1 for a traceback)",
               file=sys.stderr)

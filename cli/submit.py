@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from tasks import settings
 from tasks.errors import UserError
 
 
@@ -26,7 +26,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         upload = (f"{path.stem}.zip", pack_manifest_folder(path), "application/zip")
     else:
         upload = (path.name, path.read_bytes(), "application/octet-stream")
-    headers = {"Authorization": f"Bearer {token}"} if (token := os.environ.get("AUDIOBOOK_TOKEN")) else {}
+    headers = {"Authorization": f"Bearer {token}"} if (token := settings.TOKEN.get()) else {}
     server = args.server.rstrip("/")
     try:
         response = httpx.post(f"{server}/books", files=[("file", upload)], data=fields, headers=headers,

@@ -6,20 +6,21 @@ The render deployment's entrypoint is a module path, so a render runs wherever t
 
 from __future__ import annotations
 
-import os
 from typing import Any
+
+from tasks import settings
 
 RENDER_DEPLOYMENT = "render-book/render-book"
 NIGHTLY_DEPLOYMENT = "nightly/nightly"
-CLUSTER_ENV = "AUDIOBOOK_SERVE_CLUSTER"  # set by serve for its renders: the resident workers' scheduler
 
 
 def _resident_render_flow() -> Any:
     """render-book on the server's resident workers (in a render's process, where serve set
-    CLUSTER_ENV), else render-book as it is. The served deployment's entrypoint names this object."""
+    AUDIOBOOK_SERVE_CLUSTER: tasks.settings.SERVE_CLUSTER), else render-book as it is. The served
+    deployment's entrypoint names this object."""
     from flows.render import render_book
 
-    address = os.environ.get(CLUSTER_ENV)
+    address = settings.SERVE_CLUSTER.get()
     if not address:
         return render_book
     from prefect_dask import DaskTaskRunner

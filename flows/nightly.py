@@ -7,7 +7,6 @@ book does not stop the others; the run fails at the end if any book failed, nami
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from tasks import paths
 from tasks.errors import AudiobookError, RenderError
 from tasks.inputs import book_inputs_digest
 from tasks.manifest import load_manifest
+from tasks.report import REPORT_NAME, BookReport
 
 
 def due_books(manifests_dir: Path, output_dir: Path, voices_dir: Path) -> tuple[list[Path], list[Path], dict[str, str]]:
@@ -34,8 +34,8 @@ def due_books(manifests_dir: Path, output_dir: Path, voices_dir: Path) -> tuple[
             invalid[path.stem] = str(exc)
             continue
         try:
-            last = json.loads((output_dir / path.stem / "report.json").read_text()).get("inputs_digest")
-        except (OSError, ValueError, AttributeError):
+            last = BookReport.from_json(output_dir / path.stem / REPORT_NAME).inputs_digest
+        except (OSError, ValueError):
             last = None
         (unchanged if last == digest else due).append(path)
     return due, unchanged, invalid

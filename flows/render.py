@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import sys
 import time
@@ -21,9 +20,9 @@ from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import book, paths, progress
+from tasks import book, paths, progress, settings
 from tasks.errors import RenderError, UserError
-from tasks.inputs import book_inputs_digest
+from tasks.inputs import ReadBook, book_inputs_digest
 from tasks.lock import book_lock
 from tasks.manifest import Manifest, load_manifest
 from tasks.plan import BookPlan, Chunk, job_settings
@@ -35,6 +34,7 @@ from tasks.prefect_tasks import (
     synthesize_chunks,
     worker_facts,
 )
+from tasks.report import REPORT_NAME, BookReport, build_report, write_report
 from tasks.synth import (
     BatchResult,
     ChunkFailure,
@@ -48,19 +48,46 @@ from tasks.synth import (
 )
 from tasks.workers import WorkerFacts, check_gpu, check_precision
 
-WORKERS = int(os.environ.get("AUDIOBOOK_WORKERS", "2"))
+_HANDED: dict[Path, ReadBook] = {}  # manifest path -> what render_read hands to the flow run it starts
 
 
-@flow(name="render-book", task_runner=ThreadPoolTaskRunner(max_workers=WORKERS), log_prints=True)  # type: ignore[arg-type]
-def render_book(manifest: str, output_dir: str | None = None, engine: str | None = None) -> dict[str, Any]:
+def render_read(read: ReadBook, runner: Any, *, output_dir: str | None = None,
+                engine: str | None = None) -> BookReport:
+    """Run `runner` (render_book, or it on another task runner: with_cluster) on a book already read:
+    the flow plans from `read` instead of reading the manifest and its sources again."""
+    path = read.source.manifest.path
+    _HANDED[path.resolve()] = read
+    try:
+        return runner(str(path), output_dir=output_dir, engine=engine)  # type: ignore[no-any-return]
+    finally:
+        _HANDED.pop(path.resolve(), None)
+
+
+class RenderThreads(ThreadPoolTaskRunner):  # type: ignore[type-arg]
+    """Threads in this process for a render's tasks: AUDIOBOOK_WORKERS of them, read when a run starts."""
+
+    def __enter__(self) -> RenderThreads:
+        self._max_workers = settings.WORKERS.get()
+        return super().__enter__()  # type: ignore[no-any-return]
+
+
+@flow(name="render-book", task_runner=RenderThreads(), log_prints=True)  # type: ignore[arg-type]
+def render_book(manifest: str, output_dir: str | None = None, engine: str | None = None) -> BookReport:
     """Render one book. `manifest` is a path (or a name under manifests/); `engine` overrides the manifest's."""
     started = time.perf_counter()
     manifest_path = paths.resolve_manifest(manifest)
-    # Digest the inputs before planning reads them: an edit made during the render re-renders next night.
-    first_read = load_manifest(manifest_path)
-    inputs_digest = book_inputs_digest(first_read, paths.voices_dir())
-    facts = ask_worker(first_read, engine)  # before any chunk: GPU or a clear no
-    the_manifest, plan = plan_book(str(manifest_path), engine, str(paths.cache_dir()), str(paths.voices_dir()), facts)
+    read = _HANDED.pop(manifest_path.resolve(), None)
+    if read is None:  # a deployment's run, nightly: the manifest is read here, its sources by plan_book
+        the_manifest = load_manifest(manifest_path)
+        # Digest the inputs before planning reads them: an edit made during the render re-renders next night.
+        inputs_digest = book_inputs_digest(the_manifest, paths.voices_dir())
+        source, checked = None, None
+    else:
+        the_manifest, inputs_digest, source, checked = (
+            read.source.manifest, read.inputs_digest, read.source, read.checked)
+    facts = ask_worker(the_manifest, engine)  # before any chunk: GPU or a clear no
+    plan = plan_book(the_manifest, engine, str(paths.cache_dir()), str(paths.voices_dir()), facts, source, checked)
+    del read, source, checked  # the plan holds what synthesis needs; the parsed documents can go
     out_dir = Path(output_dir or paths.output_dir()).absolute() / the_manifest.stem
     stats: dict[str, int] = {}
     results = synthesize_all(plan, stats)
@@ -69,13 +96,12 @@ def render_book(manifest: str, output_dir: str | None = None, engine: str | None
     progress.report(1, 1, "encoding")
     with book_lock(out_dir):
         files, _ = encode_book(the_manifest, chapters, str(out_dir), plan.cover)
-        report = book.build_report(
+        report = build_report(
             the_manifest, plan, results, chapters, files, out_dir, wall_seconds=time.perf_counter() - started,
-            dollars_per_hour=float(os.environ.get("AUDIOBOOK_DOLLARS_PER_ENGINE_HOUR", "0") or 0),
-            chunks_run_twice=stats.get("chunks_run_twice", 0),
+            dollars_per_hour=settings.DOLLARS_PER_ENGINE_HOUR.get(),
+            chunks_run_twice=stats.get("chunks_run_twice", 0), inputs_digest=inputs_digest,
         )
-        report["inputs_digest"] = inputs_digest
-        book.write_report(report, out_dir)
+        write_report(report, out_dir)
     publish_artifacts(report, out_dir)
     return report
 
@@ -147,14 +173,14 @@ def ask_worker(manifest: Manifest, engine: str | None) -> WorkerFacts:
 
     name = engine or manifest.engine
     engine_here = get_engine(name)
-    settings = job_settings(engine_here, manifest)
+    engine_settings = job_settings(engine_here, manifest)
     with tts_placement():
-        future = worker_facts.submit(name, settings, engine_here.info.supports_prompts and manifest.prompts)
-    wait_s = float(os.environ.get("AUDIOBOOK_WORKER_WAIT_S", "600"))
+        future = worker_facts.submit(name, engine_settings, engine_here.info.supports_prompts and manifest.prompts)
+    wait_s = settings.WORKER_WAIT_S.get()
     try:
         facts = future.result(timeout=wait_s)
     except TimeoutError:
-        resource = os.environ.get("AUDIOBOOK_TTS_RESOURCE")
+        resource = settings.TTS_RESOURCE.get()
         raise UserError(
             f"no worker answered in {wait_s:.0f} s" + (f": is there one with the resource {resource}?" if resource else ""),
             field="AUDIOBOOK_TTS_RESOURCE" if resource else "--cluster",
@@ -180,7 +206,7 @@ def assemble_all(plan: BookPlan, results: dict[str, ChunkResult], tail_ms: int) 
         futures = {ch.index: assemble_chapter.submit(ch, {c.key: results[c.key] for c in ch.chunks}, plan.job, tail_ms)
                    for ch in todo}
         return [cached[ch.index] or futures[ch.index].result() for ch in plan.chapters]
-    with ThreadPoolTaskRunner(max_workers=WORKERS) as local:  # type: ignore[var-annotated]
+    with ThreadPoolTaskRunner(max_workers=settings.WORKERS.get()) as local:  # type: ignore[var-annotated]
         local_futures = {ch.index: local.submit(assemble_chapter, {  # type: ignore[arg-type]
             "chapter": ch, "results": {c.key: results[c.key] for c in ch.chunks}, "job": plan.job,
             "tail_ms": tail_ms}) for ch in todo}
@@ -224,7 +250,7 @@ def recover_batch(chunks: list[Chunk], plan: BookPlan, error: str) -> BatchResul
 def tts_placement() -> contextlib.AbstractContextManager[Any]:
     """On a Dask cluster, send synthesis only to workers that declare the resource named by
     AUDIOBOOK_TTS_RESOURCE (e.g. GPU: workers started with `--resources GPU=1`). One at a time each."""
-    resource = os.environ.get("AUDIOBOOK_TTS_RESOURCE")
+    resource = settings.TTS_RESOURCE.get()
     if not resource:
         return contextlib.nullcontext()
     import dask
@@ -261,26 +287,27 @@ def with_cluster(cluster: str | None) -> Any:
 
 def file_link(book: str, file: str) -> str:
     """A download link through the HTTP service when one is known (AUDIOBOOK_PUBLIC_URL), else the name."""
-    base = os.environ.get("AUDIOBOOK_PUBLIC_URL")
+    base = settings.PUBLIC_URL.get()
     return f"[{file}]({base.rstrip('/')}/books/{book}/download/{file})" if base else f"`{file}`"
 
 
-def publish_artifacts(report: dict[str, Any], out_dir: Path) -> None:
+def publish_artifacts(report: BookReport, out_dir: Path) -> None:
     """The summary and per-chapter table as Prefect artifacts, beside report.json."""
     logger = get_run_logger()
     summary = (
-        f"# {report['title']}\n\n"
-        f"- engine: `{report['engine']}`, voice `{report['voice']}`, quality `{report['quality']}`\n"
-        f"- chunks: {report['chunks_total']} ({report['chunks_synthesized']} synthesised, "
-        f"{report['chunks_cached']} from cache)\n"
-        f"- duration: {report['duration_s'] / 60:.1f} min; wall {report['wall_seconds']:.1f} s; "
-        f"engine {report['engine_seconds']:.1f} s\n"
-        + (f"- sample: {report['sample']['duration_s']:.0f} s from {report['sample']['chapter']!r}\n"
-           if report.get("sample") else "")
+        f"# {report.title}\n\n"
+        f"- engine: `{report.engine}`, voice `{report.voice}`, quality `{report.quality}`\n"
+        f"- chunks: {report.chunks_total} ({report.chunks_synthesized} synthesised, "
+        f"{report.chunks_cached} from cache)\n"
+        f"- duration: {report.duration_s / 60:.1f} min; wall {report.wall_seconds:.1f} s; "
+        f"engine {report.engine_seconds:.1f} s\n"
+        + (f"- sample: {report.sample.duration_s:.0f} s from {report.sample.chapter!r}\n"
+           if report.sample else "")
         + f"- output: `{out_dir}`\n"
-        + "".join(f"- file: {file_link(out_dir.name, f)}\n" for f in [*report["files"], "report.json"])
-        + "".join(f"- warning: {w}\n" for w in report["warnings"])
+        + "".join(f"- file: {file_link(out_dir.name, f)}\n" for f in [*report.files, REPORT_NAME])
+        + "".join(f"- warning: {w}\n" for w in report.warnings)
     )
     create_markdown_artifact(summary, key="book-summary", description="Render summary")
-    create_table_artifact(report["chapters"], key="book-chapters", description="Chapters: duration and loudness")
-    logger.info("rendered %s: %s", report["title"], ", ".join(report["files"]))
+    create_table_artifact(report.to_dict()["chapters"], key="book-chapters",
+                          description="Chapters: duration and loudness")
+    logger.info("rendered %s: %s", report.title, ", ".join(report.files))

@@ -19,14 +19,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks import paths
+from tasks import paths, settings
 from tasks.errors import UserError
 
-DEFAULT_MAX_UPLOAD_BYTES = 1 << 20
-DEFAULT_MAX_FILE_BYTES = 64 << 20
-DEFAULT_MAX_REQUEST_BYTES = 256 << 20
-DEFAULT_MAX_UNPACKED_BYTES = 512 << 20
-DEFAULT_MAX_MEMBERS = 2000
+DEFAULT_MAX_UPLOAD_BYTES = settings.MAX_UPLOAD_BYTES.default
+DEFAULT_MAX_FILE_BYTES = settings.MAX_FILE_BYTES.default
+DEFAULT_MAX_REQUEST_BYTES = settings.MAX_REQUEST_BYTES.default
+DEFAULT_MAX_UNPACKED_BYTES = settings.MAX_UNPACKED_BYTES.default
+DEFAULT_MAX_MEMBERS = settings.MAX_MEMBERS.default
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TOKEN_COOKIE = "audiobook_token"
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
@@ -59,18 +59,6 @@ def check_name(raw: str | None) -> str:
     return name
 
 
-def _positive_int(variable: str, default: int) -> int:
-    raw = os.environ.get(variable) or str(default)
-    try:
-        value = int(raw)
-        if value <= 0:
-            raise ValueError
-    except ValueError:
-        raise UserError(f"{variable}={raw!r} is not a positive whole number",
-                        fix="give a size in bytes (or a count), e.g. 1048576") from None
-    return value
-
-
 @dataclass(frozen=True)
 class ServiceConfig:
     manifests_dir: Path
@@ -96,31 +84,31 @@ class ServiceConfig:
         """AUDIOBOOK_MANIFESTS_DIR / AUDIOBOOK_OUTPUT_DIR / AUDIOBOOK_VOICES_DIR (see tasks.paths),
         AUDIOBOOK_TOKEN or AUDIOBOOK_TOKEN_FILE, AUDIOBOOK_PUBLIC_DOWNLOADS=1, the limits above,
         AUDIOBOOK_ALLOWED_HOSTS, PREFECT_UI_URL (else derived from PREFECT_API_URL)."""
-        token = os.environ.get("AUDIOBOOK_TOKEN") or None
-        if token is None and (token_file := os.environ.get("AUDIOBOOK_TOKEN_FILE")):
+        token = settings.TOKEN.get()
+        if token is None and (token_file := settings.TOKEN_FILE.get()) is not None:
             try:
-                token = Path(token_file).read_text(encoding="utf-8").strip() or None
+                token = token_file.read_text(encoding="utf-8").strip() or None
             except OSError as exc:
                 raise UserError(f"cannot read the token file: {exc.strerror}", file=token_file,
                                 fix="point AUDIOBOOK_TOKEN_FILE at a readable file holding the token") from None
             if token is None:
                 raise UserError("the token file is empty", file=token_file, fix="write the token into it")
         ui_url = os.environ.get("PREFECT_UI_URL") or None
-        if ui_url is None and (api_url := os.environ.get("PREFECT_API_URL")):
+        if ui_url is None and (api_url := settings.PREFECT_API_URL.get()):
             ui_url = api_url.rstrip("/").removesuffix("/api")
         return cls(
             manifests_dir=paths.manifests_dir(),
             output_dir=paths.output_dir(),
             token=token,
-            public_downloads=os.environ.get("AUDIOBOOK_PUBLIC_DOWNLOADS", "") == "1",
-            max_upload_bytes=_positive_int("AUDIOBOOK_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+            public_downloads=settings.PUBLIC_DOWNLOADS.get(),
+            max_upload_bytes=settings.MAX_UPLOAD_BYTES.get(),
             prefect_ui_url=ui_url.rstrip("/") if ui_url else None,
             voices_dir=paths.voices_dir(),
-            max_file_bytes=_positive_int("AUDIOBOOK_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
-            max_request_bytes=_positive_int("AUDIOBOOK_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
-            max_unpacked_bytes=_positive_int("AUDIOBOOK_MAX_UNPACKED_BYTES", DEFAULT_MAX_UNPACKED_BYTES),
-            max_members=_positive_int("AUDIOBOOK_MAX_MEMBERS", DEFAULT_MAX_MEMBERS),
-            allowed_hosts=parse_hosts(os.environ.get("AUDIOBOOK_ALLOWED_HOSTS")),
+            max_file_bytes=settings.MAX_FILE_BYTES.get(),
+            max_request_bytes=settings.MAX_REQUEST_BYTES.get(),
+            max_unpacked_bytes=settings.MAX_UNPACKED_BYTES.get(),
+            max_members=settings.MAX_MEMBERS.get(),
+            allowed_hosts=parse_hosts(settings.ALLOWED_HOSTS.get()),
         )
 
 

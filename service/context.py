@@ -61,12 +61,12 @@ class ServiceContext:
         config = self.config
         report = library.read_report(config, name)
         meta = library.manifest_data(config, name) or {}
-        title = (report or {}).get("title") or meta.get("title") or name
+        title = (report.title if report else None) or meta.get("title") or name
         quoted = urllib.parse.quote(name)
         entry: dict[str, Any] = {
             "name": name,
             "title": str(title),
-            "author": str((report or {}).get("author") or meta.get("author") or ""),
+            "author": str((report.author if report else None) or meta.get("author") or ""),
             **status,
             "files": [library.download_url(name, f) for f in library.book_files(config, name)],
             "cover_url": f"/books/{quoted}/cover" if library.cover_file(config, name, meta) else None,

@@ -3,12 +3,11 @@ Both loop over the engines tasks.engines offers, each answering its own `status(
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
-from tasks import paths
+from tasks import paths, settings
 from tasks.engines import engine_names, engine_status
 from tasks.engines.gpu import GPU
 
@@ -16,7 +15,7 @@ __all__ = ["GPU", "available_engines", "health", "workers"]
 
 
 def _prefect_api_url() -> str | None:
-    url = os.environ.get("PREFECT_API_URL")
+    url = settings.PREFECT_API_URL.get()
     if url:
         return url
     try:
@@ -62,9 +61,7 @@ def workers(timeout_s: float = 10.0, wait_s: float = 1.0) -> dict[str, Any]:
     each with its host, device, GPU and free memory, engines loaded and chunks done. Asked in the
     background (a worker's first answer imports torch): the latest answer, with `probing` while a newer
     one is on its way. Without a cluster each render runs its engines in its own process: none to list."""
-    from flows.deployments import CLUSTER_ENV
-
-    address = os.environ.get(CLUSTER_ENV) or os.environ.get("AUDIOBOOK_CLUSTER", "")
+    address = settings.SERVE_CLUSTER.get() or settings.CLUSTER.get() or ""
     if not address or address.startswith("local:"):
         return {"cluster": None, "list": []}
     return _WORKERS.get(address, timeout_s, wait_s)

@@ -6,7 +6,6 @@ A book NAME is `manifests/NAME/NAME.yaml` (a folder of its own, as POST /books s
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
@@ -18,6 +17,7 @@ from typing import Any
 from tasks import atomic
 from tasks.errors import UserError
 from tasks.manifest import parse_yaml
+from tasks.report import REPORT_NAME, BookReport
 
 from .config import DEFAULT_MAX_UPLOAD_BYTES, NAME_RE, ServiceConfig
 
@@ -74,25 +74,23 @@ def download_url(name: str, rel: str) -> str:
     return f"/books/{urllib.parse.quote(name)}/download/{urllib.parse.quote(rel)}"
 
 
-def read_report(config: ServiceConfig, name: str) -> dict[str, Any] | None:
-    path = book_dir(config, name) / "report.json"
+def read_report(config: ServiceConfig, name: str) -> BookReport | None:
+    """The book's report.json (tasks.report), or None when there is none or it is not a report."""
+    path = book_dir(config, name) / REPORT_NAME
     try:
         if path.is_symlink() or path.stat().st_size > 4 << 20:
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return BookReport.from_json(path)
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
 
 
-def report_summary(report: dict[str, Any]) -> dict[str, Any]:
-    summary = {k: report[k] for k in REPORT_SUMMARY_KEYS if k in report}
-    chapters = report.get("chapters")
-    if isinstance(chapters, list):
-        summary["chapters"] = [
-            {k: c.get(k) for k in ("title", "duration_s", "rms_dbfs", "peak_dbfs")}
-            for c in chapters if isinstance(c, dict)
-        ]
+def report_summary(report: BookReport) -> dict[str, Any]:
+    summary: dict[str, Any] = {k: getattr(report, k) for k in REPORT_SUMMARY_KEYS}
+    summary["chapters"] = [
+        {"title": c.title, "duration_s": c.duration_s, "rms_dbfs": c.rms_dbfs, "peak_dbfs": c.peak_dbfs}
+        for c in report.chapters
+    ]
     return summary
 
 

@@ -29,9 +29,9 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-from flows.deployments import CLUSTER_ENV, NIGHTLY_DEPLOYMENT, RENDER_DEPLOYMENT, build_deployments
+from flows.deployments import NIGHTLY_DEPLOYMENT, RENDER_DEPLOYMENT, build_deployments
 from flows.prefect_server import prefect_server
-from tasks import paths
+from tasks import paths, settings
 from tasks.errors import DependencyError, UserError
 
 
@@ -75,7 +75,7 @@ def http_service(host: str, port: int, ui_url: str | None) -> Any:
 def resident_workers(count: int) -> Iterator[str | None]:
     """The scheduler address of the engines' long-lived worker processes: AUDIOBOOK_CLUSTER's when it
     names one, else a local Dask cluster of `count` single-threaded processes (None when 0)."""
-    address = os.environ.get("AUDIOBOOK_CLUSTER", "")
+    address = settings.CLUSTER.get() or ""
     if address and not address.startswith("local:"):
         yield address
         return
@@ -84,7 +84,7 @@ def resident_workers(count: int) -> Iterator[str | None]:
         return
     from distributed import LocalCluster
 
-    resources = {os.environ["AUDIOBOOK_TTS_RESOURCE"]: 1} if os.environ.get("AUDIOBOOK_TTS_RESOURCE") else None
+    resources = {resource: 1} if (resource := settings.TTS_RESOURCE.get()) else None
     with LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=":0",
                       resources=resources) as cluster:
         yield str(cluster.scheduler_address)
@@ -100,9 +100,9 @@ def serve(*, host: str, port: int, prefect_port: int, cron: str, timezone: str, 
         from prefect import serve as prefect_serve
 
         ui_url = api_url.removesuffix("/api")
-        os.environ.setdefault("AUDIOBOOK_PUBLIC_URL", f"http://{host}:{port}")  # download links in run summaries
+        settings.PUBLIC_URL.setdefault(f"http://{host}:{port}")  # download links in run summaries
         if cluster:
-            os.environ[CLUSTER_ENV] = cluster  # inherited by every render's process
+            settings.SERVE_CLUSTER.set(cluster)  # inherited by every render's process
         deployments = build_deployments(cron, timezone, resident=cluster is not None)
         for deployment in deployments:  # registered before the HTTP service accepts a submission
             deployment.apply()

@@ -2,7 +2,8 @@
 
     assemble_chapter_audio(chapter, results, job, pacing) -> ChapterAudio  (cached by content key)
     publish_book(manifest, chapters, out_dir, cover=...) -> list of written files (sample.mp3 included)
-    build_report(...) / write_report(...)                 -> report.json
+
+The report (report.json) is built and written by tasks.report.
 
 Every output file is written under a temporary name and renamed when complete; files whose inputs
 did not change since the last render (recorded in `.render-state.json`) are not encoded again.
@@ -23,22 +24,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks import atomic
+from tasks import atomic, settings
 from tasks.audio import AudioStats, assemble_chapter_to_wav
 from tasks.cache import AudioCache, content_key, file_sha256
 from tasks.encode import BookTags, encode_m4b, encode_mp3
 from tasks.errors import UserError, output_error
 from tasks.manifest import Manifest
-from tasks.plan import MAX_PART_SECONDS, BookPlan, ChapterKind, ChapterPlan, SynthJob
+from tasks.plan import ChapterKind, ChapterPlan, SynthJob
 from tasks.readalong import timed_jobs
 from tasks.synth import ChunkResult
-from tasks.verify import chapter_summary
 
 OUTPUT_SAMPLE_RATE_HZ = 44100
 HEAD_MS = 750  # ACX: 0.5-1 s of room tone at the head of each file
 MIN_TAIL_MS, MAX_TAIL_MS = 1000, 5000  # ACX: 1-5 s at the tail; the manifest's chapter pause, clamped
 STATE_FILE = ".render-state.json"
-ENCODE_WORKERS = int(os.environ.get("AUDIOBOOK_ENCODE_WORKERS", os.cpu_count() or 2))  # ffmpeg processes at once
 SAMPLE_NAME = "sample.mp3"
 SAMPLE_MAX_SECONDS = 300.0  # ACX: a retail sample of at most 5 minutes
 SAMPLE_FADE_OUT_MS = 1000
@@ -59,6 +58,11 @@ class ChapterAudio:
     kind: ChapterKind = "chapter"
     clip_spans_s: tuple[tuple[float, float], ...] = ()  # (start, end) of each chunk's audio in the file
     texts: tuple[str, ...] = ()  # what each chunk says, one per clip span (captions, read-along)
+
+
+def encode_workers() -> int:
+    """ffmpeg processes at once: AUDIOBOOK_ENCODE_WORKERS, else one per CPU core."""
+    return settings.ENCODE_WORKERS.get() or os.cpu_count() or 2
 
 
 def chapter_tail_ms(manifest: Manifest) -> int:
@@ -302,7 +306,7 @@ def _publish_files(
     files.extend(out_dir / name for name, _, _ in jobs)
     # The M4B (and the EPUB) are the longest jobs: start them first so the chapter MP3s fill the other core(s).
     todo = sorted((job for job in jobs if not fresh(job[0], job[1])), key=lambda job: not job[0].endswith((".m4b", ".epub")))
-    with ThreadPoolExecutor(max_workers=max(1, min(ENCODE_WORKERS, len(todo)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(encode_workers(), len(todo)))) as pool:
         futures = [(name, key, pool.submit(encode)) for name, key, encode in todo]
         errors: list[BaseException] = []
         for name, key, future in futures:
@@ -320,79 +324,3 @@ def _file_digest(path: Path) -> str:
     from tasks.cache import file_sha256
 
     return file_sha256(path)
-
-
-def build_report(
-    manifest: Manifest, plan: BookPlan, results: dict[str, ChunkResult], chapters: list[ChapterAudio],
-    files: list[Path], out_dir: Path, *, wall_seconds: float, dollars_per_hour: float = 0.0,
-    chunks_run_twice: int = 0,
-) -> dict[str, Any]:
-    chunk_results = [results[c.key] for c in plan.chunks]
-    synthesized = sum(1 for r in chunk_results if not r.cached)
-    engine_seconds = sum(r.engine_seconds for r in results.values())
-    bad = [c.label + f": {results[c.key].bad_take}" for c in plan.chunks if results[c.key].bad_take]
-    source = sample_chapter(chapters)
-    long_files = [
-        f"{c.title!r} lasts {c.stats.duration_s / 60:.1f} min, over the {MAX_PART_SECONDS / 60:.0f} min ACX "
-        "allows per file (its estimate was under the limit: the voice speaks slower than estimated)"
-        for c in chapters if c.stats.duration_s > MAX_PART_SECONDS
-    ]
-    return {
-        "title": manifest.title,
-        "author": manifest.author,
-        "manifest": str(manifest.path),
-        "engine": plan.engine_info.name,
-        "engine_version": plan.engine_info.version,
-        "device": plan.engine_info.device,
-        "voice": plan.job.voice,
-        "quality": manifest.quality,
-        "seed": manifest.seed,
-        "chunks_total": len(chunk_results),
-        "chunks_synthesized": synthesized,
-        "chunks_cached": len(chunk_results) - synthesized,
-        "rerolls": sum(r.rerolls for r in results.values() if not r.cached),
-        "retries": sum(r.retries for r in results.values()),
-        "chunks_run_twice": chunks_run_twice,  # tasks started again after their worker was lost (Dask)
-        "bad_takes": bad,
-        "prompts_dropped": plan.prompts_dropped,
-        "ledger": [entry.to_dict() for entry in plan.ledger],
-        "wall_seconds": round(wall_seconds, 3),
-        "engine_seconds": round(engine_seconds, 3),
-        "estimated_cost": round(engine_seconds / 3600 * dollars_per_hour, 4),
-        "duration_s": round(sum(c.stats.duration_s for c in chapters), 3),
-        "chapters": [
-            {
-                "title": c.title,
-                "duration_s": round(c.stats.duration_s, 3),
-                "rms_dbfs": round(c.stats.rms_dbfs, 2),
-                "peak_dbfs": round(c.stats.peak_dbfs, 2),
-                "lufs": round(c.stats.lufs, 2),
-                "noise_floor_dbfs": round(c.stats.noise_floor_dbfs, 2),
-                "chunks": len(plan.chapters[c.index].chunks),
-                "kind": c.kind,
-                "words": (words := plan.chapters[c.index].words),
-                "words_per_minute": round(words / (c.stats.duration_s / 60), 1) if c.stats.duration_s else 0.0,
-                "heard": chapter_summary(
-                    [k.text for k in plan.chapters[c.index].chunks],
-                    [results[k.key].verify for k in plan.chapters[c.index].chunks],
-                    [results[k.key].heard_rerolls for k in plan.chapters[c.index].chunks if not results[k.key].cached],
-                    [a for a, _ in c.clip_spans_s] or [0.0] * len(plan.chapters[c.index].chunks),
-                    plan.job.verify_threshold),
-            }
-            for c in chapters
-        ],
-        "sample": {
-            "file": SAMPLE_NAME, "chapter": source.title, "duration_s": round(sample_end_s(source), 3),
-        } if source is not None and any(f.name == SAMPLE_NAME for f in files) else None,
-        "files": [str(f.relative_to(out_dir)) for f in files],
-        "warnings": [*plan.warnings, *long_files],
-    }
-
-
-def write_report(report: dict[str, Any], out_dir: Path) -> Path:
-    path = out_dir / "report.json"
-    try:
-        atomic.write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    except OSError as exc:
-        raise output_error(exc, out_dir) from exc
-    return path

@@ -6,13 +6,14 @@ pyproject.toml), else the current folder. Each folder can be moved with its own 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from tasks import settings
 
 
 def project_root() -> Path:
-    if home := os.environ.get("AUDIOBOOK_HOME"):
-        return Path(home).absolute()
+    if (home := settings.HOME.get()) is not None:
+        return home.absolute()
     checkout = Path(__file__).resolve().parent.parent
     if (checkout / "pyproject.toml").exists():
         return checkout
@@ -21,21 +22,21 @@ def project_root() -> Path:
 
 def cache_dir() -> Path:
     """Content-addressed chunk audio, chapter audio and voice latents (AUDIOBOOK_CACHE_DIR)."""
-    return Path(os.environ.get("AUDIOBOOK_CACHE_DIR") or project_root() / ".cache").absolute()
+    return (settings.CACHE_DIR.get() or project_root() / ".cache").absolute()
 
 
 def output_dir() -> Path:
     """Rendered books, one folder each (AUDIOBOOK_OUTPUT_DIR)."""
-    return Path(os.environ.get("AUDIOBOOK_OUTPUT_DIR") or project_root() / "output").absolute()
+    return (settings.OUTPUT_DIR.get() or project_root() / "output").absolute()
 
 
 def voices_dir() -> Path:
     """Reference voices, one folder each (AUDIOBOOK_VOICES_DIR)."""
-    return Path(os.environ.get("AUDIOBOOK_VOICES_DIR") or project_root() / "voices").absolute()
+    return (settings.VOICES_DIR.get() or project_root() / "voices").absolute()
 
 
 def manifests_dir() -> Path:
-    return Path(os.environ.get("AUDIOBOOK_MANIFESTS_DIR") or project_root() / "manifests").absolute()
+    return (settings.MANIFESTS_DIR.get() or project_root() / "manifests").absolute()
 
 
 def resolve_manifest(manifest: str) -> Path:

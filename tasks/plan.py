@@ -160,6 +160,24 @@ def read_options(manifest: Manifest) -> ReadOptions:
     )
 
 
+@dataclass(frozen=True)
+class BookSource:
+    """A book's sources as read (every document parsed once): what make_plan plans from. A render reads
+    them once (the CLI, before Prefect starts) and hands them to the flow (flows.render.render_read)."""
+
+    manifest: Manifest
+    chapters: tuple[ChapterText, ...]
+    warnings: tuple[str, ...]
+    metadata: Metadata
+    skipped: tuple[Skipped, ...]
+
+
+def read_source(manifest: Manifest) -> BookSource:
+    """Check that the files the manifest names exist, then read them (tasks.documents)."""
+    check_sources_exist(manifest)
+    return BookSource(manifest, *read_book(manifest))
+
+
 def read_chapters(manifest: Manifest) -> tuple[tuple[ChapterText, ...], tuple[str, ...]]:
     """The manifest's chapters as text: from its one `source`, or from its explicit `chapters` list."""
     chapters, warnings, _, _ = read_book(manifest)
@@ -350,6 +368,20 @@ def speakable(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
+def reuse_checked_plan(checked: BookPlan, facts: WorkerFacts, source: BookSource) -> BookPlan | None:
+    """The plan make_plan(check_only=True) made from `source`, for the worker of `facts`, when those
+    facts change none of it (the engine version and device it was keyed with; prompts, when the text
+    has any, usable there as assumed); else None, and the book is planned again with the facts."""
+    info = checked.engine_info
+    if (facts.version, facts.device) != (info.version, info.device):
+        return None
+    manifest = source.manifest
+    if info.supports_prompts and manifest.prompts and facts.prompt_mode != "redact" and any(
+            has_prompt(p) for ch in source.chapters for p in ch.paragraphs):
+        return None
+    return replace(checked, worker=facts)
+
+
 def check_sources_exist(manifest: Manifest) -> None:
     """Fail early, before any work, when a file the manifest names is missing."""
     named: list[tuple[str, str]] = []
@@ -381,26 +413,34 @@ def job_settings(engine: Any, manifest: Manifest) -> dict[str, Any]:
     return {**engine.settings_for(manifest.quality), "sentence_pause_ms": manifest.pacing.sentence_pause_ms}
 
 
+def check_voice(manifest: Manifest, engine_name: str | None, voices_dir: Path) -> Any:
+    """The book's engine, once it has accepted the manifest's voice (an error names the manifest's field)."""
+    from tasks.engines import get_engine
+
+    engine = get_engine(engine_name or manifest.engine)
+    try:
+        engine.check_voice(manifest.voice, str(voices_dir))
+    except UserError as exc:  # name the manifest and field for the user
+        raise type(exc)(exc.reason, file=manifest.path, field="voice", fix=exc.fix) from None
+    return engine
+
+
 def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, voices_dir: Path,
-              facts: WorkerFacts | None = None, check_only: bool = False) -> BookPlan:
+              facts: WorkerFacts | None = None, check_only: bool = False,
+              source: BookSource | None = None) -> BookPlan:
     """Everything up to synthesis: the engine and voice checked, the sources read, chunks keyed.
 
     The keys name the engine version as the worker runs it: `facts` from the worker that will render
     (tasks.workers, asked by the flow), else this process's own (it is the worker). `check_only`
-    validates the input and touches no device (no torch): its keys are not for synthesis."""
+    validates the input and touches no device (no torch): its keys are not for synthesis. `source`:
+    the manifest's sources already read (read_source), else they are read here."""
     from tasks.cover import prepare_cover
-    from tasks.engines import get_engine
     from tasks.verify import verify_mode
 
     name = engine_name or manifest.engine
-    engine = get_engine(name)
-    field_name = "voice"
-    try:
-        engine.check_voice(manifest.voice, str(voices_dir))
-    except UserError as exc:  # name the manifest and field for the user
-        raise type(exc)(exc.reason, file=manifest.path, field=field_name, fix=exc.fix) from None
-    check_sources_exist(manifest)
-    chapters, warnings, metadata, skipped = read_book(manifest)
+    engine = check_voice(manifest, engine_name, voices_dir)
+    source = source if source is not None else read_source(manifest)
+    chapters, warnings, metadata, skipped = source.chapters, source.warnings, source.metadata, source.skipped
     cover, cover_notes = prepare_cover(manifest, metadata, cache_dir / "covers")
     warnings = (*warnings, *cover_notes)
     settings = job_settings(engine, manifest)

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import book, plan, synth, workers
 from tasks.errors import TransientEngineError
-from tasks.manifest import Manifest, load_manifest
+from tasks.manifest import Manifest
 
 _COMMON: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
@@ -29,11 +29,16 @@ def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="plan-book", **_COMMON)
-def plan_book(manifest_path: str, engine: str | None, cache_dir: str, voices_dir: str,
-              facts: workers.WorkerFacts | None = None) -> tuple[Manifest, plan.BookPlan]:
-    manifest = load_manifest(manifest_path)
-    return manifest, plan.make_plan(manifest, engine_name=engine, cache_dir=Path(cache_dir), voices_dir=Path(voices_dir),
-                                    facts=facts)
+def plan_book(manifest: Manifest, engine: str | None, cache_dir: str, voices_dir: str,
+              facts: workers.WorkerFacts | None = None, source: plan.BookSource | None = None,
+              checked: plan.BookPlan | None = None) -> plan.BookPlan:
+    """`source`: the manifest's sources as the caller read them; else they are read here. `checked`: the
+    caller's check_only plan of `source`, used as it is when the worker's facts change none of it."""
+    if checked is not None and source is not None and facts is not None:
+        if (reused := plan.reuse_checked_plan(checked, facts, source)) is not None:
+            return reused
+    return plan.make_plan(manifest, engine_name=engine, cache_dir=Path(cache_dir), voices_dir=Path(voices_dir),
+                          facts=facts, source=source)
 
 
 @task(name="worker-facts", task_run_name="worker-facts-{engine}", **_COMMON)

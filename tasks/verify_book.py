@@ -11,11 +11,11 @@ book has no MP3s, the assembled chapter audio in the cache is heard instead.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.errors import SourceError
+from tasks.report import REPORT_NAME, BookReport
 from tasks.verify import Verdict, flagged_spans, verify_take
 
 MARGIN_S = 0.1  # heard around each chunk's span: MP3 encoder delay and the fades
@@ -33,14 +33,15 @@ class Finding:
 def _locate(target: Path, output_dir: Path) -> tuple[Path, Path, str | None]:
     """(manifest, book output folder, the engine it was rendered with) for an output folder or a manifest."""
     if target.is_dir():
-        report = target / "report.json"
+        path = target / REPORT_NAME
         try:
-            data = json.loads(report.read_text(encoding="utf-8"))
-            manifest, engine = Path(data["manifest"]), data.get("engine")
-        except (OSError, ValueError, KeyError, TypeError):
-            raise SourceError("no readable report.json: not a rendered book's folder", file=report,
-                              fix="give the book's output folder (output/<book>/) or its manifest") from None
-        return manifest, target, engine if isinstance(engine, str) else None
+            report = BookReport.from_json(path)
+        except (OSError, ValueError):
+            report = None
+        if report is None or not report.manifest:
+            raise SourceError("no readable report.json: not a rendered book's folder", file=path,
+                              fix="give the book's output folder (output/<book>/) or its manifest")
+        return Path(report.manifest), target, report.engine or None
     if not target.is_file():
         raise SourceError("no such file or folder", file=target, fix="give a book's output folder or its manifest")
     return target, output_dir / target.stem, None

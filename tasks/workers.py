@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tasks import settings as envs  # the environment's settings ('settings' here: an engine's)
 from tasks.errors import EngineError, UserError
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def resolved_version(engine: Any) -> str:
 
 def cpu_estimate(settings: Mapping[str, Any]) -> float:
     """Seconds a Tortoise chunk takes on a CPU at `settings`, from CPU_SECONDS (no measurement here)."""
-    mode = os.environ.get("AUDIOBOOK_TORTOISE_MODELS", "pretrained").strip().lower()
+    mode = envs.TORTOISE_MODELS.get().strip().lower()
     per_code, per_forward = CPU_SECONDS["tiny" if mode == "tiny" else "full"]
     codes = min(int(settings.get("max_mel_tokens", 500)), TYPICAL_CODES)
     candidates = int(settings.get("num_autoregressive_samples", 16))
@@ -113,10 +114,15 @@ def worker_facts(engine_name: str, settings: Mapping[str, Any], *, prompts: bool
     return WorkerFacts(
         engine=engine_name, version=version, device=device, precision=precision,
         capacity=batch_capacity(engine, settings), host=socket.gethostname(), gpu=gpu, gpu_free_gib=free,
-        cpu_forced=os.environ.get("AUDIOBOOK_TORTOISE_DEVICE", "").strip().lower() == "cpu",
+        cpu_forced=_cpu_forced(),
         prompt_mode=prompt_mode, seconds_per_chunk=measured if measured is not None else estimate,
         measured=measured is not None,
     )
+
+
+def _cpu_forced() -> bool:
+    """AUDIOBOOK_TORTOISE_DEVICE=cpu: Tortoise on CPUs even so."""
+    return (envs.TORTOISE_DEVICE.get() or "").strip().lower() == "cpu"
 
 
 def check_gpu(facts: WorkerFacts) -> None:
@@ -124,7 +130,7 @@ def check_gpu(facts: WorkerFacts) -> None:
     AUDIOBOOK_TORTOISE_DEVICE=cpu is set here or on the worker."""
     if facts.engine != "tortoise" or facts.device.startswith("cuda") or facts.cpu_forced:
         return
-    if os.environ.get("AUDIOBOOK_TORTOISE_DEVICE", "").strip().lower() == "cpu":
+    if _cpu_forced():
         return
     minutes = (facts.seconds_per_chunk or 0.0) / 60
     figure = f"{minutes:.0f}" if minutes >= 1 else f"{minutes:.1f}"
@@ -135,7 +141,7 @@ def check_gpu(facts: WorkerFacts) -> None:
 def check_precision(facts: WorkerFacts) -> None:
     """On the renderer, before any chunk: an explicit AUDIOBOOK_TORTOISE_PRECISION here is the job's;
     a worker that runs another precision is refused (the keys would name what did not run)."""
-    asked = os.environ.get("AUDIOBOOK_TORTOISE_PRECISION", "").strip().lower()
+    asked = (envs.TORTOISE_PRECISION.get() or "").strip().lower()
     if facts.engine == "tortoise" and asked and asked != facts.precision:
         raise UserError(f"the render asks for {asked} but worker {facts.host} runs Tortoise in {facts.precision} "
                         f"on {facts.device}", field="AUDIOBOOK_TORTOISE_PRECISION",

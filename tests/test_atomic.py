@@ -141,8 +141,8 @@ def test_stale_temp_files_include_earlier_versions_names(tmp_path: Path) -> None
 # Files are matched by the end of their path, so the list holds when flows/service moves to service/.
 ALLOWED = {
     ("service/uploads.py", "rename"): "moves uploaded files into the upload's private staging folder",
-    ("service/app.py", "rename"): "swaps a staged book folder in (folders, not files) and back on failure",
-    ("service/app.py", "move"): "moves a staged voice folder into the voices folder",
+    ("service/routes/submit.py", "rename"): "swaps a staged book folder in (folders, not files) and back on failure",
+    ("service/routes/submit.py", "move"): "moves a staged voice folder into the voices folder",
 }
 CHECKED = ("flows", "tasks", "service", "cli")
 

@@ -255,7 +255,7 @@ def test_render_writes_captions_and_a_read_along_epub(read_along_book: Path, wor
                                                       tmp_path: Path) -> None:
     from flows.render import render_book
 
-    report = render_book(str(read_along_book))
+    report = render_book(str(read_along_book)).to_dict()
     out = workdirs["output"] / "book"
     mp3s = sorted((out / "mp3").glob("*.mp3"))
     assert len(mp3s) == len(report["chapters"]) == 4  # credits, two chapters, credits
@@ -277,7 +277,7 @@ def test_render_writes_captions_and_a_read_along_epub(read_along_book: Path, wor
 
     # read_along turned off: the EPUB goes; the captions stay.
     read_along_book.write_text(read_along_book.read_text().replace("read_along: true\n", ""))
-    report = render_book(str(read_along_book))
+    report = render_book(str(read_along_book)).to_dict()
     assert not (out / "book.epub").exists() and "book.epub" not in report["files"]
     assert {p: p.stat().st_mtime_ns for p in timed[:-1]} == {p: before[p] for p in timed[:-1]}
 
@@ -308,7 +308,7 @@ credits: false
 read_along: true
 source: tide.md
 """)
-    report = render_book(str(manifest))
+    report = render_book(str(manifest)).to_dict()
     out = workdirs["output"] / "book"
     mp3s = sorted((out / "mp3").glob("*.mp3"))
     cues = [check_captions(mp3) for mp3 in mp3s]  # the first cue starts where Piper's speech starts

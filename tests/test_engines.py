@@ -102,10 +102,10 @@ def test_a_toy_engine_renders_a_book(workdirs: dict[str, Path], monkeypatch: pyt
     manifest = write_manifest(workdirs["book"], "title: Toy Book\nauthor: Test Author\nengine: fake\nvoice: v\n"
                               "chapters:\n  - {title: Only, file: one.txt}\n")
     reset_engines()
-    report: dict[str, Any] = render_book(str(manifest))
-    assert report["engine"] == "fake" and report["chunks_synthesized"] == report["chunks_total"] > 0
-    assert "Only" in [c["title"] for c in report["chapters"]]
-    assert all(c["duration_s"] > 0.5 for c in report["chapters"])
+    report = render_book(str(manifest))
+    assert report.engine == "fake" and report.chunks_synthesized == report.chunks_total > 0
+    assert "Only" in [c.title for c in report.chapters]
+    assert all(c.duration_s > 0.5 for c in report.chapters)
     assert (workdirs["output"] / "book" / "book.m4b").stat().st_size > 0
 
 

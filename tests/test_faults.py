@@ -69,7 +69,7 @@ def book(workdirs: dict[str, Path]) -> Path:
 def render(manifest: Path, **kwargs: Any) -> dict[str, Any]:
     from flows.render import render_book
 
-    return render_book(str(manifest), **kwargs)
+    return render_book(str(manifest), **kwargs).to_dict()  # the report as report.json holds it
 
 
 def the_plan(manifest: Path, cache: Path) -> BookPlan:

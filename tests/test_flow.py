@@ -57,7 +57,7 @@ chapters:
 def render(manifest: Path, **kwargs: Any) -> dict[str, Any]:
     from flows.render import render_book
 
-    return render_book(str(manifest), **kwargs)
+    return render_book(str(manifest), **kwargs).to_dict()  # the report as report.json holds it
 
 
 def synthesised_calls(engine: FakeEngine) -> int:

@@ -350,7 +350,7 @@ def test_render_on_a_local_dask_cluster_of_two_workers(
         "n_workers": 2, "threads_per_worker": 1, "processes": True, "resources": {"GPU": 1},
         "dashboard_address": ":0",  # a free port: another cluster on this machine may hold 8787
     })
-    report = render_book.with_options(task_runner=runner)(str(manifest))
+    report = render_book.with_options(task_runner=runner)(str(manifest)).to_dict()
     assert report["chunks_synthesized"] == report["chunks_total"] == 40
     assert (workdirs["output"] / "book" / "book.m4b").exists()
     pids = {json.loads(p.read_text())["worker_pid"] for p in (workdirs["cache"] / "chunks").rglob("*.json")}
@@ -358,5 +358,5 @@ def test_render_on_a_local_dask_cluster_of_two_workers(
     again = render_book.with_options(task_runner=DaskTaskRunner(cluster_kwargs={
         "n_workers": 2, "threads_per_worker": 1, "processes": True, "resources": {"GPU": 1},
         "dashboard_address": ":0",  # a free port: another cluster on this machine may hold 8787
-    }))(str(manifest))
+    }))(str(manifest)).to_dict()
     assert again["chunks_synthesized"] == 0

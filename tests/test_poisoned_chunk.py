@@ -130,7 +130,7 @@ def test_a_book_with_markup_titles_renders_with_piper(workdirs: dict[str, Path])
     from flows.render import render_book
 
     manifest = poisoned_book(workdirs["book"], engine="piper")
-    report = render_book(str(manifest))
+    report = render_book(str(manifest)).to_dict()
     titles = [c["title"] for c in report["chapters"]]
     assert titles == ["Opening Credits", MARKUP_TITLES[0], MARKUP_TITLES[1], MARKUP_TITLES[3], "End Credits"]
     assert all(c["duration_s"] > 1.0 for c in report["chapters"])
@@ -142,6 +142,6 @@ def test_a_book_with_markup_titles_renders_with_piper(workdirs: dict[str, Path])
     cache = AudioCache(workdirs["cache"] / "chunks", ".flac")
     victim = takes[0].stem
     cache.store(victim, np.zeros(0, dtype=np.float32), 22050)
-    again = render_book(str(manifest))
+    again = render_book(str(manifest)).to_dict()
     assert again["chunks_synthesized"] == 1 and again["chunks_cached"] == report["chunks_total"] - 1
     assert sf.info(str(cache.path_for(victim))).frames > 0

@@ -386,7 +386,7 @@ def test_render_has_credits_titles_parts_sample_and_cover(
         road, river = (ch.estimated_seconds for ch in whole.chapters[1:3])
         assert 1.5 * road < river  # a limit of 0.6 x The River splits it in two and leaves The Road whole
         monkeypatch.setattr(plan, "MAX_PART_SECONDS", 0.6 * river / plan.ESTIMATE_MARGIN)
-        report = render_book(str(manifest_path))
+        report = render_book(str(manifest_path)).to_dict()
         book_plan = plan.make_plan(the_manifest, engine_name=None, cache_dir=workdirs["cache"],
                                    voices_dir=workdirs["voices"])
     out = workdirs["output"] / "book"
@@ -434,7 +434,7 @@ def test_render_without_credits_or_spoken_titles(workdirs: dict[str, Path]) -> N
     manifest_path = write_manifest(folder, "title: Flow Village\nauthor: Ann Writer\nengine: fake\nvoice: anyone\n"
                                            "credits: false\nspeak_titles: false\nsource: book.md\n")
     with fake_engine(max_chars=60) as engine:
-        report = render_book(str(manifest_path))
+        report = render_book(str(manifest_path)).to_dict()
     assert [c["title"] for c in report["chapters"]] == ["The Road", "The River", "The Hill"]
     spoken = set(engine.calls)
     assert not any(t.startswith(("The Road.", "Flow Village", "The End")) for t in spoken)

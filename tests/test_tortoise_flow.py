@@ -72,7 +72,7 @@ source: book.txt
 
     synth.synthesize_many = spy  # type: ignore[assignment]
     try:
-        report = render_book(str(manifest))
+        report = render_book(str(manifest)).to_dict()
     finally:
         synth.synthesize_many = real_many
     assert report["engine"] == "tortoise" and report["chunks_synthesized"] == report["chunks_total"] == 3
@@ -81,7 +81,7 @@ source: book.txt
     assert [t for t, _ in read_m4b_chapters(workdirs["output"] / "book" / "book.m4b")] == ["Chapter 1", "Chapter 2"]
     assert report["prompts_dropped"] == 1 and "prompts" in report["warnings"][0]  # no aligner offline
     assert list((workdirs["cache"] / "latents").glob("narrator-*.pt")), "voice latents are cached"
-    again = render_book(str(manifest))
+    again = render_book(str(manifest)).to_dict()
     assert again["chunks_synthesized"] == 0
 
     # Delete two of the three cached chunks: they render again (as a batch of two) to the same audio.
@@ -90,7 +90,7 @@ source: book.txt
     for f in files[:2]:
         f.unlink()
         f.with_suffix(".json").unlink()
-    third = render_book(str(manifest))
+    third = render_book(str(manifest)).to_dict()
     assert third["chunks_synthesized"] == 2
     for f in files:
         after = sf.read(f, dtype="float32")[0]

@@ -136,7 +136,7 @@ def test_the_flow_keys_and_sizes_tasks_from_the_worker(workdirs: dict[str, Path]
 
     monkeypatch.setattr("tasks.workers.worker_facts", answer)
     with fake_engine():
-        report = render_book(str(fake_book(workdirs)))
+        report = render_book(str(fake_book(workdirs))).to_dict()
     assert len(asked) == 1 and report["engine_version"] == asked[0].version == "fake-1"
     assert report["chunks_synthesized"] == report["chunks_total"] > 0
 

@@ -137,7 +137,7 @@ def test_workers_with_their_own_cache_folder_render_a_complete_book(
             "env": {"AUDIOBOOK_CACHE_DIR": str(worker_cache)}, "preload": ["tests.separate_disk_worker"],
         })
 
-    report = render_book.with_options(task_runner=runner())(str(manifest))
+    report = render_book.with_options(task_runner=runner())(str(manifest)).to_dict()
     assert report["chunks_synthesized"] == report["chunks_total"] == 40
     assert [c["title"] for c in report["chapters"]] == ["One", "Two"]
     assert all(c["duration_s"] > 20 for c in report["chapters"])
@@ -149,5 +149,5 @@ def test_workers_with_their_own_cache_folder_render_a_complete_book(
     pids = {json.loads(p.read_text())["worker_pid"] for p in sidecars}
     assert os.getpid() not in pids and len(pids) >= 1, pids
     assert not [p for p in files_under(worker_cache) if p.suffix in (".flac", ".wav")]
-    again = render_book.with_options(task_runner=runner())(str(manifest))
+    again = render_book.with_options(task_runner=runner())(str(manifest)).to_dict()
     assert again["chunks_synthesized"] == 0 and again["chunks_cached"] == 40

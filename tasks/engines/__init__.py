@@ -13,12 +13,12 @@ tortoise) happen inside the adapters, on first use.
 from __future__ import annotations
 
 import importlib
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tasks import settings
 from tasks.engines.base import Clip, Engine, EngineBase, EngineInfo, EngineStatus
 from tasks.errors import ManifestError
 
@@ -72,7 +72,7 @@ def reset_engines() -> None:
 def engine_names() -> list[str]:
     """The engines offered here, in order: ENGINES, then those registered as listed."""
     names = [*ENGINES, *(n for n in _listed if n not in ENGINES)]
-    if os.environ.get("AUDIOBOOK_SERVICE_FAKE_ENGINE") == "1" and "fake" not in names:  # tests: the instant engine
+    if settings.SERVICE_FAKE_ENGINE.get() and "fake" not in names:  # tests: the instant engine
         names.append("fake")
     return names
 

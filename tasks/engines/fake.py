@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks import settings
 from tasks.engines.base import Clip, EngineBase, EngineInfo, EngineStatus
 from tasks.errors import EngineError, TransientEngineError, VoiceError
 
@@ -49,9 +50,8 @@ class FakeEngine(EngineBase):
         )
         self.transient_failures = transient_failures
         self.fail_texts = fail_texts
-        self.delay_s = float(os.environ.get("AUDIOBOOK_FAKE_DELAY_S", 0)) if delay_s is None else delay_s
-        env_exit = os.environ.get("AUDIOBOOK_FAKE_EXIT_AFTER")
-        self.exit_after = int(env_exit) if exit_after is None and env_exit else exit_after
+        self.delay_s = settings.FAKE_DELAY_S.get() if delay_s is None else delay_s
+        self.exit_after = settings.FAKE_EXIT_AFTER.get() if exit_after is None else exit_after
         self.produced = 0
         self.silent = silent
         self.calls: Counter[str] = Counter()

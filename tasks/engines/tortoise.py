@@ -35,7 +35,6 @@ import contextlib
 import importlib.util
 import json
 import logging
-import os
 import random
 import threading
 import time
@@ -46,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks import settings as envs  # the environment's settings ('settings' here: an engine's)
 from tasks.engines.base import Clip, EngineBase, EngineInfo, EngineStatus, SynthRequest
 from tasks.engines.tortoise_admin import (  # noqa: F401 - re-exported: the CLI uses them here
     compute_latents,
@@ -60,7 +60,6 @@ from tasks.engines.tortoise_settings import (  # noqa: F401 - re-exported: tests
     MAX_ROWS_GPU,
     QUALITY_SETTINGS,
     ROW_TOKENS,
-    _env_int,
     _models_mode,
     _precision_setting,
     ddim_steps_ok,
@@ -115,7 +114,7 @@ class TortoiseEngine(VoiceLatents, EngineBase):
             installed=not missing, ready=not missing and weights, reason=reason, voices=tuple(voices),
             voice_sources={v: "voices/" if (voices_dir / v).is_dir() else f"bundled with Tortoise ({bundled})"
                            for v in voices},
-            qualities=tuple(QUALITY_SETTINGS), device=os.environ.get("AUDIOBOOK_TORTOISE_DEVICE") or GPU.device(),
+            qualities=tuple(QUALITY_SETTINGS), device=envs.TORTOISE_DEVICE.get() or GPU.device(),
             clips=True, add_voice=f"put reference clips in {voices_dir}/<name>/",
         )
 
@@ -137,7 +136,7 @@ class TortoiseEngine(VoiceLatents, EngineBase):
         self._models_dir = Path(models_dir) if models_dir else tm.default_models_dir()
         self._model_seed = seed
         if device is None:
-            device = models.device if models is not None else os.environ.get("AUDIOBOOK_TORTOISE_DEVICE") or None
+            device = models.device if models is not None else envs.TORTOISE_DEVICE.get()
         self._device: str | None = device  # None: found on first use (see `device`), never when planning
         self._precision_asked = _precision_setting() if half is None else ("fp16" if half else "fp32")
         self._cache_dir = Path(cache_dir) if cache_dir else None
@@ -231,7 +230,7 @@ class TortoiseEngine(VoiceLatents, EngineBase):
         with self._lock:
             if self._prompt_mode is None:
                 self._prompt_mode = "dropped"
-                if os.environ.get("AUDIOBOOK_TORTOISE_REDACTION", "1") != "0":
+                if envs.TORTOISE_REDACTION.get():
                     try:
                         self._tm._tortoise()
                         from tortoise.utils.wav2vec_alignment import Wav2VecAlignment
@@ -247,7 +246,7 @@ class TortoiseEngine(VoiceLatents, EngineBase):
     # -- Engine protocol -------------------------------------------------------------------------------
     def settings_for(self, quality: str) -> dict[str, Any]:
         settings = quality_settings(quality)
-        if os.environ.get("AUDIOBOOK_TORTOISE_BATCHED", "1") == "0":
+        if not envs.TORTOISE_BATCHED.get():
             # The per-chunk decoder's batch size changes which candidates are sampled, so it is part of
             # the settings (and of every chunk's cache key). The batched decoder's batch changes nothing.
             settings["decoder"] = "per-chunk"
@@ -282,7 +281,7 @@ class TortoiseEngine(VoiceLatents, EngineBase):
     def _ar_batch_size(self, settings: Mapping[str, Any]) -> int:
         if settings.get("autoregressive_batch_size"):
             return int(settings["autoregressive_batch_size"])
-        env = _env_int("AUDIOBOOK_TORTOISE_AR_BATCH")
+        env = envs.TORTOISE_AR_BATCH.get()
         if env:
             return env
         if self.device.startswith("cuda"):
@@ -409,7 +408,7 @@ class TortoiseEngine(VoiceLatents, EngineBase):
     def _max_rows(self) -> int:
         """AR rows (chunks x candidates) one decode holds: env, else from the card's total memory (not its
         free memory, so the choice is stable), else MAX_ROWS_CPU. Lowered for good after an out-of-memory."""
-        env = _env_int("AUDIOBOOK_TORTOISE_BATCH_ROWS")
+        env = envs.TORTOISE_BATCH_ROWS.get()
         if env:
             rows = env
         elif self.device.startswith("cuda"):

@@ -6,11 +6,11 @@ module), and torch only where a function needs it.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tasks import settings as envs
 from tasks.engines.tortoise_voices import list_voices
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def doctor(voices_dir: str | Path | None = None) -> dict[str, Any]:
     from tasks.engines.tortoise import TortoiseEngine, _version
 
     report: dict[str, Any] = {"tortoise": _version("tortoise-tts"), "torch": _version("torch"),
-                              "models": os.environ.get("AUDIOBOOK_TORTOISE_MODELS", "pretrained")}
+                              "models": envs.TORTOISE_MODELS.get()}
     try:
         import torch
 

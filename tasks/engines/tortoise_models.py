@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks import settings
 from tasks.errors import WeightsMissingError
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,7 @@ def _tortoise() -> Any:
 
 def default_models_dir() -> Path:
     """Where weights live: TORTOISE_MODELS_DIR (Tortoise's own variable), else Tortoise's default."""
-    env = os.environ.get("TORTOISE_MODELS_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "tortoise" / "models"
+    return settings.MODELS_DIR.get() or Path.home() / ".cache" / "tortoise" / "models"
 
 
 def missing_weights_fix(models_dir: Path) -> str:
@@ -197,7 +197,7 @@ def load_state_dict_file(path: str | Path, *, allow_pickle: bool | None = None) 
         return torch.load(str(path), map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
     except pickle.UnpicklingError as exc:
         if allow_pickle is None:
-            allow_pickle = os.environ.get("AUDIOBOOK_TORTOISE_ALLOW_PICKLE", "1") != "0"
+            allow_pickle = settings.TORTOISE_ALLOW_PICKLE.get()
         if not allow_pickle:
             raise WeightsMissingError(
                 f"checkpoint {path} holds more than tensors and was refused by torch.load(weights_only=True)",

@@ -18,10 +18,10 @@ Standard library only: importing it imports no torch.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
+from tasks import settings as envs  # the environment's settings ('settings' here: an engine's)
 from tasks.errors import EngineError, UserError
 
 # quality -> generation settings, in one table. Evidence (README "Tortoise on GPUs"): Tortoise's own
@@ -39,11 +39,11 @@ QUALITY_SETTINGS: dict[str, dict[str, Any]] = {
     "high": {**_COMMON, "num_autoregressive_samples": 96, "diffusion_iterations": 80,
              "diffusion_sampler": "p", "cond_free": True},
 }
-_ENV_OVERRIDES = {
-    "AUDIOBOOK_TORTOISE_SAMPLES": "num_autoregressive_samples",
-    "AUDIOBOOK_TORTOISE_DIFFUSION_STEPS": "diffusion_iterations",
-    "AUDIOBOOK_TORTOISE_MAX_MEL_TOKENS": "max_mel_tokens",
-}
+_ENV_OVERRIDES = (
+    (envs.TORTOISE_SAMPLES, "num_autoregressive_samples"),
+    (envs.TORTOISE_DIFFUSION_STEPS, "diffusion_iterations"),
+    (envs.TORTOISE_MAX_MEL_TOKENS, "max_mel_tokens"),
+)
 DECODERS = ("batched", "per-chunk")
 DIFFUSION_SAMPLERS = ("p", "ddim")  # stock's DDPM (p_sample) or DDIM (eta 0)
 TRAINED_DIFFUSION_STEPS = 4000
@@ -63,34 +63,20 @@ def ddim_steps_ok(steps: int) -> bool:
     return any(len(range(0, TRAINED_DIFFUSION_STEPS, i)) == steps for i in range(1, TRAINED_DIFFUSION_STEPS))
 
 
-def _env_int(name: str) -> int | None:
-    raw = os.environ.get(name)
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UserError(f"{name}={raw!r} is not a whole number", field=name, fix=f"set {name} to e.g. 4") from None
-    if value < 1:
-        raise UserError(f"{name}={raw!r} must be at least 1", field=name, fix=f"set {name} to e.g. 4")
-    return value
-
-
 def _precision_setting() -> str:
     """AUDIOBOOK_TORTOISE_PRECISION (fp16 | fp32: honoured or refused; "fp16!" marks it explicit), else
     AUDIOBOOK_TORTOISE_HALF (1: fp16 where there is a GPU, the default; 0: fp32)."""
-    raw = os.environ.get("AUDIOBOOK_TORTOISE_PRECISION", "").strip().lower()
+    raw = (envs.TORTOISE_PRECISION.get() or "").strip().lower()
     if raw:
         if raw not in ("fp16", "fp32"):
             raise UserError(f"AUDIOBOOK_TORTOISE_PRECISION={raw!r} is not known", field="AUDIOBOOK_TORTOISE_PRECISION",
                             fix="use fp16 (GPU workers) or fp32")
         return "fp16!" if raw == "fp16" else "fp32"
-    return "fp32" if os.environ.get("AUDIOBOOK_TORTOISE_HALF", "1") == "0" else "fp16"
-
+    return "fp16" if envs.TORTOISE_HALF.get() else "fp32"
 
 
 def _models_mode() -> str:
-    mode = os.environ.get("AUDIOBOOK_TORTOISE_MODELS", "pretrained").strip().lower()
+    mode = envs.TORTOISE_MODELS.get().strip().lower()
     if mode not in ("pretrained", "tiny", "random-full"):
         raise UserError(f"AUDIOBOOK_TORTOISE_MODELS={mode!r} is not known", field="AUDIOBOOK_TORTOISE_MODELS",
                         fix="use pretrained (default), tiny or random-full")
@@ -104,8 +90,8 @@ def quality_settings(quality: str) -> dict[str, Any]:
         raise UserError(f"unknown quality {quality!r}", field="quality",
                         fix=f"use one of: {', '.join(QUALITY_SETTINGS)}")
     settings = dict(QUALITY_SETTINGS[quality])
-    for env, key in _ENV_OVERRIDES.items():
-        value = _env_int(env)
+    for variable, key in _ENV_OVERRIDES:
+        value = variable.get()
         if value is not None:
             settings[key] = value
     if settings["diffusion_sampler"] == "ddim" and not ddim_steps_ok(int(settings["diffusion_iterations"])):
