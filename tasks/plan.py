@@ -391,6 +391,7 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     from tasks.cover import prepare_cover
     from tasks.engines import get_engine
     from tasks.verify import verify_mode
+    from tasks.verify_whisper import asr_model_folder
 
     name = engine_name or manifest.engine
     engine = get_engine(name)
@@ -405,6 +406,8 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     warnings = (*warnings, *cover_notes)
     settings = job_settings(engine, manifest)
     verify, verify_warning = verify_mode(manifest.verify, name, manifest.language)
+    if verify != "off":
+        asr_model_folder()  # AUDIOBOOK_ASR_MODEL, when set, must name a usable model before any take is heard
     if verify_warning:
         warnings = (*warnings, verify_warning)
     info = engine.info

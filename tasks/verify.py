@@ -28,11 +28,14 @@ import math
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from tasks.audio import resample
+
+if TYPE_CHECKING:
+    from tasks.verify_whisper import WhisperRecognizer
 
 Mode = Literal["off", "flag", "reroll"]
 RATE_HZ = 16000
@@ -80,6 +83,7 @@ class Verdict:
     extra_s: float  # speech outside the expected words, seconds
     aligned: bool  # False: no alignment exists, the score comes from a transcript
     spans: tuple[Span, ...] = field(default=())
+    recognizer: str = "pocketsphinx"  # or "faster-whisper" (AUDIOBOOK_ASR_MODEL; tasks.verify_whisper)
 
     @property
     def score(self) -> float:
@@ -90,12 +94,14 @@ class Verdict:
             "score": round(self.score, 3), "words": self.words, "heard": self.heard, "extra_s": round(self.extra_s, 2),
             "aligned": self.aligned,
             "spans": [[round(s.start_s, 2), round(s.end_s, 2), s.expected, s.heard] for s in self.spans],
+            "recognizer": self.recognizer,
         }
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> Verdict:
         spans = tuple(Span(float(a), float(b), str(e), str(h)) for a, b, e, h in meta.get("spans", ()))
-        return cls(int(meta["words"]), int(meta["heard"]), float(meta["extra_s"]), bool(meta["aligned"]), spans)
+        return cls(int(meta["words"]), int(meta["heard"]), float(meta["extra_s"]), bool(meta["aligned"]), spans,
+                   str(meta.get("recognizer", "pocketsphinx")))
 
 
 def take_problem(verdict: Verdict, threshold: float = DEFAULT_THRESHOLD) -> str | None:
@@ -129,6 +135,8 @@ def words_of(text: str) -> list[str]:
 
 class Recognizer:
     """One pocketsphinx decoder per process (not thread-safe: calls are serialised)."""
+
+    name = "pocketsphinx"
 
     def __init__(self) -> None:
         self._decoder: Any = None
@@ -229,14 +237,26 @@ def _matched(expected: list[str], heard: list[str]) -> list[bool]:
     return hit
 
 
+def default_recognizer() -> Recognizer | WhisperRecognizer:
+    """The faster-whisper model AUDIOBOOK_ASR_MODEL names (checked), else the built-in pocketsphinx."""
+    from tasks.verify_whisper import asr_model_folder, whisper_recognizer
+
+    folder = asr_model_folder()
+    return _RECOGNIZER if folder is None else whisper_recognizer(folder)
+
+
 def verify_take(samples: np.ndarray, sample_rate_hz: int, text: str, *,
-                recognizer: Recognizer | None = None) -> Verdict:
+                recognizer: Recognizer | WhisperRecognizer | None = None) -> Verdict:
     """Check one take against its chunk's text."""
-    rec = recognizer or _RECOGNIZER
+    rec = recognizer or default_recognizer()
     words = words_of(text)
     if not words:
-        return Verdict(0, 0, 0.0, True)
+        return Verdict(0, 0, 0.0, True, recognizer=rec.name)
     x = resample(np.asarray(samples, dtype=np.float32), sample_rate_hz, RATE_HZ)
+    if not isinstance(rec, Recognizer):
+        from tasks.verify_whisper import transcript_verdict
+
+        return transcript_verdict(words, rec.transcribe(x))
     pcm = (np.clip(x, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
     segs, known = rec.align(pcm, words)
     counted = sum(known)
