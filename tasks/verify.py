@@ -84,6 +84,8 @@ class Verdict:
     aligned: bool  # False: no alignment exists, the score comes from a transcript
     spans: tuple[Span, ...] = field(default=())
     recognizer: str = "pocketsphinx"  # or "faster-whisper" (AUDIOBOOK_ASR_MODEL; tasks.verify_whisper)
+    # Each expected word's (word, start s, end s) in the take, from the alignment (empty without one)
+    word_times: tuple[tuple[str, float, float], ...] = field(default=())
 
     @property
     def score(self) -> float:
@@ -95,13 +97,15 @@ class Verdict:
             "aligned": self.aligned,
             "spans": [[round(s.start_s, 2), round(s.end_s, 2), s.expected, s.heard] for s in self.spans],
             "recognizer": self.recognizer,
+            **({"word_times": [[w, round(a, 2), round(b, 2)] for w, a, b in self.word_times]} if self.word_times else {}),
         }
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> Verdict:
         spans = tuple(Span(float(a), float(b), str(e), str(h)) for a, b, e, h in meta.get("spans", ()))
+        times = tuple((str(w), float(a), float(b)) for w, a, b in meta.get("word_times", ()))
         return cls(int(meta["words"]), int(meta["heard"]), float(meta["extra_s"]), bool(meta["aligned"]), spans,
-                   str(meta.get("recognizer", "pocketsphinx")))
+                   str(meta.get("recognizer", "pocketsphinx")), times)
 
 
 def take_problem(verdict: Verdict, threshold: float = DEFAULT_THRESHOLD) -> str | None:
@@ -274,6 +278,7 @@ def verify_take(samples: np.ndarray, sample_rate_hz: int, text: str, *,
     missing: list[tuple[int, int, int]] = []  # (word index, first frame, last frame)
     doubtful: list[tuple[int, int, int]] = []  # a run of poorly fitting words, pauses between them included
     spans: list[Span] = []
+    times: list[tuple[str, float, float]] = []
     index = 0
 
     def end_run() -> None:
@@ -293,6 +298,8 @@ def verify_take(samples: np.ndarray, sample_rate_hz: int, text: str, *,
             if badness > GARBLED_BADNESS and inside:
                 doubtful.append((-1, first, last))
             continue
+        if index < len(words):
+            times.append((words[index], first / 100, (last + 1) / 100))
         phones = rec.phones(word)
         squeezed = frames <= 3 * phones + 1
         if index < len(words) and known[index] and (badness > MISSING_BADNESS or (squeezed and badness > SQUEEZED_BADNESS)):
@@ -317,7 +324,8 @@ def verify_take(samples: np.ndarray, sample_rate_hz: int, text: str, *,
             run = []
         run.append(item)
     spans.sort(key=lambda s: s.start_s)
-    return Verdict(counted, counted - sum(1 for i, _, _ in missing if known[i]), extra / 100, True, tuple(spans))
+    return Verdict(counted, counted - sum(1 for i, _, _ in missing if known[i]), extra / 100, True, tuple(spans),
+                   word_times=tuple(times))
 
 
 def judge_take(samples: np.ndarray, sample_rate_hz: int, text: str, mode: str,
