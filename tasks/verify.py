@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -86,6 +86,7 @@ class Verdict:
     recognizer: str = "pocketsphinx"  # or "faster-whisper" (AUDIOBOOK_ASR_MODEL; tasks.verify_whisper)
     # Each expected word's (word, start s, end s) in the take, from the alignment (empty without one)
     word_times: tuple[tuple[str, float, float], ...] = field(default=())
+    clip_start_s: float = 0.0  # where the chapter's clip of this take starts (its leading silence is trimmed)
 
     @property
     def score(self) -> float:
@@ -97,7 +98,8 @@ class Verdict:
             "aligned": self.aligned,
             "spans": [[round(s.start_s, 2), round(s.end_s, 2), s.expected, s.heard] for s in self.spans],
             "recognizer": self.recognizer,
-            **({"word_times": [[w, round(a, 2), round(b, 2)] for w, a, b in self.word_times]} if self.word_times else {}),
+            **({"word_times": [[w, round(a, 2), round(b, 2)] for w, a, b in self.word_times],
+                "clip_start_s": round(self.clip_start_s, 4)} if self.word_times else {}),
         }
 
     @classmethod
@@ -105,7 +107,7 @@ class Verdict:
         spans = tuple(Span(float(a), float(b), str(e), str(h)) for a, b, e, h in meta.get("spans", ()))
         times = tuple((str(w), float(a), float(b)) for w, a, b in meta.get("word_times", ()))
         return cls(int(meta["words"]), int(meta["heard"]), float(meta["extra_s"]), bool(meta["aligned"]), spans,
-                   str(meta.get("recognizer", "pocketsphinx")), times)
+                   str(meta.get("recognizer", "pocketsphinx")), times, float(meta.get("clip_start_s", 0.0)))
 
 
 def take_problem(verdict: Verdict, threshold: float = DEFAULT_THRESHOLD) -> str | None:
@@ -328,6 +330,18 @@ def verify_take(samples: np.ndarray, sample_rate_hz: int, text: str, *,
                    word_times=tuple(times))
 
 
+def clip_start_s(samples: np.ndarray, sample_rate_hz: int) -> float:
+    """Where a take's clip starts in its chapter, in seconds into the take: tasks.audio trims its leading
+    silence (trim_silence, as the chapter assembly calls it) before placing it."""
+    from tasks.audio import trim_silence
+
+    x = np.ascontiguousarray(np.asarray(samples, dtype=np.float32).reshape(-1))
+    kept = trim_silence(x, sample_rate_hz)
+    if kept.size == 0 or not np.shares_memory(kept, x):
+        return 0.0
+    return (kept.ctypes.data - x.ctypes.data) // x.itemsize / sample_rate_hz
+
+
 def judge_take(samples: np.ndarray, sample_rate_hz: int, text: str, mode: str,
                threshold: float = DEFAULT_THRESHOLD) -> tuple[Verdict | None, str | None]:
     """(the take's verdict, or None when the check is off; why it must be re-rolled, or None).
@@ -335,6 +349,8 @@ def judge_take(samples: np.ndarray, sample_rate_hz: int, text: str, mode: str,
     if mode == "off":
         return None, None
     verdict = verify_take(samples, sample_rate_hz, text)
+    if verdict.word_times:
+        verdict = replace(verdict, clip_start_s=clip_start_s(samples, sample_rate_hz))
     problem = take_problem(verdict, threshold)
     return verdict, (problem if mode == "reroll" else None)
 
