@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 Mode = Literal["off", "flag", "reroll"]
 RATE_HZ = 16000
 FRAME = RATE_HZ // 100  # pocketsphinx's 10 ms frames
+DOWNSAMPLE = 2  # pocketsphinx's `ds`: acoustic scores every DOWNSAMPLE frames
 DEFAULT_THRESHOLD = 0.9  # words heard / words expected below this: a bad take
 MAX_EXTRA_S = 0.25  # more speech than this outside the expected words: a bad take
 # A word (but the last, which carries the take's tail) aligned over more than this many times the take's
@@ -153,7 +154,10 @@ class Recognizer:
         if self._decoder is None:
             import pocketsphinx
 
-            self._decoder = pocketsphinx.Decoder(samprate=RATE_HZ, loglevel="FATAL")
+            # ds=2: acoustic scores computed every other frame (the search still runs every 10 ms). On
+            # planted faults in real Piper takes it caught and flagged the same as every frame, for about
+            # a third less CPU (ds=3 cut more but moved the scores; narrower beams flagged a clean take).
+            self._decoder = pocketsphinx.Decoder(samprate=RATE_HZ, loglevel="FATAL", ds=DOWNSAMPLE)
         return self._decoder
 
     def _in_dictionary(self, word: str) -> bool:
