@@ -4,10 +4,12 @@
     take_problem(verdict, threshold) -> str | None           (why the take fails, for re-rolls and reports)
     verify_mode(manifest_mode, engine, language) -> (mode, warning)
 
-The recogniser is pocketsphinx with the US-English model inside its wheel: no model hub, no download.
-The take is force-aligned to the chunk's words (`set_align_text`), which costs a few percent of Piper's
-synthesis time (benchmarks/bench_verify.py measures it against transcription + word error rate, which
-costs about as much as synthesis itself and misreads a fifth of a clean take's words). From the alignment:
+The recogniser is pocketsphinx with the US-English model inside its wheel: no model hub, no download
+(AUDIOBOOK_ASR_MODEL may name a local faster-whisper model instead: tasks.verify_whisper). One decoder
+per process, loaded once (0.4 s of CPU). The take is resampled once to 16 kHz and force-aligned to the
+chunk's words (`set_align_text`), which costs about a tenth of Piper's synthesis CPU time for the same
+audio (benchmarks/bench_verify.py measures it side by side, and against transcription + word error rate,
+which costs about twice synthesis and misreads half of a clean take's words). From the alignment:
 
 - a word is *missing* when the aligner had to squeeze it into its minimum length with a poor acoustic
   score, or fit it very badly (audio cut out of the middle of a sentence);
@@ -20,6 +22,9 @@ costs about as much as synthesis itself and misreads a fifth of a clean take's w
 What it cannot catch: a mispronounced word that still resembles the expected one, wrong emphasis or
 tone, a single short word dropped (a word of two phones can be squeezed in without a poor score), and
 speech in other languages is not checked (skipped with a warning).
+
+The alignment also times each word in the take (`Verdict.word_times`); with where the take's clip starts
+once its leading silence is trimmed (`clip_start_s`), tasks.captions places them in the chapter.
 """
 
 from __future__ import annotations
@@ -156,7 +161,7 @@ class Recognizer:
 
             # ds=2: acoustic scores computed every other frame (the search still runs every 10 ms). On
             # planted faults in real Piper takes it caught and flagged the same as every frame, for about
-            # a third less CPU (ds=3 cut more but moved the scores; narrower beams flagged a clean take).
+            # 30% less CPU (ds=3 cut more but moved the scores; narrower beams flagged a clean take).
             self._decoder = pocketsphinx.Decoder(samprate=RATE_HZ, loglevel="FATAL", ds=DOWNSAMPLE)
         return self._decoder
 
