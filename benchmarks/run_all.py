@@ -99,7 +99,8 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if ver := results.get("verify"):
         out["verify_caught_fraction"] = ver["caught_fraction"]
         out["verify_clean_flagged_fraction"] = ver["clean_flagged_fraction"]
-        out["verify_cost_vs_synth"] = ver["check_cost_vs_synth"]
+        out["verify_cost_vs_synth"] = ver["check_cost_vs_synth"]  # CPU seconds (bench_verify.py says why)
+        out["verify_cost_vs_synth_wall"] = ver.get("check_cost_vs_synth_wall")
         out["verify_transcription_method"] = ver["transcription_method"]
         out["verify_sizes"] = ver["sizes"]
     if tort := results.get("tortoise"):

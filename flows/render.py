@@ -197,7 +197,8 @@ def assemble_all(plan: BookPlan, results: dict[str, ChunkResult], tail_ms: int) 
 
     Assembly reads the chunks from this process's cache, so it runs here (threads), whichever runner
     the synthesis went to."""
-    cached = {ch.index: book.cached_chapter_audio(ch, plan.job, tail_ms) for ch in plan.chapters}
+    cached = {ch.index: book.with_word_times(audio, ch, results) if audio is not None else None
+              for ch in plan.chapters for audio in [book.cached_chapter_audio(ch, plan.job, tail_ms)]}
     todo = [ch for ch in plan.chapters if cached[ch.index] is None]
     if not todo:
         return [audio for audio in cached.values() if audio is not None]

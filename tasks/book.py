@@ -20,13 +20,14 @@ import tempfile
 import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from tasks import atomic, settings
 from tasks.audio import AudioStats, assemble_chapter_to_wav
 from tasks.cache import AudioCache, content_key, file_sha256
+from tasks.captions import WordTimes, chunk_word_times
 from tasks.encode import BookTags, encode_m4b, encode_mp3
 from tasks.errors import UserError, output_error
 from tasks.manifest import Manifest
@@ -58,6 +59,7 @@ class ChapterAudio:
     kind: ChapterKind = "chapter"
     clip_spans_s: tuple[tuple[float, float], ...] = ()  # (start, end) of each chunk's audio in the file
     texts: tuple[str, ...] = ()  # what each chunk says, one per clip span (captions, read-along)
+    word_times: tuple[WordTimes, ...] = ()  # per chunk, its aligned words' times in the file (captions)
 
 
 def encode_workers() -> int:
@@ -95,12 +97,19 @@ def cached_chapter_audio(chapter: ChapterPlan, job: SynthJob, tail_ms: int) -> C
     return None
 
 
+def with_word_times(audio: ChapterAudio, chapter: ChapterPlan, results: dict[str, ChunkResult]) -> ChapterAudio:
+    """A chapter from the cache with its chunks' aligned word times placed in it (captions): the chapter
+    cache keeps the audio; the word times live with each chunk."""
+    return replace(audio, word_times=chunk_word_times([results[c.key].verify for c in chapter.chunks],
+                                                      audio.clip_spans_s))
+
+
 def assemble_chapter_audio(
     chapter: ChapterPlan, results: dict[str, ChunkResult], job: SynthJob, tail_ms: int
 ) -> ChapterAudio:
     """Stitch, trim, resample and loudness-normalise one chapter; cached by the chunks' keys."""
     if (cached := cached_chapter_audio(chapter, job, tail_ms)) is not None:
-        return cached
+        return with_word_times(cached, chapter, results)
     key = chapter_key(chapter, tail_ms)
     cache = chapter_cache(job)
     # Streamed clip by clip into the cache's file: memory does not grow with the chapter's length.
@@ -114,7 +123,8 @@ def assemble_chapter_audio(
     spans = tuple((a / OUTPUT_SAMPLE_RATE_HZ, b / OUTPUT_SAMPLE_RATE_HZ) for a, b in samples)
     path = cache.adopt(key, stats=asdict(stats), clip_spans_s=[list(s) for s in spans])
     return ChapterAudio(chapter.index, chapter.title, key, str(path), stats, False, chapter.kind, spans,
-                        tuple(c.text for c in chapter.chunks))
+                        tuple(c.text for c in chapter.chunks),
+                        chunk_word_times([results[c.key].verify for c in chapter.chunks], spans))
 
 
 def sample_chapter(chapters: list[ChapterAudio]) -> ChapterAudio | None:

@@ -436,6 +436,7 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     the manifest's sources already read (read_source), else they are read here."""
     from tasks.cover import prepare_cover
     from tasks.verify import verify_mode
+    from tasks.verify_whisper import asr_model_folder
 
     name = engine_name or manifest.engine
     engine = check_voice(manifest, engine_name, voices_dir)
@@ -445,6 +446,8 @@ def make_plan(manifest: Manifest, *, engine_name: str | None, cache_dir: Path, v
     warnings = (*warnings, *cover_notes)
     settings = job_settings(engine, manifest)
     verify, verify_warning = verify_mode(manifest.verify, name, manifest.language)
+    if verify != "off":
+        asr_model_folder()  # AUDIOBOOK_ASR_MODEL, when set, must name a usable model before any take is heard
     if verify_warning:
         warnings = (*warnings, verify_warning)
     info = engine.info

@@ -142,6 +142,10 @@ WORKER_WAIT_S = _define("AUDIOBOOK_WORKER_WAIT_S", _number, 600.0, "how long a r
                         "answer before it stops (exit 2)", "number", default_doc="`600`")
 DOLLARS_PER_ENGINE_HOUR = _define("AUDIOBOOK_DOLLARS_PER_ENGINE_HOUR", _number, 0.0, "price of an engine hour, "
                                   "for the report's `estimated_cost`", "number", default_doc="`0`")
+ASR_MODEL = _define("AUDIOBOOK_ASR_MODEL", _text, None, "a local faster-whisper (CTranslate2) model folder "
+                    "(holding `model.bin`) that hears takes instead of pocketsphinx; needs the `asr-whisper` extra; "
+                    "never downloaded ([architecture](architecture.md#heard-every-take-checked))", "text",
+                    default_doc="(none: pocketsphinx)")
 PUBLIC_URL = _define("AUDIOBOOK_PUBLIC_URL", _text, None, "the HTTP service's address, for download links in a "
                      "render's Prefect summary (`serve` sets it for its renders)", "text")
 PREFECT_API_URL = _define("PREFECT_API_URL", _text, None, "a Prefect server to report runs to (Prefect's own "

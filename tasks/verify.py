@@ -4,10 +4,12 @@
     take_problem(verdict, threshold) -> str | None           (why the take fails, for re-rolls and reports)
     verify_mode(manifest_mode, engine, language) -> (mode, warning)
 
-The recogniser is pocketsphinx with the US-English model inside its wheel: no model hub, no download.
-The take is force-aligned to the chunk's words (`set_align_text`), which costs a few percent of Piper's
-synthesis time (benchmarks/bench_verify.py measures it against transcription + word error rate, which
-costs about as much as synthesis itself and misreads a fifth of a clean take's words). From the alignment:
+The recogniser is pocketsphinx with the US-English model inside its wheel: no model hub, no download
+(AUDIOBOOK_ASR_MODEL may name a local faster-whisper model instead: tasks.verify_whisper). One decoder
+per process, loaded once (0.4 s of CPU). The take is resampled once to 16 kHz and force-aligned to the
+chunk's words (`set_align_text`), which costs about a tenth of Piper's synthesis CPU time for the same
+audio (benchmarks/bench_verify.py measures it side by side, and against transcription + word error rate,
+which costs about twice synthesis and misreads half of a clean take's words). From the alignment:
 
 - a word is *missing* when the aligner had to squeeze it into its minimum length with a poor acoustic
   score, or fit it very badly (audio cut out of the middle of a sentence);
@@ -20,6 +22,9 @@ costs about as much as synthesis itself and misreads a fifth of a clean take's w
 What it cannot catch: a mispronounced word that still resembles the expected one, wrong emphasis or
 tone, a single short word dropped (a word of two phones can be squeezed in without a poor score), and
 speech in other languages is not checked (skipped with a warning).
+
+The alignment also times each word in the take (`Verdict.word_times`); with where the take's clip starts
+once its leading silence is trimmed (`clip_start_s`), tasks.captions places them in the chapter.
 """
 
 from __future__ import annotations
@@ -27,16 +32,20 @@ from __future__ import annotations
 import math
 import re
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from tasks.audio import resample
 
+if TYPE_CHECKING:
+    from tasks.verify_whisper import WhisperRecognizer
+
 Mode = Literal["off", "flag", "reroll"]
 RATE_HZ = 16000
 FRAME = RATE_HZ // 100  # pocketsphinx's 10 ms frames
+DOWNSAMPLE = 2  # pocketsphinx's `ds`: acoustic scores every DOWNSAMPLE frames
 DEFAULT_THRESHOLD = 0.9  # words heard / words expected below this: a bad take
 MAX_EXTRA_S = 0.25  # more speech than this outside the expected words: a bad take
 # A word (but the last, which carries the take's tail) aligned over more than this many times the take's
@@ -80,6 +89,10 @@ class Verdict:
     extra_s: float  # speech outside the expected words, seconds
     aligned: bool  # False: no alignment exists, the score comes from a transcript
     spans: tuple[Span, ...] = field(default=())
+    recognizer: str = "pocketsphinx"  # or "faster-whisper" (AUDIOBOOK_ASR_MODEL; tasks.verify_whisper)
+    # Each expected word's (word, start s, end s) in the take, from the alignment (empty without one)
+    word_times: tuple[tuple[str, float, float], ...] = field(default=())
+    clip_start_s: float = 0.0  # where the chapter's clip of this take starts (its leading silence is trimmed)
 
     @property
     def score(self) -> float:
@@ -90,12 +103,17 @@ class Verdict:
             "score": round(self.score, 3), "words": self.words, "heard": self.heard, "extra_s": round(self.extra_s, 2),
             "aligned": self.aligned,
             "spans": [[round(s.start_s, 2), round(s.end_s, 2), s.expected, s.heard] for s in self.spans],
+            "recognizer": self.recognizer,
+            **({"word_times": [[w, round(a, 2), round(b, 2)] for w, a, b in self.word_times],
+                "clip_start_s": round(self.clip_start_s, 4)} if self.word_times else {}),
         }
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> Verdict:
         spans = tuple(Span(float(a), float(b), str(e), str(h)) for a, b, e, h in meta.get("spans", ()))
-        return cls(int(meta["words"]), int(meta["heard"]), float(meta["extra_s"]), bool(meta["aligned"]), spans)
+        times = tuple((str(w), float(a), float(b)) for w, a, b in meta.get("word_times", ()))
+        return cls(int(meta["words"]), int(meta["heard"]), float(meta["extra_s"]), bool(meta["aligned"]), spans,
+                   str(meta.get("recognizer", "pocketsphinx")), times, float(meta.get("clip_start_s", 0.0)))
 
 
 def take_problem(verdict: Verdict, threshold: float = DEFAULT_THRESHOLD) -> str | None:
@@ -130,6 +148,8 @@ def words_of(text: str) -> list[str]:
 class Recognizer:
     """One pocketsphinx decoder per process (not thread-safe: calls are serialised)."""
 
+    name = "pocketsphinx"
+
     def __init__(self) -> None:
         self._decoder: Any = None
         self._lock = threading.Lock()
@@ -139,7 +159,10 @@ class Recognizer:
         if self._decoder is None:
             import pocketsphinx
 
-            self._decoder = pocketsphinx.Decoder(samprate=RATE_HZ, loglevel="FATAL")
+            # ds=2: acoustic scores computed every other frame (the search still runs every 10 ms). On
+            # planted faults in real Piper takes it caught and flagged the same as every frame, for about
+            # 30% less CPU (ds=3 cut more but moved the scores; narrower beams flagged a clean take).
+            self._decoder = pocketsphinx.Decoder(samprate=RATE_HZ, loglevel="FATAL", ds=DOWNSAMPLE)
         return self._decoder
 
     def _in_dictionary(self, word: str) -> bool:
@@ -149,7 +172,9 @@ class Recognizer:
             known = decoder.lookup_word(word) is not None
             if not known:
                 phones = " ".join(_LETTER_PHONES[c] for c in word if c in _LETTER_PHONES) or "AH"
-                decoder.add_word(word, phones, True)
+                # Not `update=True`: that rebuilds the active (language model) search, 0.16 s of CPU per
+                # word; the alignment search is built from the dictionary at each set_align_text anyway.
+                decoder.add_word(word, phones, False)
             self._known[word] = known
         return self._known[word]
 
@@ -229,14 +254,26 @@ def _matched(expected: list[str], heard: list[str]) -> list[bool]:
     return hit
 
 
+def default_recognizer() -> Recognizer | WhisperRecognizer:
+    """The faster-whisper model AUDIOBOOK_ASR_MODEL names (checked), else the built-in pocketsphinx."""
+    from tasks.verify_whisper import asr_model_folder, whisper_recognizer
+
+    folder = asr_model_folder()
+    return _RECOGNIZER if folder is None else whisper_recognizer(folder)
+
+
 def verify_take(samples: np.ndarray, sample_rate_hz: int, text: str, *,
-                recognizer: Recognizer | None = None) -> Verdict:
+                recognizer: Recognizer | WhisperRecognizer | None = None) -> Verdict:
     """Check one take against its chunk's text."""
-    rec = recognizer or _RECOGNIZER
+    rec = recognizer or default_recognizer()
     words = words_of(text)
     if not words:
-        return Verdict(0, 0, 0.0, True)
+        return Verdict(0, 0, 0.0, True, recognizer=rec.name)
     x = resample(np.asarray(samples, dtype=np.float32), sample_rate_hz, RATE_HZ)
+    if not isinstance(rec, Recognizer):
+        from tasks.verify_whisper import transcript_verdict
+
+        return transcript_verdict(words, rec.transcribe(x))
     pcm = (np.clip(x, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
     segs, known = rec.align(pcm, words)
     counted = sum(known)
@@ -252,6 +289,7 @@ def verify_take(samples: np.ndarray, sample_rate_hz: int, text: str, *,
     missing: list[tuple[int, int, int]] = []  # (word index, first frame, last frame)
     doubtful: list[tuple[int, int, int]] = []  # a run of poorly fitting words, pauses between them included
     spans: list[Span] = []
+    times: list[tuple[str, float, float]] = []
     index = 0
 
     def end_run() -> None:
@@ -271,6 +309,8 @@ def verify_take(samples: np.ndarray, sample_rate_hz: int, text: str, *,
             if badness > GARBLED_BADNESS and inside:
                 doubtful.append((-1, first, last))
             continue
+        if index < len(words):
+            times.append((words[index], first / 100, (last + 1) / 100))
         phones = rec.phones(word)
         squeezed = frames <= 3 * phones + 1
         if index < len(words) and known[index] and (badness > MISSING_BADNESS or (squeezed and badness > SQUEEZED_BADNESS)):
@@ -295,7 +335,20 @@ def verify_take(samples: np.ndarray, sample_rate_hz: int, text: str, *,
             run = []
         run.append(item)
     spans.sort(key=lambda s: s.start_s)
-    return Verdict(counted, counted - sum(1 for i, _, _ in missing if known[i]), extra / 100, True, tuple(spans))
+    return Verdict(counted, counted - sum(1 for i, _, _ in missing if known[i]), extra / 100, True, tuple(spans),
+                   word_times=tuple(times))
+
+
+def clip_start_s(samples: np.ndarray, sample_rate_hz: int) -> float:
+    """Where a take's clip starts in its chapter, in seconds into the take: tasks.audio trims its leading
+    silence (trim_silence, as the chapter assembly calls it) before placing it."""
+    from tasks.audio import trim_silence
+
+    x = np.ascontiguousarray(np.asarray(samples, dtype=np.float32).reshape(-1))
+    kept = trim_silence(x, sample_rate_hz)
+    if kept.size == 0 or not np.shares_memory(kept, x):
+        return 0.0
+    return (kept.ctypes.data - x.ctypes.data) // x.itemsize / sample_rate_hz
 
 
 def judge_take(samples: np.ndarray, sample_rate_hz: int, text: str, mode: str,
@@ -305,6 +358,8 @@ def judge_take(samples: np.ndarray, sample_rate_hz: int, text: str, mode: str,
     if mode == "off":
         return None, None
     verdict = verify_take(samples, sample_rate_hz, text)
+    if verdict.word_times:
+        verdict = replace(verdict, clip_start_s=clip_start_s(samples, sample_rate_hz))
     problem = take_problem(verdict, threshold)
     return verdict, (problem if mode == "reroll" else None)
 

@@ -97,6 +97,53 @@ def test_vtt_and_srt_parse_back_with_exact_text_and_times() -> None:
     assert [s.end.total_seconds() for s in subs] == [2.5, 3661.125]
 
 
+def inline_times(cue: Any) -> list[float]:
+    """The WebVTT inline timestamps (`<00:00:01.250>word`) in a cue's text, in seconds."""
+    return [clock_s(t) for t in re.findall(r"<(\d\d:\d\d:\d\d\.\d\d\d)>", cue.raw_text)]
+
+
+def check_inline_times(cues: list[Any]) -> int:
+    """Each cue's inline timestamps increase and lie strictly inside the cue; returns how many there are."""
+    for cue in cues:
+        times = inline_times(cue)
+        assert all(clock_s(cue.start) < t < clock_s(cue.end) for t in times), cue.raw_text
+        assert times == sorted(set(times)), cue.raw_text
+    return sum(len(inline_times(c)) for c in cues)
+
+
+def test_word_starts_become_inline_timestamps_inside_their_cue() -> None:
+    import webvtt
+
+    timed = [TimedSentence(1, "Salt & pepper, <she> said.", 1.0, 3.0, 0, word_starts=(1.1, 1.5, 1.9, 2.3)),
+             # the first word starts before the cue (the sentence split is an estimate), the last after it
+             TimedSentence(2, "Then out, again.", 3.2, 4.0, 0, word_starts=(3.0, 3.6, 4.2)),
+             TimedSentence(3, "No times here.", 4.0, 5.0, 1)]
+    text = vtt_text(timed)
+    assert "<00:00:01.100>Salt &amp; <00:00:01.500>pepper, <00:00:01.900>&lt;she&gt; <00:00:02.300>said." in text
+    cues = list(webvtt.from_buffer(io.StringIO(text)))
+    assert [c.text for c in cues] == ["Salt &amp; pepper, &lt;she&gt; said.", "Then out, again.", "No times here."]
+    assert [inline_times(c) for c in cues] == [[1.1, 1.5, 1.9, 2.3], [3.6], []]
+    assert check_inline_times(cues) == 5
+    subs = list(__import__("srt").parse(srt_text(timed)))
+    assert subs[0].content == "Salt & pepper, <she> said."  # SRT stays sentence-level
+
+
+def test_aligned_words_are_placed_by_the_clip_span_and_split_among_sentences() -> None:
+    from tasks.captions import chunk_word_times
+
+    meta = {"word_times": [["the", 0.40, 0.50], ["bell", 0.50, 0.80], ["rang", 0.80, 1.10], ["twice", 1.3, 1.7]],
+            "clip_start_s": 0.37}
+    [words, none] = chunk_word_times([meta, None], [(10.0, 11.5), (12.0, 13.0)])
+    assert none == ()
+    assert [(w, round(a, 3)) for w, a, _ in words] == [("the", 10.03), ("bell", 10.13), ("rang", 10.43), ("twice", 10.93)]
+    timed = sentence_timings(["The bell rang. Twice!", "Gone."], [(10.0, 11.5), (12.0, 13.0)], word_times=[words, none])
+    assert [s.word_starts for s in timed] == [(words[0][1], words[1][1], words[2][1]), (words[3][1],), ()]
+    # a chunk whose aligned words are not its sentence's words gives that sentence none
+    other = (("a", 10.1, 10.2), ("b", 10.2, 10.3), ("c", 10.3, 10.4), ("d", 10.4, 10.5))
+    assert [s.word_starts for s in sentence_timings(["The bell rang. Twice!"], [(10.0, 11.5)], word_times=[other])] \
+        == [(), ()]
+
+
 # ---------------------------------------------------------------- the M4B's chapters
 
 
@@ -317,6 +364,22 @@ source: tide.md
          "Nobody spoke for a long while.", "Then the bell rang twice, and the boats went out."],
         ["The Bell.", "The bell was old.", "Its voice carried across the whole bay!"],
     ]
+    # Piper's takes are verified by alignment (verify: flag by default): word times in the .vtt cues,
+    # increasing and inside their cue, each where the MP3 has speech just after it.
+    from tasks.audio import read_audio
+
+    words = sum(len(c.text.split()) for chapter in cues for c in chapter)
+    assert sum(check_inline_times(chapter) for chapter in cues) >= words // 2
+    for mp3, chapter in zip(mp3s, cues, strict=True):
+        samples, sr = read_audio(mp3)
+        for t in (t for c in chapter for t in inline_times(c)):
+            assert np.abs(samples[int(t * sr): int((t + 0.25) * sr)]).max() > 0.05, (mp3.name, t)
     assert m4b_chapter_formats(out / "book.m4b") == {"nero": 2, "quicktime": 2}
     assert "book.epub" in report["files"]
     check_epub(out / "book.epub", [len(c) for c in cues], tmp_path)
+
+    # Rendered again from the cache: the chapters' word times come back with their chunks, so the
+    # word-timed captions are the same files and are not written again.
+    vtts = {p: p.stat().st_mtime_ns for p in (out / "mp3").glob("*.vtt")}
+    render_book(str(manifest))
+    assert {p: p.stat().st_mtime_ns for p in vtts} == vtts

@@ -96,6 +96,20 @@ def test_a_clean_take_is_heard_in_full(take: Clip) -> None:
     assert take_problem(verdict) is None
 
 
+def test_the_alignment_times_every_word_inside_the_take(take: Clip) -> None:
+    verdict = verify_take(take.samples, take.sample_rate_hz, TEXT)
+    times = verdict.word_times
+    assert [w for w, _, _ in times] == words_of(TEXT)
+    starts = [a for _, a, _ in times]
+    assert all(a < b for _, a, b in times) and starts == sorted(starts)
+    assert all(b1 <= a2 + 1e-9 for (_, _, b1), (_, a2, _) in zip(times, times[1:], strict=False))
+    assert 0.0 <= times[0][1] and times[-1][2] <= take.duration_s + 0.01
+    # each word's stretch of the take holds sound (the times are relative to the take's first sample)
+    sr = take.sample_rate_hz
+    assert all(np.abs(take.samples[int(a * sr): int(b * sr)]).max() > 0.02 for _, a, b in times)
+    assert Verdict.from_meta(verdict.as_meta()).word_times == tuple((w, round(a, 2), round(b, 2)) for w, a, b in times)
+
+
 def test_a_dropped_clause_is_caught(take: Clip) -> None:
     b = bounds(take, TEXT)
     cut = np.concatenate([take.samples[: b[9][0]], take.samples[b[13][0]:]])  # "farmers letters and a"
@@ -164,6 +178,7 @@ def test_a_take_missing_words_is_rerolled_and_its_score_kept(dropping: DropsWord
     assert len(dropping.seen) == 2 and dropping.seen[0] != dropping.seen[1]  # a second take, another seed
     assert result.rerolls == 1 and result.heard_rerolls == 1 and result.bad_take is None
     assert meta["verify"]["score"] >= 0.9 and meta["heard_rerolls"] == 1
+    assert [w for w, _, _ in meta["verify"]["word_times"]] == words_of(TEXT)  # the kept take's word times
     again = synth.cached_result(Chunk(0, 0, TEXT, 300, result.key), AudioCache(tmp_path / "chunks", ".flac"))
     assert again is not None and again.verify == result.verify and again.heard_rerolls == 1
 

@@ -43,7 +43,8 @@ def timed_jobs(
     language = manifest.language
     folder = caption_folder(manifest.outputs)
     jobs = caption_jobs(
-        [(mp3_name(ch, len(chapters)).removesuffix(".mp3"), ch.key, ch.texts, ch.clip_spans_s) for ch in chapters],
+        [(mp3_name(ch, len(chapters)).removesuffix(".mp3"), ch.key, ch.texts, ch.clip_spans_s, ch.word_times)
+         for ch in chapters],
         language, stage, folder,
     )
     if manifest.read_along:
