@@ -15,13 +15,15 @@ Definitions (all wall-clock, in the flow process):
      the chunk cache (FLAC write, sha256, sidecar), take checks, report and artifacts.
   total_ms_per_chunk    = first render wall / chunks
   cached_rerender_fraction = wall of rendering the same manifest again (everything cached) / first wall
-A third run renders the same book with the plain functions and no Prefect (fresh cache), so Prefect's
+  ship_audio_overhead_vs_paths = wall of the same first render (fresh cache) with its synthesis tasks
+     returning FLAC bytes that the flow stores (the stateless-worker path, see --ship-audio) / first wall - 1
+A last run renders the same book with the plain functions and no Prefect (fresh cache), so Prefect's
 share of the overhead can be read off directly.
 
---ship-audio: the synthesis tasks take the stateless-worker path although they run in the flow's own
+The third render (fresh cache) takes the stateless-worker path although its tasks run in the flow's own
 threads: each returns its chunks' audio as FLAC bytes and the flow stores them (tasks.synth
-receive_batch), as with workers on other machines. Without it, tasks in the renderer's process store
-each chunk as it is spoken (the default on one machine).
+receive_batch), as with workers on other machines; the first, as on one machine by default, has each
+task store its chunks as they are spoken. --ship-audio: every render ships its audio (no third render).
 """
 
 from __future__ import annotations
@@ -200,16 +202,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 os.environ["AUDIOBOOK_CACHE_DIR"] = str(work / "cache")
                 first = timed_render(manifest, engine)
                 cached = timed_render(manifest, engine)
+                shipped = None
+                if not args.ship_audio:  # the same book again, fresh cache, its audio shipped as FLAC bytes
+                    import flows.render
+
+                    os.environ["AUDIOBOOK_CACHE_DIR"] = str(work / "cache-shipped")
+                    with common.patched(flows.render, "renderer_id", lambda: "elsewhere/0"):
+                        shipped = timed_render(manifest, engine)
+                    os.environ["AUDIOBOOK_CACHE_DIR"] = str(work / "cache")
                 plain = plain_render(manifest, work / "cache-plain", work / "output-plain")
             finally:
                 register_engine("fake", FakeEngine)
                 reset_engines()
     fraction = cached["wall_s"] / first["wall_s"]
+    ship_over = round(shipped["wall_s"] / first["wall_s"] - 1, 4) if shipped else None
     result = {
         "overhead_ms_per_chunk": first["overhead_ms_per_chunk"],
         "total_ms_per_chunk": first["total_ms_per_chunk"],
         "cached_rerender_fraction": round(fraction, 4),
         "cached_rerender_ms_per_chunk": cached["total_ms_per_chunk"],
+        "ship_audio_overhead_vs_paths": ship_over,
         "definition": ("overhead_ms_per_chunk = (first render wall - engine wall - chapter assembly wall - "
                        "encode wall) / chunks; cached_rerender_fraction = cached re-render wall / first render "
                        "wall; both on a real Prefect server, after a warm-up render"),
@@ -218,6 +230,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "warmup_render_s": round(warmup_s, 3),
         "first": first,
         "cached": cached,
+        "shipped": shipped,
         "no_prefect": plain,
     }
     rows: list[tuple[str, Any]] = [
@@ -237,6 +250,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("  plan / synthesis phase s", f"{cached['plan_s']} / {cached['synthesis_phase_wall_s']}"),
         ("  cache lookups s (summed)", cached["cache_lookup_s_summed"]),
         ("cached/first [<=0.05]", round(fraction, 4)),
+        *([("audio shipped as FLAC bytes: first render wall s", shipped["wall_s"]),
+           ("  shipped over stored by the task [<=0.05]", ship_over)] if shipped else []),
         ("no Prefect: plan / synth / assemble / encode s",
          f"{plain['plan_s']} / {plain['synth_s']} / {plain['assemble_s']} / {plain['encode_s']}"),
         ("no Prefect: synth ms/chunk (cache write etc.)", plain["synth_ms_per_chunk"]),

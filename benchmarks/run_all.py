@@ -17,6 +17,7 @@ benchmarks/gpu_check.sh).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import sys
 import time
@@ -43,6 +44,7 @@ TARGETS: dict[str, tuple[str, str, Any]] = {
     "postprocess_peak_rss_mib_10h": ("postprocess", "< 1024 MiB and within 20% of 1 h", None),
     "overhead_ms_per_chunk": ("overhead", "<= 20 ms", lambda v: v <= 20),
     "cached_rerender_fraction": ("overhead", "<= 0.05", lambda v: v <= 0.05),
+    "ship_audio_overhead_vs_paths": ("overhead", "<= 0.05", lambda v: v is not None and v <= 0.05),
     "pipeline_overhead_vs_piper": ("pipeline_cpu", "<= 0.25", lambda v: v <= 0.25),
     "speedup_2_workers": ("scaling", "(no target; ideal 2.0)", None),
     "simulated_gpu_efficiency_min_upto_16": ("scaling_gpu", ">= 0.9 x linear", lambda v: v >= 0.9),
@@ -72,7 +74,8 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out["postprocess_rss_10h_over_1h"] = post["postprocess_rss_large_over_small"]
         out["postprocess_sizes"] = post["sizes"]
     if over := results.get("overhead"):
-        for key in ("overhead_ms_per_chunk", "total_ms_per_chunk", "cached_rerender_fraction", "definition", "sizes"):
+        for key in ("overhead_ms_per_chunk", "total_ms_per_chunk", "cached_rerender_fraction",
+                    "ship_audio_overhead_vs_paths", "definition", "sizes"):
             out[key if key not in ("definition", "sizes") else f"overhead_{key}"] = over[key]
     if pipe := results.get("pipeline_cpu"):
         for key in ("pipeline_overhead_vs_piper", "pipeline_overhead_vs_piper_engine", "noise_ms_per_chunk",
@@ -154,7 +157,8 @@ def run_tortoise(quick: bool) -> dict[str, Any] | None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="reduced sizes (see the module docstring)")
-    parser.add_argument("--only", nargs="+", choices=sorted(BENCHES), help="run only these benchmarks")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHES),
+                        help="run only these benchmarks (their results replace theirs in --output; the rest stay)")
     parser.add_argument("--no-tortoise", action="store_true", help="skip bench_tortoise.py --size small")
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "results.json")
     args = parser.parse_args(argv)
@@ -171,6 +175,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if (tort := run_tortoise(args.quick)) is not None:
             results["tortoise"] = tort
             seconds["tortoise"] = round(time.perf_counter() - started, 1)
+    if args.only:  # the other benchmarks' figures in the file stay (each result records its own sizes)
+        import json
+
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            earlier = json.loads(args.output.read_text())
+            results = {**earlier.get("results", {}), **results}
+            seconds = {**earlier.get("bench_wall_s", {}), **seconds}
     head = headline(results)
     document = {**head, "quick": args.quick, "bench_wall_s": seconds, "hardware": common.hardware(),
                 "results": results}

@@ -126,7 +126,7 @@ def loopback_cluster(n: int, work: Path) -> Iterator[dict[str, Any]]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1)
-        yield {"address": address, "worker_pids": [p.pid for p in procs[1:]],
+        yield {"address": address, "worker_pids": [p.pid for p in procs[1:]], "scheduler_pid": procs[0].pid,
                "start_s": round(time.perf_counter() - started, 1)}
     finally:
         for proc in reversed(procs):
@@ -137,6 +137,46 @@ def loopback_cluster(n: int, work: Path) -> Iterator[dict[str, Any]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each group of processes, and (but for "flow", the
+    parent of all the others) by their children."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for group, pids in groups.items():
+        total = 0.0
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                for p in (proc, *(proc.children(recursive=True) if group != "flow" else ())):
+                    with contextlib.suppress(psutil.Error):
+                        times = p.cpu_times()
+                        total += times.user + times.system
+        out[group] = total
+    return out
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, all processes, ours and others'; wall clock now)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0), time.perf_counter()
+
+
+@contextlib.contextmanager
+def accounted(groups: dict[str, list[int]], into: dict[str, Any]) -> Iterator[None]:
+    """Fill `into` with where the CPU went during the block: CPU seconds per group (the renderer's flow
+    process, the Prefect server, the Dask scheduler, the workers), the machine's busy fraction of all its
+    cores (other work included) and its 1-minute load average at the end."""
+    before, (busy0, t0) = cpu_seconds(groups), machine_busy()
+    yield
+    after, (busy1, t1) = cpu_seconds(groups), machine_busy()
+    into["cpu_s"] = {k: round(after[k] - before[k], 2) for k in groups}
+    into["machine_busy_fraction"] = round((busy1 - busy0) / max((t1 - t0) * (os.cpu_count() or 1), 1e-9), 3)
+    into["load_1m"] = round(os.getloadavg()[0], 2)
 
 
 def synthesis_flow() -> Any:
@@ -171,7 +211,7 @@ def plan_for(manifest: Path, cache: Path, work: Path, latency_s: float, batch: i
 
 
 def run_on(n: int, manifest: Path, warm: Path, work: Path, latency_s: float, tag: str,
-           ceiling: dict[str, Any] | None = None) -> dict[str, Any]:
+           ceiling: dict[str, Any] | None = None, server_pid: int | None = None) -> dict[str, Any]:
     """Warm up `n` fresh workers (2n one-chunk tasks: each worker's first task sets up Prefect there),
     then time the book's synthesis on them; with `ceiling`
     (a dict to fill), the same book again on the same workers with an instant engine, fresh cache."""
@@ -179,23 +219,34 @@ def run_on(n: int, manifest: Path, warm: Path, work: Path, latency_s: float, tag
     from prefect_dask import DaskTaskRunner
 
     flow = synthesis_flow()
+    timed: dict[str, Any] = {}
     with loopback_cluster(n, work) as cluster:
+        groups = {"flow": [os.getpid()], "prefect_server": [server_pid] if server_pid else [],
+                  "scheduler": [cluster["scheduler_pid"]], "workers": cluster["worker_pids"]}
         _PLAN = plan_for(warm, work / f"cache-warm-{tag}", work, latency_s, batch=1)  # one chunk a task
         flow.with_options(task_runner=DaskTaskRunner(address=cluster["address"]))()
         _PLAN = plan_for(manifest, work / f"cache-{tag}", work, latency_s)
-        out = flow.with_options(task_runner=DaskTaskRunner(address=cluster["address"]))()
+        with accounted(groups, timed):
+            out = flow.with_options(task_runner=DaskTaskRunner(address=cluster["address"]))()
         workers_rss = [rss_mib(pid) for pid in cluster["worker_pids"]]
         if ceiling is not None:
             _PLAN = plan_for(manifest, work / f"cache-{tag}-instant", work, 0.0)
-            fast = flow.with_options(task_runner=DaskTaskRunner(address=cluster["address"]))()
+            with accounted(groups, ceiling):
+                fast = flow.with_options(task_runner=DaskTaskRunner(address=cluster["address"]))()
+            # the flow's own CPU inside the flow function (the outer figure also holds the flow run's and the
+            # task runner's start and end, once per render), with the server's and the scheduler's
+            renderer_side = fast["renderer_cpu_s"] + ceiling["cpu_s"]["prefect_server"] + ceiling["cpu_s"]["scheduler"]
             ceiling.update(workers=n, wall_s=round(fast["wall_s"], 3), chunks=fast["chunks"],
                            renderer_cpu_s=round(fast["renderer_cpu_s"], 3),
-                           chunks_per_s=round(fast["chunks"] / fast["wall_s"], 1))
+                           chunks_per_s=round(fast["chunks"] / fast["wall_s"], 1),
+                           renderer_side_ms_per_chunk=round(1000 * renderer_side / fast["chunks"], 3),
+                           worker_ms_per_chunk=round(1000 * ceiling["cpu_s"]["workers"] / fast["chunks"], 3))
     _PLAN = None
     return {"workers": n, "wall_s": round(out["wall_s"], 3), "renderer_cpu_s": round(out["renderer_cpu_s"], 3),
             "chunks": out["chunks"], "chunks_per_s": round(out["chunks"] / out["wall_s"], 1),
             "chunks_run_twice": out["chunks_run_twice"], "cluster_start_s": cluster["start_s"],
-            "workers_rss_mib_total": round(sum(workers_rss)), "worker_rss_mib_max": round(max(workers_rss))}
+            "workers_rss_mib_total": round(sum(workers_rss)), "worker_rss_mib_max": round(max(workers_rss)),
+            **timed}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -233,12 +284,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for n in counts:
                 warm = common.write_chapters(work / f"warm-{n}", "warm", warm_paras[: 2 * n], 1, header)
                 runs[str(n)] = run_on(n, manifest, warm, work, latency, f"n{n}",
-                                      ceiling if n == args.ceiling_workers else None)
+                                      ceiling if n == args.ceiling_workers else None, server.get("pid"))
                 print(f"  {n} workers: {runs[str(n)]}", flush=True)
     one = runs[str(counts[0])]["wall_s"] * counts[0]
+    tasks = -(-runs[str(counts[0])]["chunks"] // args.batch)
     for run in runs.values():
         run["speedup"] = round(one / run["wall_s"], 2)
         run["efficiency"] = round(run["speedup"] / run["workers"], 3)
+        # the best a whole number of equal tasks allows: the last round runs with idle workers
+        run["efficiency_whole_tasks"] = round(tasks / (run["workers"] * -(-tasks // run["workers"])), 3)
     chunks = runs[str(counts[0])]["chunks"]
     if any(r["chunks"] != chunks for r in runs.values()):
         raise RuntimeError(f"the runs synthesised different chunk counts: {runs}")
@@ -248,11 +302,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "simulated_gpu_speedup": {k: r["speedup"] for k, r in runs.items()},
         "renderer_ceiling_chunks_per_s": ceiling["chunks_per_s"],
         "renderer_chunks_per_cpu_s": round(ceiling["chunks"] / max(ceiling["renderer_cpu_s"], 1e-9), 1),
+        "renderer_side_chunks_per_cpu_s": round(1000 / max(ceiling["renderer_side_ms_per_chunk"], 1e-9), 1),
         "workers_rss_mib_at_max": runs[str(counts[-1])]["workers_rss_mib_total"],
         "runner": "prefect-dask DaskTaskRunner on a `dask scheduler` process and N `dask worker --no-nanny "
                   "--nthreads 1` processes over 127.0.0.1 (one process per simulated GPU)",
-        "definition": "speedup_N = synthesis wall(1 worker) / wall(N); efficiency = speedup / N; ceiling: "
-                      "chunks / synthesis wall with an instant engine; chunks per renderer CPU second",
+        "definition": "speedup_N = synthesis wall(1 worker) / wall(N); efficiency = speedup / N "
+                      "(efficiency_whole_tasks: the most that whole tasks allow); ceiling: chunks / synthesis wall "
+                      "with an instant engine; renderer_chunks_per_cpu_s: chunks per CPU second of the flow "
+                      "process; renderer_side: the flow, the Prefect server and the Dask scheduler together; "
+                      "cpu_s: CPU seconds per group of processes during the timed flow; machine_busy_fraction: "
+                      "busy share of all the machine's cores (other work included)",
         "sizes": {"words": n_words, "chunks": chunks, "batch": args.batch, "tasks": -(-chunks // args.batch),
                   "latency_s": latency, "workers": counts, "ceiling_workers": args.ceiling_workers,
                   "cpus": os.cpu_count()},
@@ -263,12 +322,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows: list[tuple[str, Any]] = [
         ("words / chunks / tasks", f"{n_words} / {chunks} / {result['sizes']['tasks']} "
                                    f"({args.batch} a batch, {latency} s each)"),
-        *((f"{r['workers']} workers: wall s, speed-up, x linear",
-           f"{r['wall_s']}  {r['speedup']}x  {r['efficiency']}") for r in runs.values()),
+        ("workers: wall s, speed-up, x linear (whole tasks' best); CPU s flow/server/scheduler/workers; busy",
+         ""),
+        *((f"  {r['workers']}", f"{r['wall_s']}  {r['speedup']}x  {r['efficiency']} ({r['efficiency_whole_tasks']}); "
+                               f"{'/'.join(str(v) for v in r['cpu_s'].values())}; {r['machine_busy_fraction']:.0%}")
+          for r in runs.values()),
         ("workers' memory at the most workers (MiB, sum / max)",
          f"{runs[str(counts[-1])]['workers_rss_mib_total']} / {runs[str(counts[-1])]['worker_rss_mib_max']}"),
         ("renderer ceiling, instant engine (chunks/s wall)", ceiling["chunks_per_s"]),
-        ("renderer chunks per CPU second", result["renderer_chunks_per_cpu_s"]),
+        ("renderer chunks per CPU second (flow / flow+server+scheduler)",
+         f"{result['renderer_chunks_per_cpu_s']} / {result['renderer_side_chunks_per_cpu_s']}"),
+        ("instant run: worker CPU ms per chunk; machine busy", f"{ceiling['worker_ms_per_chunk']}; "
+                                                              f"{ceiling['machine_busy_fraction']:.0%}"),
     ]
     print(common.table("scaling on simulated GPUs (sleep per batch), loopback Dask", rows), flush=True)
     return result

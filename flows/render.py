@@ -111,6 +111,10 @@ def synthesize_all(plan: BookPlan, stats: dict[str, int] | None = None) -> dict[
     its chunks' audio, stored here at once, see tasks.synth); fail naming each chunk that never rendered.
     `stats` receives "chunks_run_twice" (see rerun_chunks).
 
+    Batches that finish while later ones are still being submitted are taken between submissions.
+    The terminal's progress moves with every batch; the Prefect progress artifact (a call to the
+    server) at most once a second, and at the end.
+
     Memory stays flat in the book's length: a finished future is dropped as soon as its result is
     taken, and the results kept are paths and numbers, never audio."""
     results, missing = split_cached(plan.chunks, plan.job)  # cached chunks need no task
@@ -120,12 +124,28 @@ def synthesize_all(plan: BookPlan, stats: dict[str, int] | None = None) -> dict[
     total = len(plan.chunks)
     cached = total - len(missing)
     del missing
-    artifact = create_progress_artifact(
-        100.0 * cached / max(total, 1), description=f"Synthesising {total} chunks of {plan.title!r} ({cached} cached)"
-    )
+    artifact = ProgressArtifact(total, cached, f"Synthesising {total} chunks of {plan.title!r} ({cached} cached)")
     finished: queue.SimpleQueue[PrefectFuture[BatchResult]] = queue.SimpleQueue()
     pending: dict[PrefectFuture[BatchResult], list[Chunk]] = {}
     dask_keys: dict[Any, int] = {}  # a Dask task's key -> its chunk count
+    failures: list[ChunkFailure] = []
+    done = cached
+    progress.report(done, total, "synthesising")
+
+    def take(future: PrefectFuture[BatchResult]) -> None:
+        """One finished batch: its audio stored, its results kept (paths), the progress shown."""
+        nonlocal done
+        chunks = pending.pop(future)
+        try:
+            batch = receive_batch(future.result(), plan.job)
+        except Exception as exc:  # a transient fault outlived its retries: blame only what is missing
+            batch = recover_batch(chunks, plan, f"{type(exc).__name__}: {exc}")
+        results.update(batch.results)
+        failures.extend(batch.failures)
+        done += len(chunks)
+        progress.report(done, total, "synthesising")
+        artifact.update(done)
+
     renderer = renderer_id()
     with tts_placement():
         for i, chunks in enumerate(batches):
@@ -135,23 +155,16 @@ def synthesize_all(plan: BookPlan, stats: dict[str, int] | None = None) -> dict[
             if (wrapped := getattr(future, "wrapped_future", None)) is not None and hasattr(wrapped, "key"):
                 dask_keys[wrapped.key] = len(chunks)
             future.add_done_callback(finished.put)
+            del future
+            while True:  # batches finished while the later ones are submitted are taken at once
+                try:
+                    take(finished.get_nowait())
+                except queue.Empty:
+                    break
     del batches
-    failures: list[ChunkFailure] = []
-    done = cached
-    progress.report(done, total, "synthesising")
-    while pending:
-        future = finished.get()
-        chunks = pending.pop(future)
-        try:
-            batch = receive_batch(future.result(), plan.job)
-        except Exception as exc:  # a transient fault outlived its retries: blame only what is missing
-            batch = recover_batch(chunks, plan, f"{type(exc).__name__}: {exc}")
-        results.update(batch.results)
-        failures.extend(batch.failures)
-        done += len(chunks)
-        del future, batch, chunks  # nothing of a consumed batch stays referenced here
-        progress.report(done, total, "synthesising")
-        update_progress_artifact(artifact, 100.0 * done / max(total, 1))  # type: ignore[arg-type]
+    while pending:  # nothing of a consumed batch stays referenced here
+        take(finished.get())
+    artifact.update(done, final=True)
     if stats is not None:
         stats["chunks_run_twice"] = rerun_chunks(dask_keys)
     if failures:
@@ -162,6 +175,26 @@ def synthesize_all(plan: BookPlan, stats: dict[str, int] | None = None) -> dict[
             f"{first.error}{more}. Finished chunks are cached; fix the cause and render again."
         )
     return results
+
+
+class ProgressArtifact:
+    """The render's Prefect progress artifact (what the service and the UI show), updated at most once
+    every PROGRESS_ARTIFACT_EVERY_S seconds: each update is a call to the Prefect server."""
+
+    def __init__(self, total: int, done: int, description: str) -> None:
+        self.total = max(total, 1)
+        self.shown = done
+        self.at = time.monotonic()
+        self.id = create_progress_artifact(100.0 * done / self.total, description=description)
+
+    def update(self, done: int, *, final: bool = False) -> None:
+        if done == self.shown or not (final or time.monotonic() - self.at >= PROGRESS_ARTIFACT_EVERY_S):
+            return
+        update_progress_artifact(self.id, 100.0 * done / self.total)  # type: ignore[arg-type]
+        self.shown, self.at = done, time.monotonic()
+
+
+PROGRESS_ARTIFACT_EVERY_S = 1.0
 
 
 def ask_worker(manifest: Manifest, engine: str | None) -> WorkerFacts:

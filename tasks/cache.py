@@ -13,6 +13,7 @@ removed), never a hit.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +54,21 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def audio_header(data: bytes) -> tuple[int, int]:
+    """(sample rate, frames) of an encoded file in memory: read from a FLAC stream's STREAMINFO block
+    (the first, 34 bytes after "fLaC" and a 4-byte block header), else by libsndfile. Raises
+    ValueError (or soundfile's error) on bytes that are not audio."""
+    if data[:4] == b"fLaC" and len(data) >= 42 and data[4] & 0x7F == 0:  # block type 0: STREAMINFO
+        bits = int.from_bytes(data[18:26], "big")  # rate (20 bits), channels-1 (3), bps-1 (5), frames (36)
+        rate, frames = bits >> 44, bits & ((1 << 36) - 1)
+        if rate > 0 and frames > 0:
+            return rate, frames
+    if data[:4] == b"fLaC":
+        raise ValueError("a FLAC stream without a sample rate or frame count in its STREAMINFO")
+    info = sf.info(io.BytesIO(data))
+    return int(info.samplerate), int(info.frames)
 
 
 @dataclass(frozen=True)
@@ -124,9 +140,16 @@ class AudioCache:
 
     def store_bytes(self, key: str, data: bytes, **meta: Any) -> Path:
         """Store an encoded file (as `store` writes it, e.g. FLAC bytes a worker sent) for `key`:
-        the file atomically, then the sidecar that makes it a hit."""
-        write_bytes(self.path_for(key), data, durable=False)
-        return self.adopt(key, **meta)
+        the file atomically, then the sidecar that makes it a hit. The bytes are checked (they must
+        decode) and digested in memory: the file is written once and never read back."""
+        sample_rate_hz, frames = audio_header(data)  # raises on bytes that are not audio, before any write
+        path = self.path_for(key)
+        write_bytes(path, data, durable=False)
+        stat = path.stat()
+        record = {"key": key, "sha256": hashlib.sha256(data).hexdigest(), "size": stat.st_size,
+                  "mtime_ns": stat.st_mtime_ns, "sample_rate_hz": sample_rate_hz, "frames": frames, **meta}
+        write_bytes(self._sidecar(key), json.dumps(record, sort_keys=True).encode(), durable=False)
+        return path
 
     def adopt(self, key: str, **meta: Any) -> Path:
         """Make the finished file already written (atomically) at `path_for(key)` an entry: its sidecar."""

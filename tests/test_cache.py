@@ -8,8 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tasks.cache import AudioCache, chunk_key, content_key
+from tasks.cache import AudioCache, chunk_key, content_key, file_sha256
+from tasks.synth import flac_bytes
 
 BASE = {"text": "Hello there.", "voice_fingerprint": "v1", "engine": "piper", "engine_version": "1",
         "settings": {"a": 1, "b": 2}, "seed": 7}
@@ -95,3 +99,25 @@ def test_entry_gives_the_file_and_its_record(cache: AudioCache) -> None:
     sidecar.write_text(json.dumps(record))
     found = cache.entry("ab" * 32)
     assert found is not None and found[0] == path
+
+
+@given(frames=st.integers(1, 200_000), rate=st.sampled_from([8000, 16000, 22050, 24000, 44100, 48000]))
+@settings(max_examples=25, deadline=None)
+def test_store_bytes_records_what_libsndfile_reads(tmp_path_factory: pytest.TempPathFactory, frames: int,
+                                                   rate: int) -> None:
+    """FLAC bytes a worker sends: the sidecar's rate, frames and checksum (taken from the bytes in
+    memory) are those of the stored file as libsndfile and sha256 read it back."""
+    samples = (0.1 * np.sin(np.arange(frames) / 7.0)).astype(np.float32)
+    cache = AudioCache(tmp_path_factory.mktemp("chunks"))
+    path = cache.store_bytes("cd" * 32, flac_bytes(samples, rate), rerolls=1)
+    info, meta = sf.info(str(path)), cache.meta("cd" * 32)
+    assert (meta["sample_rate_hz"], meta["frames"]) == (info.samplerate, info.frames) == (rate, frames)
+    assert meta["sha256"] == file_sha256(path) and meta["rerolls"] == 1
+    assert cache.lookup("cd" * 32) == path
+
+
+def test_store_bytes_refuses_bytes_that_are_not_audio(cache: AudioCache) -> None:
+    for bad in (b"not audio at all", b"fLaC" + bytes(60)):
+        with pytest.raises((ValueError, sf.LibsndfileError)):
+            cache.store_bytes("ef" * 32, bad)
+        assert cache.lookup("ef" * 32) is None and not cache.path_for("ef" * 32).exists()

@@ -197,3 +197,27 @@ def run_in_own_group(cmd: list[str], env: dict[str, str], log: Path) -> subproce
             except ProcessLookupError:
                 pass
     return subprocess.CompletedProcess(cmd, code, log.read_text(), log.read_text())
+
+
+def test_progress_artifact_is_updated_at_most_once_a_second_and_at_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every batch moves the terminal's progress; the Prefect artifact (a server call) follows at most
+    once a second, and always shows the last figure."""
+    import flows.render as render
+
+    calls: list[float] = []
+    clock = [100.0]
+    monkeypatch.setattr(render, "create_progress_artifact", lambda value, description: "artifact-id")
+    monkeypatch.setattr(render, "update_progress_artifact", lambda artifact, value: calls.append(value))
+    monkeypatch.setattr(render.time, "monotonic", lambda: clock[0])
+    shown = render.ProgressArtifact(200, 0, "Synthesising")
+    for done in range(10, 110, 10):  # ten batches within 0.9 s: none reaches the server
+        clock[0] += 0.09
+        shown.update(done)
+    assert calls == []
+    clock[0] += 0.2
+    shown.update(120)
+    shown.update(140)
+    assert calls == [60.0]
+    shown.update(200, final=True)
+    shown.update(200, final=True)
+    assert calls == [60.0, 100.0]
