@@ -51,7 +51,6 @@ MAX_EXTRA_S = 0.25  # more speech than this outside the expected words: a bad ta
 # A word (but the last, which carries the take's tail) aligned over more than this many times the take's
 # median length per phone, plus 0.1 s, has speech in it that is not the word (a repeated phrase).
 STRETCH_FACTOR = 2.0
-ENGINE_DEFAULTS: dict[str, Mode] = {"tortoise": "reroll", "piper": "flag"}  # any other engine (test doubles): off
 # A word is missing when it fits this badly (mean negative log acoustic score per frame; clean words
 # stay under about 7), or when it is squeezed to its minimum length (3 frames per phone) and fits poorly.
 MISSING_BADNESS = 9.0
@@ -133,7 +132,10 @@ def is_english(language: str) -> bool:
 
 def verify_mode(mode: str | None, engine: str, language: str) -> tuple[Mode, str | None]:
     """The check to run for this book: the manifest's `verify` or the engine's default; English only."""
-    chosen: Mode = mode if mode in ("off", "flag", "reroll") else ENGINE_DEFAULTS.get(engine, "off")  # type: ignore[assignment]
+    from tasks.engines import engine_class
+
+    default = getattr(engine_class(engine), "verify_default", "off")  # an engine's class says (EngineBase)
+    chosen: Mode = mode if mode in ("off", "flag", "reroll") else default  # type: ignore[assignment]
     if chosen != "off" and not is_english(language):
         return "off", (f"takes are not checked by speech recognition: the recogniser knows US English only, "
                        f"the book's language is {language!r} (set 'verify: off' to silence this)")

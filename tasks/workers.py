@@ -30,13 +30,6 @@ from tasks.errors import EngineError, UserError
 if TYPE_CHECKING:
     from tasks.plan import SynthJob
 
-# Tortoise on a CPU, for the no-GPU message when this worker has measured nothing yet: engine seconds
-# per autoregressive code and candidate, and per diffusion forward (conditioning-free guidance: two a
-# step). Full size: 0.68 s a code with one candidate on 2 cores (docs/DESIGN, measured); the diffusion
-# figure is an estimate. Tiny: the test models (~3 s for a whole 2-candidate, 80-code chunk).
-CPU_SECONDS = {"full": (0.68, 3.0), "tiny": (0.01, 0.05)}
-TYPICAL_CODES = 250  # ~11 s of speech: a chunk of ~150 characters
-
 
 class NoGpuWorkerError(UserError):
     """A Tortoise render found no GPU where synthesis runs."""
@@ -59,6 +52,7 @@ class WorkerFacts:
     gpu: str | None = None
     gpu_free_gib: float | None = None
     cpu_forced: bool = False  # AUDIOBOOK_TORTOISE_DEVICE=cpu where the worker runs
+    needs_gpu: bool = False  # the engine's class says it needs a GPU (EngineBase.needs_gpu)
     prompt_mode: str | None = None  # "redact" or "dropped" (Engine.prompt_mode), when prompts are asked for
     seconds_per_chunk: float | None = None  # measured on this worker, or estimated (Tortoise on CPU)
     measured: bool = False
@@ -86,16 +80,6 @@ def resolved_version(engine: Any) -> str:
     return str(engine.info.version)
 
 
-def cpu_estimate(settings: Mapping[str, Any]) -> float:
-    """Seconds a Tortoise chunk takes on a CPU at `settings`, from CPU_SECONDS (no measurement here)."""
-    mode = envs.TORTOISE_MODELS.get().strip().lower()
-    per_code, per_forward = CPU_SECONDS["tiny" if mode == "tiny" else "full"]
-    codes = min(int(settings.get("max_mel_tokens", 500)), TYPICAL_CODES)
-    candidates = int(settings.get("num_autoregressive_samples", 16))
-    forwards = int(settings.get("diffusion_iterations", 30)) * (2 if settings.get("cond_free", True) else 1)
-    return candidates * codes * per_code + forwards * per_forward
-
-
 def worker_facts(engine_name: str, settings: Mapping[str, Any], *, prompts: bool = True) -> WorkerFacts:
     """This worker's facts for `engine_name` at `settings`: run where synthesis runs. Builds the engine
     and finds its device (no TTS model is loaded; with `prompts`, Tortoise looks for its prompt aligner
@@ -109,12 +93,13 @@ def worker_facts(engine_name: str, settings: Mapping[str, Any], *, prompts: bool
     precision = str(getattr(engine, "precision", "fp32"))
     gpu, free = _gpu() if device.startswith("cuda") else (None, None)
     measured = registry.seconds_per_chunk(engine_name, device)
-    estimate = cpu_estimate(settings) if engine_name == "tortoise" and device == "cpu" else None
+    estimator = getattr(engine, "cpu_seconds_per_chunk", None)  # EngineBase's (a test double may have none)
+    estimate = estimator(settings) if estimator is not None and device == "cpu" else None
     prompt_mode = engine.prompt_mode if prompts and engine.info.supports_prompts else None
     return WorkerFacts(
         engine=engine_name, version=version, device=device, precision=precision,
         capacity=batch_capacity(engine, settings), host=socket.gethostname(), gpu=gpu, gpu_free_gib=free,
-        cpu_forced=_cpu_forced(),
+        cpu_forced=_cpu_forced(), needs_gpu=bool(getattr(engine, "needs_gpu", False)),
         prompt_mode=prompt_mode, seconds_per_chunk=measured if measured is not None else estimate,
         measured=measured is not None,
     )
@@ -128,13 +113,13 @@ def _cpu_forced() -> bool:
 def check_gpu(facts: WorkerFacts) -> None:
     """On the renderer, before any chunk: Tortoise with no GPU where it runs stops with one line, unless
     AUDIOBOOK_TORTOISE_DEVICE=cpu is set here or on the worker."""
-    if facts.engine != "tortoise" or facts.device.startswith("cuda") or facts.cpu_forced:
+    if not facts.needs_gpu or facts.device.startswith("cuda") or facts.cpu_forced:
         return
     if _cpu_forced():
         return
     minutes = (facts.seconds_per_chunk or 0.0) / 60
     figure = f"{minutes:.0f}" if minutes >= 1 else f"{minutes:.1f}"
-    raise NoGpuWorkerError(f"no GPU worker: Tortoise on CPU takes ~{figure} min per chunk; "
+    raise NoGpuWorkerError(f"no GPU worker: {facts.engine.capitalize()} on CPU takes ~{figure} min per chunk; "
                            "set AUDIOBOOK_TORTOISE_DEVICE=cpu to do it anyway")
 
 
@@ -142,8 +127,9 @@ def check_precision(facts: WorkerFacts) -> None:
     """On the renderer, before any chunk: an explicit AUDIOBOOK_TORTOISE_PRECISION here is the job's;
     a worker that runs another precision is refused (the keys would name what did not run)."""
     asked = (envs.TORTOISE_PRECISION.get() or "").strip().lower()
-    if facts.engine == "tortoise" and asked and asked != facts.precision:
-        raise UserError(f"the render asks for {asked} but worker {facts.host} runs Tortoise in {facts.precision} "
+    if facts.needs_gpu and asked and asked != facts.precision:
+        raise UserError(f"the render asks for {asked} but worker {facts.host} runs {facts.engine.capitalize()} in "
+                        f"{facts.precision} "
                         f"on {facts.device}", field="AUDIOBOOK_TORTOISE_PRECISION",
                         fix=f"set AUDIOBOOK_TORTOISE_PRECISION={asked} on the workers too (fp16 needs a GPU), "
                         "or leave it unset to take what the workers run")

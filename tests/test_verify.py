@@ -71,6 +71,7 @@ def test_defaults_per_engine_and_language() -> None:
     mode, warning = verify_mode(None, "piper", "de")
     assert mode == "off" and warning is not None and "'de'" in warning
     assert verify_mode("off", "piper", "fr") == ("off", None)
+    assert verify_mode(None, "fake", "en") == ("off", None)  # an engine that says nothing: off (EngineBase)
 
 
 def test_manifest_verify_settings_are_validated(tmp_path: Path) -> None:

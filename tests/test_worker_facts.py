@@ -142,7 +142,8 @@ def test_the_flow_keys_and_sizes_tasks_from_the_worker(workdirs: dict[str, Path]
 
 
 def test_a_precision_asked_by_the_render_is_checked_against_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    gpu = WorkerFacts(engine="tortoise", version="v/fp16", device="cuda", precision="fp16", capacity=8, host="gpu-1")
+    gpu = WorkerFacts(engine="tortoise", version="v/fp16", device="cuda", precision="fp16", capacity=8, host="gpu-1",
+                      needs_gpu=True)
     monkeypatch.delenv("AUDIOBOOK_TORTOISE_PRECISION", raising=False)
     check_precision(gpu)  # nothing asked: the worker's precision is the job's (and its keys')
     monkeypatch.setenv("AUDIOBOOK_TORTOISE_PRECISION", "fp16")
@@ -153,6 +154,7 @@ def test_a_precision_asked_by_the_render_is_checked_against_the_worker(monkeypat
     assert caught.value.exit_code == 2
     assert "asks for fp32 but worker gpu-1 runs Tortoise in fp16" in str(caught.value)
     assert "AUDIOBOOK_TORTOISE_PRECISION=fp32 on the workers" in str(caught.value)
+    check_precision(facts_like(gpu, engine="piper", precision="fp32", needs_gpu=False))  # a CPU engine: not asked
 
 
 # -- GPU or a clear no -----------------------------------------------------------------------------------
@@ -161,17 +163,43 @@ def test_a_precision_asked_by_the_render_is_checked_against_the_worker(monkeypat
 def test_no_gpu_message_is_one_line_with_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AUDIOBOOK_TORTOISE_DEVICE", raising=False)
     cpu = WorkerFacts(engine="tortoise", version="v/fp32", device="cpu", precision="fp32", capacity=8, host="h",
-                      seconds_per_chunk=780.0)
+                      seconds_per_chunk=780.0, needs_gpu=True)
     with pytest.raises(NoGpuWorkerError) as caught:
         check_gpu(cpu)
     assert str(caught.value) == ("no GPU worker: Tortoise on CPU takes ~13 min per chunk; "
                                  "set AUDIOBOOK_TORTOISE_DEVICE=cpu to do it anyway")
     assert caught.value.exit_code == 2
     check_gpu(facts_like(cpu, device="cuda"))  # a GPU worker, a CPU engine, or CPU asked for: no refusal
-    check_gpu(facts_like(cpu, engine="piper"))
+    check_gpu(facts_like(cpu, engine="piper", needs_gpu=False))
     check_gpu(facts_like(cpu, cpu_forced=True))
     monkeypatch.setenv("AUDIOBOOK_TORTOISE_DEVICE", "cpu")
     check_gpu(cpu)
+
+
+def test_an_engine_that_needs_a_gpu_says_so_in_its_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU refusal and its estimate come from the engine's class (EngineBase.needs_gpu,
+    cpu_seconds_per_chunk), not from its name."""
+    from tasks.engines import register_engine, unregister_engine
+    from tasks.engines.fake import FakeEngine
+
+    class GpuToy(FakeEngine):
+        needs_gpu = True
+
+        def cpu_seconds_per_chunk(self, settings: object) -> float:
+            return 180.0
+
+    monkeypatch.delenv("AUDIOBOOK_TORTOISE_DEVICE", raising=False)
+    register_engine("gputoy", GpuToy)
+    try:
+        facts = worker_facts("gputoy", {}, prompts=False)
+        plain = worker_facts("fake", {}, prompts=False)
+    finally:
+        unregister_engine("gputoy")
+    assert facts.needs_gpu and facts.device == "cpu" and facts.seconds_per_chunk == 180.0
+    with pytest.raises(NoGpuWorkerError, match=r"^no GPU worker: Gputoy on CPU takes ~3 min per chunk;"):
+        check_gpu(facts)
+    assert not plain.needs_gpu and plain.seconds_per_chunk is None
+    check_gpu(plain)
 
 
 @pytest.mark.skipif(not HAS_TORTOISE, reason="needs torch and tortoise-tts")
@@ -183,7 +211,7 @@ def test_tortoise_facts_on_a_cpu_worker(tiny: None, monkeypatch: pytest.MonkeyPa
     if facts.device != "cpu":
         pytest.skip("this machine has a GPU")
     assert facts.precision == "fp32" and facts.version.endswith("/models-random-tiny-seed0/fp32")
-    assert facts.capacity == 32 // 2 and not facts.cpu_forced and not facts.measured
+    assert facts.capacity == 32 // 2 and not facts.cpu_forced and not facts.measured and facts.needs_gpu
     assert facts.seconds_per_chunk and facts.seconds_per_chunk > 0  # the tiny estimate
     monkeypatch.setenv("AUDIOBOOK_TORTOISE_BATCH_ROWS", "6")
     assert worker_facts("tortoise", settings, prompts=False).capacity == 3  # the worker's own setting

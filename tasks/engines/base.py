@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -126,7 +126,16 @@ class Engine(Protocol):
 class EngineBase:
     """The defaults of the interface's optional parts: prompts are dropped, and `doctor` is `status` plus a
     timed test render with the default (else the first) voice. An engine subclasses it and defines
-    `info`, `status`, `settings_for`, `check_voice`, `voice_fingerprint` and `synthesize`."""
+    `info`, `status`, `settings_for`, `check_voice`, `voice_fingerprint` and `synthesize`, and may change
+    the class facts below."""
+
+    verify_default: ClassVar[str] = "off"  # the take check when a manifest names none: off | flag | reroll
+    needs_gpu: ClassVar[bool] = False  # a render refuses a GPU-less pool (unless AUDIOBOOK_TORTOISE_DEVICE=cpu)
+
+    def cpu_seconds_per_chunk(self, settings: Mapping[str, Any]) -> float | None:
+        """An estimate of one chunk's engine seconds on a CPU at `settings` before any is measured (the
+        no-GPU message of an engine that needs a GPU); None: no estimate."""
+        return None
 
     @classmethod
     def status(cls, voices_dir: Path) -> EngineStatus:

@@ -64,6 +64,8 @@ def _version(package: str) -> str:
 
 
 class PiperEngine(EngineBase):
+    verify_default = "flag"  # Piper rarely drops words: takes are heard and flagged, not re-rolled
+
     @classmethod
     def status(cls, voices_dir: Path) -> EngineStatus:
         """Installed (piper-tts, onnxruntime), ready with the packaged voice; voices: 'joe' and the folders

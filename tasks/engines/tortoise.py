@@ -62,6 +62,7 @@ from tasks.engines.tortoise_settings import (  # noqa: F401 - re-exported: tests
     ROW_TOKENS,
     _models_mode,
     _precision_setting,
+    cpu_seconds_per_chunk,
     ddim_steps_ok,
     merged_settings,
     quality_settings,
@@ -96,6 +97,12 @@ def _version(package: str) -> str:
 # -- the engine ------------------------------------------------------------------------------------------
 class TortoiseEngine(VoiceLatents, EngineBase):
     """Tortoise with resident models. Thread-safe: one synthesis at a time per process (one GPU)."""
+
+    verify_default = "reroll"  # Tortoise drops and invents words: every take is heard, a bad one re-rolled
+    needs_gpu = True
+
+    def cpu_seconds_per_chunk(self, settings: Mapping[str, Any]) -> float | None:
+        return cpu_seconds_per_chunk(settings)
 
     @classmethod
     def status(cls, voices_dir: Path) -> EngineStatus:

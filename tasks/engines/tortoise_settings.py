@@ -117,3 +117,21 @@ def merged_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         raise EngineError(f"DDIM cannot take {merged['diffusion_iterations']} of Tortoise's 4000 diffusion "
                           "steps at an even stride: use e.g. 10, 16, 20, 25, 30, 40, 50 or 80")
     return merged
+
+
+# Tortoise on a CPU, for the no-GPU message when this worker has measured nothing yet: engine seconds
+# per autoregressive code and candidate, and per diffusion forward (conditioning-free guidance: two a
+# step). Full size: 0.68 s a code with one candidate on 2 cores (docs/DESIGN, measured); the diffusion
+# figure is an estimate. Tiny: the test models (~3 s for a whole 2-candidate, 80-code chunk).
+CPU_SECONDS = {"full": (0.68, 3.0), "tiny": (0.01, 0.05)}
+TYPICAL_CODES = 250  # ~11 s of speech: a chunk of ~150 characters
+
+
+def cpu_seconds_per_chunk(settings: Mapping[str, Any]) -> float:
+    """Seconds a Tortoise chunk takes on a CPU at `settings`, from CPU_SECONDS (no measurement here)."""
+    mode = envs.TORTOISE_MODELS.get().strip().lower()
+    per_code, per_forward = CPU_SECONDS["tiny" if mode == "tiny" else "full"]
+    codes = min(int(settings.get("max_mel_tokens", 500)), TYPICAL_CODES)
+    candidates = int(settings.get("num_autoregressive_samples", 16))
+    forwards = int(settings.get("diffusion_iterations", 30)) * (2 if settings.get("cond_free", True) else 1)
+    return candidates * codes * per_code + forwards * per_forward
