@@ -232,8 +232,9 @@ def _base(word: str) -> str:
     return re.sub(r"\(\d+\)$", "", word)
 
 
-def _matched(expected: list[str], heard: list[str]) -> list[bool]:
-    """Which expected words an edit-distance alignment matches with a heard word."""
+def edit_costs(expected: list[str], heard: list[str]) -> np.ndarray:
+    """The word edit-distance table: cost[i, j] turns the first i expected words into the first j heard
+    ones (a word missing, added or heard as another costs 1). Walk it back from the corner to align."""
     n, m = len(expected), len(heard)
     cost = np.zeros((n + 1, m + 1), dtype=np.int32)
     cost[:, 0] = np.arange(n + 1)
@@ -241,6 +242,13 @@ def _matched(expected: list[str], heard: list[str]) -> list[bool]:
     for i in range(1, n + 1):
         for j in range(1, m + 1):
             cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1, cost[i - 1, j - 1] + (expected[i - 1] != heard[j - 1]))
+    return cost
+
+
+def _matched(expected: list[str], heard: list[str]) -> list[bool]:
+    """Which expected words an edit-distance alignment matches with a heard word."""
+    n, m = len(expected), len(heard)
+    cost = edit_costs(expected, heard)
     hit = [False] * n
     i, j = n, m
     while i > 0 and j > 0:

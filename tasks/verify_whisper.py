@@ -102,16 +102,11 @@ def whisper_recognizer(folder: Path) -> WhisperRecognizer:
 
 def transcript_verdict(words: list[str], heard: list[tuple[str, float, float]]) -> Verdict:
     """Score a take by its transcript: expected words matched, heard words left over (their length)."""
-    from tasks.verify import Span, Verdict
+    from tasks.verify import Span, Verdict, edit_costs
 
     n, m = len(words), len(heard)
     said = [w for w, _, _ in heard]
-    cost = np.zeros((n + 1, m + 1), dtype=np.int32)
-    cost[:, 0] = np.arange(n + 1)
-    cost[0, :] = np.arange(m + 1)
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1, cost[i - 1, j - 1] + (words[i - 1] != said[j - 1]))
+    cost = edit_costs(words, said)
     missing: list[tuple[int, int, bool]] = []  # (expected word, heard word at or after it or -1, heard instead)
     extra: list[int] = []
     i, j = n, m
