@@ -460,6 +460,18 @@ def test_index_page_escapes_user_text(svc: Service) -> None:
     assert 'href="/books/xss/download/xss.m4b"' in page.text
 
 
+def test_the_upload_form_offers_every_reader_and_what_the_checks_take(svc: Service) -> None:
+    import re
+
+    from tasks.documents import READERS
+
+    page = svc.client.get("/").text
+    pickers = dict(re.findall(r'id="(document|cover|clips)" accept="([^"]*)"', page))
+    assert set(pickers["document"].split(",")) == {*READERS, ".yaml", ".yml", ".zip"}
+    assert set(pickers["cover"].split(",")) == {".jpg", ".jpeg", ".png"}
+    assert set(pickers["clips"].split(",")) == {".wav", ".mp3", ".flac", ".ogg"}
+
+
 def test_state_mapping() -> None:
     expected = {"SCHEDULED": "queued", "PENDING": "queued", "RUNNING": "running", "COMPLETED": "completed",
                 "FAILED": "failed", "CRASHED": "failed", "CANCELLED": "failed"}

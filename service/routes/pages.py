@@ -10,15 +10,25 @@ from fastapi.responses import HTMLResponse, Response
 
 from ..auth import signed_in
 from ..context import Context, ServiceContext
+from ..filetypes import AUDIO_SUFFIXES, DOCUMENT_SUFFIXES, IMAGE_SUFFIXES, MANIFEST_SUFFIXES
 from ..health import available_engines
 
 router = APIRouter()
+
+# The upload form's file pickers offer what the upload checks take (service.filetypes, whose document
+# suffixes come from the readers): a document, a manifest or a .zip; a cover; voice clips.
+ACCEPT = {
+    "document": ",".join([*DOCUMENT_SUFFIXES, *sorted(MANIFEST_SUFFIXES), ".zip"]),
+    "cover": ",".join(IMAGE_SUFFIXES),
+    "clips": ",".join(sorted(AUDIO_SUFFIXES)),
+}
 
 
 def page_context(request: Request, context: ServiceContext) -> dict[str, Any]:
     config = context.config
     return {"token_required": config.token is not None, "signed_in": signed_in(request, config),
-            "public_downloads": config.public_downloads, "engines": available_engines(config.voices)}
+            "public_downloads": config.public_downloads, "engines": available_engines(config.voices),
+            "accept": ACCEPT}
 
 
 @router.get("/", response_class=HTMLResponse)
