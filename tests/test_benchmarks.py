@@ -92,6 +92,18 @@ def test_memory(results: dict[str, dict[str, Any]]) -> None:
     results["memory"] = out
 
 
+def test_verify(results: dict[str, dict[str, Any]]) -> None:
+    """Planted faults on two Piper takes of the benchmarks' own prose (not a real book): every kind is
+    planted in each take, the check and synthesis are both timed, and transcription is tried on one."""
+    out = common.run_bench("bench_verify.py", ["--chunks", "2", "--compare", "1", "--repeats", "1",
+                                               "--book", str(REPO / "no-such-book.yaml")])
+    assert out["chunks"] == 2 and out["planted"] == {"drop": 2, "repeat": 2, "truncate": 2, "foreign": 2}
+    assert sum(out["caught"].values()) == round(out["caught_fraction"] * 8) and 0 <= out["clean_flagged_fraction"] <= 1
+    assert out["synth_cpu_s_per_audio_min"] > 0 and out["check_cpu_s_per_audio_min"] > 0
+    assert out["check_cost_vs_synth"] > 0 and out["transcription_method"]["chunks"] == 1
+    results["verify"] = out
+
+
 def test_run_all_summary(results: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     if set(results) != set(run_all.BENCHES):
         pytest.skip("needs every benchmark's result from the tests above")
@@ -99,7 +111,8 @@ def test_run_all_summary(results: dict[str, dict[str, Any]], tmp_path: Path) -> 
     for key in ("postprocess_ratio_vs_ffmpeg", "postprocess_peak_rss_mib_1h", "postprocess_peak_rss_mib_10h",
                 "overhead_ms_per_chunk", "cached_rerender_fraction", "pipeline_overhead_vs_piper",
                 "speedup_2_workers", "render_peak_rss_mib_1h", "render_peak_rss_mib_10h",
-                "simulated_gpu_efficiency_min_upto_16", "renderer_ceiling_chunks_per_s"):
+                "simulated_gpu_efficiency_min_upto_16", "renderer_ceiling_chunks_per_s", "verify_caught_fraction",
+                "verify_clean_flagged_fraction", "verify_cost_vs_synth"):
         assert isinstance(head[key], int | float), key
     assert len(run_all.verdicts(head)) == len(run_all.TARGETS)
     path = common.atomic_write_json(tmp_path / "results.json", head)
