@@ -6,6 +6,9 @@ import counts, also those inside functions."""
 from __future__ import annotations
 
 import ast
+import importlib
+import pkgutil
+import re
 from pathlib import Path
 
 import pytest
@@ -41,3 +44,14 @@ def test_the_check_sees_imports_inside_functions(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("import os\n\ndef f():\n    from service.app import create_app\n    import cli.main\n")
     assert imported_packages(module) == [("service", 4), ("cli", 5)]
+
+
+def test_the_data_flow_map_names_functions_that_exist() -> None:
+    """tasks/__init__.py's map of the stages: every `module.function` it names is there."""
+    import tasks
+
+    modules = {m.name for m in pkgutil.iter_modules(tasks.__path__)}
+    named = [(mod, fn) for mod, fn in re.findall(r"\b([a-z_]+)\.([a-z_]+)\b", tasks.__doc__ or "") if mod in modules]
+    assert len(named) >= 12
+    missing = [f"{mod}.{fn}" for mod, fn in named if not hasattr(importlib.import_module(f"tasks.{mod}"), fn)]
+    assert missing == []
