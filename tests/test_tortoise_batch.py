@@ -197,6 +197,9 @@ def test_compaction_holds_at_most_one_extra_layer_tensor(monkeypatch: pytest.Mon
     layers = 6
     gpt = SimpleNamespace(h=[SimpleNamespace(attn=SimpleNamespace(num_heads=2, head_dim=8))] * layers)
     decoder = tb._Decoder(gpt, 16, 40, torch.float32, torch.device("cpu"))
+    for i, t in enumerate((*decoder.keys, *decoder.values)):  # the cache is torch.empty: give it known values
+        t.copy_(torch.arange(t.numel(), dtype=t.dtype).reshape(t.shape) + i)  # (what it held could be NaN)
+    del t  # no reference may outlive the compaction
     cache = decoder.nbytes
     old = [weakref.ref(t) for t in (*decoder.keys, *decoder.values)]
     made: list[weakref.ref[torch.Tensor]] = []
