@@ -56,7 +56,7 @@ def pack_manifest_folder(manifest_path: Path) -> bytes:
     import zipfile
 
     from tasks.manifest import load_manifest
-    from tasks.plan import check_sources_exist
+    from tasks.source import check_sources_exist
 
     manifest = load_manifest(manifest_path)
     check_sources_exist(manifest)

@@ -3,7 +3,7 @@
 Data flow (each stage takes a typed value and returns one; tests/test_layers.py checks these names):
 
     manifest.load_manifest(path)               -> Manifest
-    plan.read_source(manifest)                 -> BookSource (documents read: chapters, skipped, metadata)
+    source.read_source(manifest)               -> BookSource (documents read: chapters, skipped, metadata)
     plan.make_plan(manifest, ...)              -> BookPlan (chapters of Chunks, keyed by cache.chunk_key)
     synth.synthesize_batch(chunks, job)        -> BatchResult (engines.get_engine(name), takes judged by
                                                   verify.judge_take, stored in the chunk cache)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from tasks.cache import PIPELINE_VERSION, file_sha256
 from tasks.manifest import Manifest, load_manifest
-from tasks.plan import BookPlan, BookSource, check_voice, make_plan, read_source
+from tasks.plan import BookPlan, check_voice, make_plan
+from tasks.source import BookSource, read_source
 
 
 def input_files(manifest: Manifest, voices_dir: Path) -> list[Path]:

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks import book, plan, synth, workers
 from tasks.errors import TransientEngineError
 from tasks.manifest import Manifest
+from tasks.source import BookSource
 
 _COMMON: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
@@ -30,7 +31,7 @@ def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="plan-book", **_COMMON)
 def plan_book(manifest: Manifest, engine: str | None, cache_dir: str, voices_dir: str,
-              facts: workers.WorkerFacts | None = None, source: plan.BookSource | None = None,
+              facts: workers.WorkerFacts | None = None, source: BookSource | None = None,
               checked: plan.BookPlan | None = None) -> plan.BookPlan:
     """`source`: the manifest's sources as the caller read them; else they are read here. `checked`: the
     caller's check_only plan of `source`, used as it is when the worker's facts change none of it."""

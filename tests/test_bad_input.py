@@ -23,7 +23,8 @@ from tasks.engines.base import EngineInfo
 from tasks.engines.fake import FakeEngine
 from tasks.errors import AudiobookError, ManifestError, SourceError
 from tasks.manifest import MAX_MANIFEST_BYTES, Manifest, load_manifest, parse_yaml, validate_manifest
-from tasks.plan import BookPlan, SynthJob, make_plan, plan_chapters, read_chapters
+from tasks.plan import BookPlan, SynthJob, make_plan, plan_chapters
+from tasks.source import read_chapters
 from tasks.text import normalize_text
 
 PIPER_LIKE = EngineInfo(name="piper", version="test", max_chars=400, sample_rate_hz=22050, supports_prompts=False)

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from tasks.encode import ffmpeg_exe, read_m4b_chapters
+from tasks.encode import ffmpeg_exe
+from tests.media_probe import read_m4b_chapters
 from tests.test_operate import TOKEN, Serve
 from tests.test_service_uploads import make_epub
 

@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 from mutagen.mp3 import MP3
 
 from tasks.captions import TimedSentence, sentence_timings, srt_text, vtt_text
-from tasks.encode import BookTags, encode_m4b, ffmpeg_exe, m4b_chapter_formats
+from tasks.encode import BookTags, encode_m4b, ffmpeg_exe
 from tests.conftest import fake_engine, write_manifest
+from tests.media_probe import m4b_chapter_formats
 
 WORDS = ["rain", "falls", "on", "the", "quiet", "harbour", "boats", "sleep", "lamps", "glow"]
 

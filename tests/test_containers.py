@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.encode import read_m4b_chapters
+from tests.media_probe import read_m4b_chapters
 from tests.test_operate import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ import pytest
 from mutagen.mp3 import MP3, BitrateMode
 from mutagen.mp4 import MP4
 
-from tasks.encode import measure_file_loudness, read_m4b_chapters
 from tests.conftest import write_manifest
+from tests.media_probe import measure_file_loudness, read_m4b_chapters
 
 pytestmark = pytest.mark.e2e
 

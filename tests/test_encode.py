@@ -19,17 +19,10 @@ from mutagen.mp4 import MP4, MP4Cover
 from tasks import encode
 from tasks.atomic import TEMP_MARK
 from tasks.audio import noise_floor_dbfs, write_wav_atomic
-from tasks.encode import (
-    BookTags,
-    encode_m4b,
-    encode_mp3,
-    ffmpeg_exe,
-    measure_file_loudness,
-    media_duration_s,
-    read_m4b_chapters,
-)
+from tasks.encode import BookTags, encode_m4b, encode_mp3, ffmpeg_exe
 from tasks.errors import AudiobookError, DependencyError, OutputError, SourceError
 from tests.audio_reference import assemble_chapter
+from tests.media_probe import measure_file_loudness, media_duration_s, read_m4b_chapters
 
 
 def speech_like(sr: int, seconds: float, rms_dbfs: float, *, seed: int = 0) -> np.ndarray:

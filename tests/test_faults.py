@@ -22,13 +22,13 @@ from mutagen.mp3 import MP3
 import tasks.encode
 from tasks.atomic import TEMP_MARK
 from tasks.cache import AudioCache
-from tasks.encode import media_duration_s, read_m4b_chapters
 from tasks.engines import register_engine, reset_engines
 from tasks.engines.fake import FakeEngine
 from tasks.errors import OutputError, RenderError
 from tasks.manifest import load_manifest
 from tasks.plan import BookPlan, make_plan
 from tests.conftest import fake_engine, write_manifest
+from tests.media_probe import media_duration_s, read_m4b_chapters
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -16,10 +16,10 @@ from mutagen.mp3 import MP3
 
 from tasks.atomic import TEMP_MARK
 from tasks.cache import AudioCache
-from tasks.encode import read_m4b_chapters
 from tasks.engines.fake import FakeEngine
 from tasks.errors import RenderError, SourceError, VoiceError
 from tests.conftest import fake_engine, write_manifest
+from tests.media_probe import read_m4b_chapters
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -151,7 +151,7 @@ def test_a_worker_killed_mid_render_loses_nothing(tmp_path: Path) -> None:
         assert [c["title"] for c in report["chapters"]] == ["One", "Two"]
         assert all(c["chunks"] == PARAGRAPHS and c["duration_s"] > PARAGRAPHS * 2 for c in report["chapters"])
         from tasks.cache import AudioCache
-        from tasks.encode import read_m4b_chapters
+        from tests.media_probe import read_m4b_chapters
 
         assert [t for t, _ in read_m4b_chapters(renderer["output"] / "book" / "book.m4b")] == ["One", "Two"]
         records = sidecars(chunks_dir)

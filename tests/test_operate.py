@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tasks.encode import read_m4b_chapters
 from tests.conftest import write_manifest
+from tests.media_probe import read_m4b_chapters
 
 ROOT = Path(__file__).resolve().parent.parent
 

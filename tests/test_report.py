@@ -107,6 +107,7 @@ def test_cli_render_reads_each_source_once(
     facts change none of its keys)."""
     import tasks.manifest
     import tasks.plan
+    import tasks.source
     from cli import run
 
     for handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):  # cli sets these: undo afterwards
@@ -115,7 +116,7 @@ def test_cli_render_reads_each_source_once(
     documents: Counter[str] = Counter()
     manifests: Counter[str] = Counter()
     plans = 0
-    read_document, validate_manifest = tasks.plan.read_document, tasks.manifest.validate_manifest
+    read_document, validate_manifest = tasks.source.read_document, tasks.manifest.validate_manifest
     plan_chapters = tasks.plan.plan_chapters
 
     def counted_plan(*args: Any, **kwargs: Any) -> Any:
@@ -131,7 +132,7 @@ def test_cli_render_reads_each_source_once(
         manifests[Path(path).name] += 1
         return validate_manifest(data, path, *args, **kwargs)
 
-    monkeypatch.setattr(tasks.plan, "read_document", counted_read)
+    monkeypatch.setattr(tasks.source, "read_document", counted_read)
     monkeypatch.setattr(tasks.manifest, "validate_manifest", counted_validate)
     monkeypatch.setattr(tasks.plan, "plan_chapters", counted_plan)
     assert run(["render", str(book)]) == 0, capsys.readouterr().err
@@ -157,7 +158,8 @@ def test_the_checked_plan_is_reused_only_when_the_worker_changes_nothing(
     """A worker that runs another engine version (Tortoise in another precision) gets a plan keyed for
     it; one that runs what the check assumed gets the checked plan as it is."""
     from tasks.manifest import load_manifest
-    from tasks.plan import make_plan, read_source, reuse_checked_plan
+    from tasks.plan import make_plan, reuse_checked_plan
+    from tasks.source import read_source
     from tasks.workers import WorkerFacts
 
     source = read_source(load_manifest(book))

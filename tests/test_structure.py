@@ -15,18 +15,21 @@ import pytest
 from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4
 
+import tasks.source
 from tasks import book, plan
 from tasks.audio import AudioStats, read_audio, write_wav_atomic
 from tasks.cover import prepare_cover
 from tasks.documents import ChapterText, Document, Metadata
-from tasks.encode import BookTags, encode_mp3, media_duration_s, read_m4b_chapters
+from tasks.encode import BookTags, encode_mp3
 from tasks.engines.base import EngineInfo
 from tasks.errors import SourceError
 from tasks.manifest import Manifest, load_manifest, validate_manifest
 from tasks.plan import BookPlan, SynthJob, plan_chapters
+from tasks.source import read_chapters
 from tasks.structure import split_into_parts
 from tasks.text import normalize_text
 from tests.conftest import fake_engine, write_manifest
+from tests.media_probe import media_duration_s, read_m4b_chapters
 
 INFO = EngineInfo(name="piper", version="test", max_chars=400, sample_rate_hz=22050, supports_prompts=False)
 STORM = ChapterText("Chapter 4: The Storm", ("Rain came over the hill. It did not stop.", "By night the river rose."))
@@ -105,7 +108,7 @@ def test_titles_are_spoken_for_every_source_format(tmp_path: Path, source: str |
     else:
         body.update(source=source)
     m = manifest(tmp_path, **body)
-    book_plan = plan_of(plan.read_chapters(m)[0], m)
+    book_plan = plan_of(read_chapters(m)[0], m)
     assert [texts(ch) for ch in book_plan.chapters] == [
         [plan.spoken_title("Chapter 1"), "The first words."], [plan.spoken_title("Chapter 2"), "The second words."]]
     assert plan.spoken_title("Chapter 1").startswith("Chapter")
@@ -163,7 +166,7 @@ def test_empty_chapter_is_left_out_and_the_others_keep_their_titles(tmp_path: Pa
         "## Third\n\nWords of the third.\n\n## Fourth\n\n[only a prompt]\n\n## Fifth\n\nWords of the fifth.\n"
     )
     m = manifest(tmp_path, prompts=True)  # with prompts on, "[only a prompt]" is a prompt the engine cannot use
-    chapters, notes = plan.read_chapters(m)
+    chapters, notes = read_chapters(m)
     book_plan = plan_chapters(chapters, m, INFO, plan_of((CALM,), m).job, "voice", notes)
     body = [ch for ch in book_plan.chapters if ch.kind == "chapter"]
     assert [ch.title for ch in body] == ["First", "Third", "Fifth"]
@@ -371,14 +374,14 @@ def test_render_has_credits_titles_parts_sample_and_cover(
     manifest_path = write_manifest(folder, "title: Flow Village\nauthor: Ann Writer\nnarrator: Ben Reader\n"
                                            "engine: fake\nvoice: anyone\nseed: 3\nsource: book.md\n")
     cover = image_bytes((800, 800), "JPEG")
-    real_read = plan.read_document
+    real_read = tasks.source.read_document
 
     def read_with_cover(path: Path, **kwargs: Any) -> Document:  # as the EPUB and DOCX readers give covers
         document = real_read(path, **kwargs)
         return Document(document.chapters, document.warnings, document.skipped,
                         Metadata(cover=cover, cover_media_type="image/jpeg"))
 
-    monkeypatch.setattr(plan, "read_document", read_with_cover)
+    monkeypatch.setattr(tasks.source, "read_document", read_with_cover)
     monkeypatch.setattr(book, "SAMPLE_MAX_SECONDS", 6.0)
     with fake_engine(max_chars=60):
         the_manifest = load_manifest(manifest_path)

@@ -11,7 +11,8 @@ import pytest
 from tasks.engines.base import EngineInfo
 from tasks.errors import ManifestError
 from tasks.manifest import Manifest, validate_manifest
-from tasks.plan import BookPlan, SynthJob, plan_chapters, read_chapters
+from tasks.plan import BookPlan, SynthJob, plan_chapters
+from tasks.source import read_chapters
 from tasks.text import Lexicon, book_lexicon, load_lexicon_file
 
 INFO = EngineInfo(name="fake", version="test", max_chars=120, sample_rate_hz=22050, supports_prompts=False)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tasks.encode import read_m4b_chapters
 from tasks.engines import reset_engines
 from tests.conftest import write_manifest
+from tests.media_probe import read_m4b_chapters
 
 pytest.importorskip("torch")
 pytest.importorskip("tortoise")

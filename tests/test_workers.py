@@ -119,7 +119,7 @@ def test_workers_with_their_own_cache_folder_render_a_complete_book(
     from prefect_dask import DaskTaskRunner
 
     from flows.render import render_book
-    from tasks.encode import read_m4b_chapters
+    from tests.media_probe import read_m4b_chapters
 
     monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))  # the workers report to it too
     monkeypatch.setenv("AUDIOBOOK_FAKE_DELAY_S", "0.05")  # so both workers get batches

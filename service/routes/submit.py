@@ -109,7 +109,7 @@ async def submit(request: Request, context: Context, name: str | None = None,
         raise Refusal(400, "give the book's name: POST /manifests?name=NAME")
     target = config.manifests_dir.absolute() / f"{name}.yaml"
     manifest = validate_manifest(parse_yaml(body, target), target)
-    from tasks.plan import check_sources_exist
+    from tasks.source import check_sources_exist
 
     check_sources_exist(manifest)
     return await run_in_threadpool(store_manifest, context, name, target, body, manifest, overwrite)
@@ -181,7 +181,8 @@ def check_staged(context: ServiceContext, staged: StagedBook, staging: Path) -> 
     if len(staged.manifest_yaml) > config.max_upload_bytes:
         raise Refusal(413, f"field 'manifest': over the {config.max_upload_bytes} byte limit")
     manifest = validate_manifest(parse_yaml(staged.manifest_yaml, target), target)
-    from tasks.plan import check_sources_exist, make_plan
+    from tasks.plan import make_plan
+    from tasks.source import check_sources_exist
 
     check_sources_exist(manifest)
     if config.validate_plan:

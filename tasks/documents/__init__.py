@@ -7,8 +7,8 @@
 Modules: `model` (Document, ChapterText, Skipped, Metadata, ReadOptions), `files` (safe reading),
 `plain` (.txt), `markdown` (.md), `epub` (.epub; its package in `epub_package`), `html_reader`
 (.html/.htm/.xhtml), `docx_reader` (.docx). EPUB and HTML content share `xhtml` (content -> blocks)
-and `assemble` (blocks + table of contents -> chapters); `xmlsafe` parses XML and zips safely. Paragraphs come out markup-free but not yet
-normalised (tasks.text does that). Every problem the user can fix is a SourceError naming the file
+and `assemble` (blocks + table of contents -> chapters); `xmlsafe` parses XML, zips and (X)HTML pages
+(their encoding too) safely. Paragraphs come out markup-free but not yet normalised (tasks.text does that). Every problem the user can fix is a SourceError naming the file
 and the fix. Chapters without text are dropped with a warning; every other chapter keeps its title.
 """
 

@@ -18,8 +18,8 @@ from tasks.documents.assemble import Node, assemble
 from tasks.documents.epub_package import FIX, NavEntry, Package, read_package, resolve
 from tasks.documents.files import MAX_EPUB_BYTES, _check_file
 from tasks.documents.model import OPENING, Document, ReadOptions, Skipped, finish_document, skip
-from tasks.documents.xhtml import PUBLISHER, Block, Page, parse_document, walk
-from tasks.documents.xmlsafe import open_zip, read_member
+from tasks.documents.xhtml import PUBLISHER, Block, Page, walk
+from tasks.documents.xmlsafe import open_zip, parse_document, read_member
 from tasks.errors import SourceError
 
 # guide / landmarks types -> what a whole document is, when its own markup does not say

@@ -15,7 +15,8 @@ from pathlib import Path
 from tasks.documents.assemble import assemble, heading_nodes
 from tasks.documents.files import MAX_TEXT_BYTES, _check_file
 from tasks.documents.model import Document, Metadata, ReadOptions, finish_document
-from tasks.documents.xhtml import Block, clean_title, page_encoding, parse_document, walk
+from tasks.documents.xhtml import Block, clean_title, walk
+from tasks.documents.xmlsafe import page_encoding, parse_document
 from tasks.errors import SourceError
 
 _PG_TITLE = re.compile(r"^The Project Gutenberg e?Book of (.+?),? by (.+)$", re.I)

@@ -6,7 +6,8 @@
 Paragraphs are separated by blank lines; hard-wrapped lines are joined. A Project Gutenberg text
 loses its header, footer and licence (tasks.documents.gutenberg); the "Produced by" lines, a stray
 "cover" line, the title block ("Title" / "by Author") and an edition note before the first heading
-go too, and so does a Contents list anywhere (its entries are not chapters). Chapter headings are
+go too, and so does a Contents list anywhere (its entries are not chapters; what a paragraph is:
+tasks.documents.plain_blocks). Chapter headings are
 found by tasks.documents.headings; `BOOK ONE` / `PART II` headings are folded into the titles of the
 chapters under them through ReadOptions.part_titles. `[Illustration: ...]` markers are dropped (or
 read as their caption with ReadOptions.image_alt), `_italic_` and `*emphasis*` marks removed.
@@ -26,16 +27,20 @@ from tasks.documents.gutenberg import split_gutenberg
 from tasks.documents.headings import Heading, classify_heading, heading_key, tidy_title
 from tasks.documents.model import OPENING as _OPENING
 from tasks.documents.model import Document, Metadata, ReadOptions, Skipped, finish_document, skip
+from tasks.documents.plain_blocks import (
+    CONTENTS_RE,
+    contents_end,
+    heading_line,
+    index_follows,
+    is_table,
+    title_block,
+    title_line,
+)
 
 _BLANK_LINE_RE = re.compile(r"\n[ \t\f\v]*\n")
-_CONTENTS_RE = re.compile(
-    r"^(?:(?:table[ \t]+of[ \t]+)?contents|list[ \t]+of[ \t]+(?:illustrations|plates|figures|maps)|illustrations)\.?$",
-    re.IGNORECASE,
-)
 _INDEX_RE = re.compile(r"^index\.?$", re.IGNORECASE)
 _NOTE_DEF_RE = re.compile(r"^\[(\d{1,3}|[A-Z]|\*)\][ \t]+(?=\S)")  # " [1] Proc. Royal Irish Academy, ..."
 _YEAR_RE = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")
-_PUBLISHER_RE = re.compile(r"^(?:copyright|published|printed|all rights reserved|first published)\b", re.IGNORECASE)
 _PRODUCED_RE = re.compile(
     r"^(?:produced[ \t]+by|this[ \t]+e-?(?:text|book)[ \t]+was[ \t]+(?:produced|prepared|created)"
     r"|e-?(?:text|book)[ \t]+(?:prepared|produced)[ \t]+by|transcribed[ \t]+(?:from|by)"
@@ -54,8 +59,6 @@ _EDITION_RE = re.compile(
 _UNDERSCORE_RE = re.compile(r"(?<![\w_])_(?=[^\s_])([^_]{1,500}?)(?<=[^\s_])_(?![\w_])", re.DOTALL)
 _STAR_RE = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*]{1,500}?)(?<=[^\s*])\*(?![\w*])", re.DOTALL)
 _BREAK_RE = re.compile(r"^[\s*\-_~=#.\u2022\u00b7]{3,}$")  # "* * *", "-----": a scene break
-_SMALL_WORDS = frozenset("a an the and but or nor for of in on at to by with from as into vs".split())
-_MAX_CONTENTS_ENTRY = 100
 
 
 def paragraphs_from_text(text: str) -> tuple[str, ...]:
@@ -88,7 +91,7 @@ def _blocks(text: str) -> tuple[list[list[str]], list[bool]]:
         if not stripped:
             close()
             continue
-        if current and _heading_line(stripped) and (len(current[-1]) <= 60 or current[-1][-1:] in ".!?"):
+        if current and heading_line(stripped) and (len(current[-1]) <= 60 or current[-1][-1:] in ".!?"):
             close()
         current.append(stripped)
         indent = indent and line[:1] in (" ", "\t")
@@ -96,30 +99,8 @@ def _blocks(text: str) -> tuple[list[list[str]], list[bool]]:
     return blocks, indented
 
 
-def _heading_line(line: str) -> bool:
-    """A line that is a numbered chapter or part heading by itself ("CHAPTER I", "Chapter 12: The Storm")."""
-    if not re.match(r"^(?:CHAPTER|Chapter|BOOK|Book|PART|Part|STAVE|Stave)[ \t]", line):
-        return False
-    heading = classify_heading([line], alone=True)
-    return heading is not None and heading.kind in ("chapter", "part") and (heading.numbered or heading.kind == "part")
-
-
 def _words(lines: list[str] | str) -> int:
     return len((lines if isinstance(lines, str) else " ".join(lines)).split())
-
-
-def _entry_like(line: str) -> bool:
-    """A line that could be a Contents entry: short, and a heading, numbered, paged or Title Cased."""
-    if len(line) > _MAX_CONTENTS_ENTRY:
-        return False
-    if classify_heading([line], alone=True) or re.match(r"^(?:[ivxlcdm]+|\d+)[.):]\s+\S", line, re.I) or re.match(
-        r"^(?:[IVXLCDM]+|\d+)\s+[A-Z]{2}", line
-    ):  # "I. Title", "12 THE TITLE"; not "I walked"
-        return True
-    if re.search(r"\d+$", line) or not any(c.islower() for c in line):
-        return True
-    words = [w for w in re.findall(r"[^\W\d_][\w'\u2019-]*", line) if w.lower() not in _SMALL_WORDS]
-    return bool(words) and sum(w[0].isupper() for w in words) >= 0.6 * len(words)
 
 
 @dataclass
@@ -210,45 +191,6 @@ class _Reader:
             self.body.append(text)
 
 
-def _short(block: list[str]) -> bool:
-    return len(block) <= 4 and all(len(line) <= 70 for line in block) and classify_heading(block) is None
-
-
-def _caps(block: list[str]) -> bool:
-    """A title-page block: short lines without lower-case letters (honours, publisher, printer), or
-    a copyright / "Published" line, or an italic note (`_WITH ELEVEN PLATES_`)."""
-    text = " ".join(block)
-    if len(block) > 8 or any(len(line) > 70 for line in block) or classify_heading(block) is not None or any(
-        _CONTENTS_RE.match(line) or _heading_line(line) for line in block
-    ):
-        return False
-    return (not any(c.islower() for c in text) or bool(_PUBLISHER_RE.match(text))
-            or (text.startswith("_") and text.endswith("_")))
-
-
-def _by_line(line: str) -> bool:
-    return line.lower() == "by" or line.lower().startswith("by ")
-
-
-def _title_block(blocks: list[list[str]], i: int, title_keys: frozenset[str], loose: bool) -> int:
-    """If blocks[i] starts the book's title block ("Title" / "[Subtitle]" / "by Author" / honours /
-    publisher, place and year / printer), how many blocks it spans; else 0. It starts with the
-    known title, or (`loose`, in a PG text) it is a run of short paragraphs with a "by ..." line."""
-    titled = bool(title_keys) and heading_key(blocks[i][0]) in title_keys
-    if not titled and not (loose and _short(blocks[i])):
-        return 0
-    for j in range(i, min(i + 5, len(blocks))):
-        block = blocks[j]
-        if j > i and not (_short(block) or _caps(block)):
-            break
-        if any(_by_line(line) for line in block[1 if j == i else 0 :]):
-            end = j + 1
-            while end < len(blocks) and end < j + 8 and _caps(blocks[end]):
-                end += 1  # honours, "_WITH ELEVEN PLATES_", publisher and year, printer
-            return end - i
-    return 1 if titled else 0
-
-
 def _read_blocks(blocks: list[list[str]], indented: list[bool], reader: _Reader) -> None:
     """The body of a text, paragraph by paragraph."""
     headings = [classify_heading(b) for b in blocks]
@@ -291,7 +233,7 @@ def _read_blocks(blocks: list[list[str]], indented: list[bool], reader: _Reader)
             ):
                 i += 1
                 continue
-            span = _title_block(blocks, i, reader.title_keys, reader.gutenberg)
+            span = title_block(blocks, i, reader.title_keys, reader.gutenberg)
             if span and reader.skip(
                 "title block", "the title and author are announced from the manifest",
                 [line for b in blocks[i : i + span] for line in b], "titlepage", kind="title page",
@@ -303,8 +245,8 @@ def _read_blocks(blocks: list[list[str]], indented: list[bool], reader: _Reader)
             ):
                 i += 1
                 continue
-        if _CONTENTS_RE.match(first):
-            end = _contents_end(blocks, headings, indented, i, reader.title_keys)
+        if CONTENTS_RE.match(first):
+            end = contents_end(blocks, headings, indented, i, reader.title_keys)
             lines = [line for b in blocks[i:end] for line in b]
             if not reader.skip("Contents list", f"a table of contents ({len(lines) - 1} entries)", lines, "toc",
                                kind="contents"):
@@ -312,7 +254,7 @@ def _read_blocks(blocks: list[list[str]], indented: list[bool], reader: _Reader)
                     reader.paragraph(kept)
             i = end
             continue
-        if _INDEX_RE.match(first) and len(block) == 1 and _index_follows(blocks, i):
+        if _INDEX_RE.match(first) and len(block) == 1 and index_follows(blocks, i):
             lines = [line for b in blocks[i:] for line in b]
             if reader.skip("Index", "the book's index", lines, "toc", kind="index"):
                 break
@@ -324,12 +266,12 @@ def _read_blocks(blocks: list[list[str]], indented: list[bool], reader: _Reader)
             front = False
             reader.start(heading)
             rest = block[heading.lines :]
-            if not heading.has_title and not rest and i + 1 < len(blocks) and _title_line(blocks[i + 1], headings[i + 1]):
+            if not heading.has_title and not rest and i + 1 < len(blocks) and title_line(blocks[i + 1], headings[i + 1]):
                 nxt = blocks[i + 1][0]
                 # "CHAPTER I" / blank / "THE TITLE": a title line in capitals standing alone; a second
                 # one ("THE SECOND TALE" / "THE RIVER'S SONG") joins it as a sentence of its own
-                second = i + 2 < len(blocks) and _title_line(blocks[i + 2], headings[i + 2], second=True) and (
-                    i + 3 >= len(blocks) or not _title_line(blocks[i + 3], headings[i + 3]))
+                second = i + 2 < len(blocks) and title_line(blocks[i + 2], headings[i + 2], second=True) and (
+                    i + 3 >= len(blocks) or not title_line(blocks[i + 3], headings[i + 3]))
                 parts = [nxt] + ([blocks[i + 2][0]] if second else [])
                 title = ". ".join(p.rstrip(".") for p in parts)  # two title lines: two sentences
                 retitled = classify_heading([block[0], title])
@@ -346,9 +288,9 @@ def _read_blocks(blocks: list[list[str]], indented: list[bool], reader: _Reader)
         if _BREAK_RE.match(" ".join(block)):
             i += 1
             continue
-        if _table(blocks, i):
+        if is_table(blocks, i):
             end = i + 1
-            while end < len(blocks) and _table(blocks, end):
+            while end < len(blocks) and is_table(blocks, end):
                 end += 1
             reader.skip("a table", "tables are not read aloud", [line for b in blocks[i:end] for line in b], kind="table")
             i = end
@@ -357,37 +299,6 @@ def _read_blocks(blocks: list[list[str]], indented: list[bool], reader: _Reader)
         front = False
         i += 1
     reader.close()
-
-
-def _table(blocks: list[list[str]], i: int) -> bool:
-    """A text table: most lines of the paragraph are cells between "|" marks or "---+---" rules."""
-    lines = blocks[i]
-    cells = sum(line.count("|") >= 2 or bool(re.match(r"^[-+=|: ]{5,}$", line)) for line in lines)
-    return cells >= 2 and cells >= 0.6 * len(lines)
-
-
-def _title_line(block: list[str], heading: Heading | None, *, second: bool = False) -> bool:
-    """A chapter's title standing alone under its number: one line in capitals (or a named heading
-    such as "INTRODUCTION")."""
-    if len(block) != 1 or len(block[0]) > (60 if second else 80):
-        return False
-    line = block[0]
-    if heading is not None and (heading.kind != "chapter" or heading.numbered):
-        return False
-    if _CONTENTS_RE.match(line) or not any(c.isalpha() for c in line):
-        return False
-    if not any(c.islower() for c in line):
-        return True
-    # "The Man Who Came Back": a title in title case, a few words with no sentence punctuation inside
-    found = [w for w in re.findall(r"[^\W\d_][\w'\u2019-]*", line) if w.lower() not in _SMALL_WORDS]
-    return (2 <= len(line.split()) <= 12 and line[-1] not in "!?,;:\"'\u201d\u2019" and not re.search(r"[.!?;] ", line)
-            and bool(found) and sum(w[0].isupper() for w in found) >= 0.75 * len(found) and found[0][0].isupper())
-
-
-def _index_follows(blocks: list[list[str]], i: int) -> bool:
-    """After an "INDEX" line: entries with page numbers, most of them."""
-    lines = [line for b in blocks[i + 1 : i + 30] for line in b]
-    return len(lines) >= 5 and sum(bool(re.search(r"\d", line)) for line in lines) >= 0.5 * len(lines)
 
 
 def _retitle(reader: _Reader, heading: Heading) -> None:
@@ -400,36 +311,6 @@ def _retitle(reader: _Reader, heading: Heading) -> None:
             reader.options.part_titles.format(part=reader.part, chapter=heading.title)
             if reader.part is not None else heading.title
         )
-
-
-def _contents_end(blocks: list[list[str]], headings: list[Heading | None], indented: list[bool], i: int,
-                  title_keys: frozenset[str] = frozenset()) -> int:
-    """The index of the first paragraph after the Contents list that starts at blocks[i].
-
-    The list ends at a paragraph that is neither made of entry-like lines nor indented (entries'
-    descriptions are indented, prose is not), at the book's title repeated, or at a heading that
-    repeats an entry ("I. A SCANDAL IN BOHEMIA" after "I. A Scandal in Bohemia"), or at a heading
-    followed by prose."""
-    keys: set[str] = set()
-    for line in blocks[i][1:]:
-        keys.add(heading_key(line))
-    j = i + 1
-    while j < len(blocks):
-        block, heading = blocks[j], headings[j]
-        if heading is not None and keys:
-            whole, first = heading_key(" ".join(block)), heading_key(block[0])
-            if whole in keys or first in keys or any(k.startswith(first + " ") for k in keys):
-                return j
-            nxt = blocks[j + 1] if j + 1 < len(blocks) else None
-            if nxt is None or not (all(_entry_like(line) for line in nxt) or indented[j + 1]):
-                return j
-        if not indented[j] and len(block) == 1 and heading_key(block[0]) in title_keys:
-            return j
-        if not (all(_entry_like(line) for line in block) or indented[j]):
-            return j
-        keys.update(heading_key(line) for line in block)
-        j += 1
-    return j
 
 
 _DROPS = {  # kind -> (what, reason) of the spans left out of paragraphs, counted per chapter

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from tasks.documents.brackets import bracket_markup
-from tasks.documents.xmlsafe import parse_content_xml, strip_internal_subset
 
 LINE = "\ue000"  # a line break inside a heading (<br/>): "CHAPTER III" / "WHERE THE CLIMATES MEET"
 
@@ -91,71 +90,6 @@ class Page:
     title: str = ""
     language: str | None = None
     meta: dict[str, str] = field(default_factory=dict)
-
-
-_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I)
-_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9_.:-]{1,40})""")
-
-
-def page_encoding(data: bytes) -> tuple[str, str]:
-    """(codec, what to report) for a page: a byte-order mark, else its declared encoding (<meta
-    charset>, <meta http-equiv="Content-Type" content="...; charset=...">, the XML declaration; a
-    declared ISO-8859-1 with bytes in 0x80-0x9F is Windows-1252, as browsers read it), else UTF-8
-    when it decodes as UTF-8, else charset-normalizer's guess (Windows-1252 when it has none)."""
-    from tasks.documents.files import codec, detect
-
-    if data.startswith(b"\xef\xbb\xbf"):
-        return "utf-8", "utf-8 (with byte-order mark)"
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16", "utf-16 (with byte-order mark)"
-    for pattern in (_META_CHARSET, _XML_ENCODING):
-        m = pattern.search(data[:4096])
-        if m:
-            label = m.group(1).decode("ascii", "replace").lower()
-            name = codec(label)
-            if name is None:
-                continue
-            if name in ("latin_1", "iso8859-1") and re.search(rb"[\x80-\x9f]", data):
-                return "cp1252", "windows-1252 (declared iso-8859-1)"
-            return label, f"{label} (declared)"
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        guess = detect(data) or "cp1252"
-        return guess, f"{ {'cp1252': 'windows-1252', 'latin_1': 'iso-8859-1'}.get(guess, guess)} (detected)"
-    return "utf-8", "utf-8"
-
-
-def sniff_encoding(data: bytes) -> str:
-    """The codec to decode a page with (see page_encoding)."""
-    return page_encoding(data)[0]
-
-
-def parse_document(data: bytes, *, xml_first: bool, encoding: str | None = None) -> etree._Element:
-    """XHTML as XML (never expanding entities); HTML, or XHTML that is not well-formed, with lxml's
-    forgiving HTML parser (in `encoding` when given)."""
-    if xml_first:
-        root = parse_content_xml(data)
-        if root is not None:
-            return root
-    import lxml.html
-
-    parser = lxml.html.HTMLParser(
-        no_network=True, remove_comments=True, remove_pis=True, encoding=encoding or sniff_encoding(data)
-    )
-    return lxml.html.document_fromstring(drop_unknown_entities(strip_internal_subset(data)) or b"<html></html>",
-                                         parser=parser)
-
-
-_ENTITY_REF = re.compile(rb"&([A-Za-z][A-Za-z0-9]{0,31});")
-
-
-def drop_unknown_entities(data: bytes) -> bytes:
-    """`data` less its references to entities HTML does not define (`&xxe;`, declared in a DOCTYPE that
-    was removed): the HTML parser would keep them as text and the voice would read them out."""
-    from html.entities import html5
-
-    return _ENTITY_REF.sub(lambda m: m[0] if m[1].decode() + ";" in html5 else b"", data)
 
 
 def _local(tag: object) -> str:
