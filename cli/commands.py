@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flows.prefect_server import configure_prefect_environment
+from flows.prefect_server import configure_prefect_environment, local_api_url
 from tasks import paths, settings
 from tasks.errors import UserError
 from tasks.report import REPORT_NAME
@@ -178,10 +178,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     configure_prefect_environment(probe=False)
+    start_prefect = not os.environ.get("PREFECT_API_URL")
+    if start_prefect:  # before Prefect is imported: it reads its settings once
+        os.environ["PREFECT_API_URL"] = local_api_url(args.prefect_port)
     from service.serve import serve
 
     serve(host=args.host, port=args.port, prefect_port=args.prefect_port, cron=args.cron, timezone=args.timezone,
-          concurrent_books=args.concurrent_books, engine_workers=args.engine_workers)
+          concurrent_books=args.concurrent_books, engine_workers=args.engine_workers, start_prefect=start_prefect)
     return 0
 
 

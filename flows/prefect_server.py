@@ -62,24 +62,43 @@ def wait_healthy(api_url: str, timeout_s: float, process: subprocess.Popen[bytes
     )
 
 
+def _check_settings_name(api_url: str) -> None:
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url != api_url:
+        raise DependencyError(
+            f"Prefect was imported before PREFECT_API_URL named the server started at {api_url}",
+            fix="set PREFECT_API_URL before anything imports prefect (cli.commands.cmd_serve does)",
+        )
+
+
+def local_api_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/api"
+
+
 @contextlib.contextmanager
-def prefect_server(port: int, *, timeout_s: float = 120) -> Iterator[str]:
-    """Use PREFECT_API_URL when set; else start `prefect server start` on 127.0.0.1:`port`."""
-    if url := os.environ.get("PREFECT_API_URL"):
+def prefect_server(port: int, *, start: bool, timeout_s: float = 120) -> Iterator[str]:
+    """`start`: run `prefect server start` on 127.0.0.1:`port` for the life of the block; else wait for
+    the server PREFECT_API_URL names. Either way PREFECT_API_URL must already name it when Prefect is
+    imported (Prefect reads its settings once): a client that finds no URL starts a second, private
+    server on the same database."""
+    if not start:
+        url = os.environ["PREFECT_API_URL"]
         wait_healthy(url, timeout_s)
         yield url
         return
-    api_url = f"http://127.0.0.1:{port}/api"
+    api_url = local_api_url(port)
+    _check_settings_name(api_url)
     home = Path(os.environ["PREFECT_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "server.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PREFECT_UI_API_URL": api_url},
+        stdout=log, stderr=subprocess.STDOUT,
+        env={**{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}, "PREFECT_UI_API_URL": api_url},
     )
     try:
         wait_healthy(api_url, timeout_s, process)
-        os.environ["PREFECT_API_URL"] = api_url
         yield api_url
     finally:
         process.terminate()

@@ -91,12 +91,14 @@ def resident_workers(count: int) -> Iterator[str | None]:
 
 
 def serve(*, host: str, port: int, prefect_port: int, cron: str, timezone: str, concurrent_books: int = 1,
-          engine_workers: int = 1) -> None:
+          engine_workers: int = 1, start_prefect: bool = True) -> None:
+    """`start_prefect`: run a Prefect server for the service's life; PREFECT_API_URL must already name
+    it (cli.commands.cmd_serve sets it before Prefect is imported). Else use the server it names."""
     from service import PrefectRunBackend, ServiceConfig
 
     check_exposure(host, ServiceConfig.from_env().token)  # before anything starts
     os.chdir(paths.project_root())  # deployments name their flows by paths relative to the checkout
-    with prefect_server(prefect_port) as api_url, resident_workers(engine_workers) as cluster:
+    with prefect_server(prefect_port, start=start_prefect) as api_url, resident_workers(engine_workers) as cluster:
         from prefect import serve as prefect_serve
 
         ui_url = api_url.removesuffix("/api")

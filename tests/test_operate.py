@@ -145,7 +145,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def served(workdirs: dict[str, Path], tmp_path: Path) -> Iterator[dict[str, str]]:
     server = Serve(workdirs, tmp_path, AUDIOBOOK_FAKE_DELAY_S="0.15").start()
     try:
-        yield {"http": server.http, "api": server.api, "log": str(server.log_path)}
+        assert server.proc is not None
+        yield {"http": server.http, "api": server.api, "log": str(server.log_path), "pid": str(server.proc.pid)}
     finally:
         server.kill(signal.SIGTERM)
 
@@ -169,6 +170,12 @@ with get_client(sync_client=True) as client:
     assert found.returncode == 0, found.stderr
     deployments = json.loads(found.stdout.strip().splitlines()[-1])
     assert deployments == {"render-book/render-book": [], "nightly/nightly": ["0 3 * * *"]}
+    # One Prefect API: the server serve started. A client in serve that had not seen PREFECT_API_URL
+    # when Prefect was imported would start a private one on the same database (a uvicorn child).
+    import psutil
+
+    children = [" ".join(c.cmdline()) for c in psutil.Process(int(served["pid"])).children(recursive=True)]
+    assert sum("prefect.server.api.server" in c or "prefect server start" in c for c in children) == 1, children
 
     manifest = write_manifest(tmp_path, BOOK.format(engine="piper", voice="joe"), name="served.yaml")
     submitted = subprocess.run(
