@@ -3,23 +3,16 @@ a file's playing time, and its loudness as ffmpeg measures it (independent of ta
 
 from __future__ import annotations
 
+import os
 import re
 import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import mutagen
 from mutagen.mp4 import MP4, Atoms
 
-from tasks.encode import ffmpeg_exe
-
-
-def _ffmpeg_stderr(args: list[str]) -> str:
-    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-y", *args],
-                          capture_output=True, text=True, errors="replace", check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stderr
+from tasks.encode import _run_ffmpeg
 
 
 def read_m4b_chapters(path: Path) -> list[tuple[str, float]]:
@@ -88,7 +81,7 @@ def measure_file_loudness(path: Path) -> dict[str, float]:
     Runs `astats` and `ebur128=peak=sample` in one pass and returns `lufs` (integrated, BS.1770),
     `rms_dbfs` and `peak_dbfs` (astats, overall) and `sample_peak_dbfs` (ebur128).
     """
-    stderr = _ffmpeg_stderr(
+    stderr = _run_ffmpeg(
         [
             "-loglevel",
             "info",
@@ -103,6 +96,8 @@ def measure_file_loudness(path: Path) -> dict[str, float]:
             "null",
             "-",
         ],
+        what=f"measure {Path(path).name}",
+        output=Path(os.devnull),
     )
 
     def num(text: str) -> float:
